@@ -1,0 +1,1 @@
+"""Keras -> quantized TFLite conversion (needs TensorFlow: pip install '.[train]')."""

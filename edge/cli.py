@@ -1,0 +1,108 @@
+"""The ``djsmile`` command and its subcommands.
+
+Each subcommand lives in the module that does its job; that module offers
+``add_arguments(parser)`` and ``main(args) -> int``. The module is imported
+only when its subcommand runs (``--help`` included), so ``djsmile run`` never
+imports TensorFlow, and ``djsmile train`` without TensorFlow says how to get it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from . import __version__
+from .errors import DjsmileError, MissingDependencyError, EX_SOFTWARE
+
+log = logging.getLogger("djsmile")
+
+#: subcommand -> (module, one-line help)
+SUBCOMMANDS = {
+    "run": ("edge.service", "run the smile detector (camera -> faces -> model -> trigger -> actions)"),
+    "train": ("training.train", "train the smile CNN on class-folder datasets (needs TensorFlow)"),
+    "convert": ("convert.tflite", "convert a trained Keras model to int8 / float32 TFLite (needs TensorFlow)"),
+    "eval": ("training.evaluate", "measure a model's accuracy on a smile/ no_smile folder"),
+    "bench": ("edge.bench", "time the detector's stages on this machine"),
+    "joke": ("edge.jokes", "print (and --say) a dad joke"),
+    "config": ("edge.config_cmd", "print the default config or check a config file"),
+}
+
+TRAIN_HINT = "TensorFlow is not installed: pip install '.[train]'"
+
+
+def setup_logging(level: str = "INFO") -> None:
+    """Plain lines to stderr (journald adds timestamps)."""
+    root = logging.getLogger()
+    for h in list(root.handlers):
+        root.removeHandler(h)
+    h = logging.StreamHandler(sys.stderr)
+    h.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root.addHandler(h)
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+
+
+def common_parent() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--config", metavar="FILE", help="TOML config file (see 'djsmile config --default')")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                   type=str.upper, help="log detail on stderr (default: INFO)")
+    return p
+
+
+def _import_for(name: str):
+    modname = SUBCOMMANDS[name][0]
+    try:
+        return importlib.import_module(modname)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.split(".")[0] in ("tensorflow", "keras"):
+            raise MissingDependencyError(TRAIN_HINT) from None
+        raise
+
+
+def build_parser(argv=None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="djsmile", description="A Raspberry Pi smile detector that answers smiles with dad jokes.")
+    parser.add_argument("--version", action="version", version=f"djsmile {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parent = common_parent()
+    # Only the chosen subcommand's module is imported (so e.g. 'run' never pulls TensorFlow).
+    argv = sys.argv[1:] if argv is None else argv
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (modname, help_) in SUBCOMMANDS.items():
+        sp = sub.add_parser(name, help=help_, description=help_, parents=[parent])
+        if name == chosen:
+            mod = _import_for(name)
+            mod.add_arguments(sp)
+            sp.set_defaults(_main=mod.main)
+    return parser
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        parser = build_parser(argv)
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return 64
+        setup_logging(args.log_level)
+        return int(args._main(args) or 0)
+    except DjsmileError as e:
+        if not logging.getLogger().handlers:
+            setup_logging("INFO")
+        log.error("%s", e)
+        return e.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+def load_config(args):
+    """The config from ``--config`` (or defaults). Subcommands apply their own flag overrides."""
+    from . import config
+    return config.load(getattr(args, "config", None))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,295 @@
+"""Typed configuration: sections, defaults with descriptions, TOML load, validation.
+
+Every key has a default and a one-line description (``djsmile config
+--default`` prints them as a commented TOML file). Loading a file checks every
+key: an unknown key, a wrong type or an out-of-range value raises
+:class:`~edge.errors.ConfigError` (exit code 78) naming the key, the bad value
+and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib  # type: ignore
+
+from .errors import ConfigError
+
+
+def opt(default, help, *, choices=None, min=None, max=None):
+    """A config key: its default, a one-line description, and what is allowed."""
+    return field(default=default, metadata={"help": help, "choices": choices,
+                                            "min": min, "max": max})
+
+
+@dataclass
+class CameraConfig:
+    """Where frames come from."""
+    source: str = opt("", "frame source: '' = Pi camera, else webcam 0; or a webcam index, a video file, an image folder")
+    width: int = opt(640, "analysis frame width in pixels (Pi: the lores stream)", min=64, max=4096)
+    height: int = opt(480, "analysis frame height in pixels", min=48, max=4096)
+    still_width: int = opt(0, "still photo width on the Pi (0 = the sensor's full resolution)", min=0, max=16384)
+    still_height: int = opt(0, "still photo height on the Pi (0 = the sensor's full resolution)", min=0, max=16384)
+    fps: float = opt(30.0, "camera frame rate; for an image folder, the nominal rate that sets stream time", min=0.1, max=240.0)
+    realtime: bool = opt(False, "play a file source at its own frame rate instead of as fast as possible")
+
+
+@dataclass
+class DetectorConfig:
+    """OpenCV Haar face detection on a small gray frame."""
+    cascade: str = opt("", "Haar cascade XML ('' = OpenCV's frontal face default, then /usr/share/opencv4/haarcascades)")
+    detect_width: int = opt(320, "frames are shrunk to this width before detection (0 = no shrinking)", min=0, max=4096)
+    scale_factor: float = opt(1.15, "Haar scale step between pyramid levels", min=1.01, max=2.0)
+    min_neighbors: int = opt(5, "Haar minimum neighbours (higher = fewer, surer faces)", min=0, max=50)
+    min_face_fraction: float = opt(0.15, "smallest face to find, as a fraction of the frame height", min=0.0, max=1.0)
+    full_every: int = opt(5, "run a full-frame detection every N frames; between them search near the last faces (1 = always full)", min=1, max=1000)
+    track_margin: float = opt(0.5, "when tracking, search a region this fraction of the face size around the last box", min=0.0, max=3.0)
+
+
+@dataclass
+class ModelConfig:
+    """The smile classifier."""
+    path: str = opt("", "TFLite model file ('' = the shipped models/smile_int8.tflite)")
+    num_threads: int = opt(1, "interpreter threads", min=1, max=64)
+
+
+@dataclass
+class TriggerConfig:
+    """When a smile fires the actions."""
+    sensitivity: str = opt("normal", "smile shutter preset mapped to thresholds", choices=("slight", "normal", "big"))
+    on_threshold: float = opt(0.0, "smoothed p_smile at or above which a face counts as smiling (0 = from sensitivity)", min=0.0, max=1.0)
+    off_threshold: float = opt(0.0, "smoothed p_smile below which a smiling face stops smiling (0 = from sensitivity)", min=0.0, max=1.0)
+    smoothing: float = opt(0.6, "weight of the newest p_smile in the per-face moving average (1 = no smoothing)", min=0.01, max=1.0)
+    hold_frames: int = opt(3, "frames a smile must hold before firing", min=1, max=1000)
+    cooldown_s: float = opt(5.0, "seconds (stream time) after a shot before the next one", min=0.0, max=86400.0)
+    policy: str = opt("largest", "which faces must smile", choices=("largest", "any", "all"))
+    match_iou: float = opt(0.3, "box overlap (IoU) that matches a face to the same face in the last frame", min=0.0, max=1.0)
+    forget_frames: int = opt(5, "frames a face may go unseen before it is forgotten", min=0, max=1000)
+
+
+@dataclass
+class GpioConfig:
+    """LED, shutter output and joke button (BCM pin numbers)."""
+    pin_factory: str = opt("", "gpiozero pin factory ('' = automatic, 'mock' = simulated pins)")
+    led_enabled: bool = opt(True, "light an LED on a smile")
+    led_pin: int = opt(17, "LED pin (BCM)", min=0, max=27)
+    led_mode: str = opt("hold", "LED behaviour: lit while the smile holds, or one blink per shot", choices=("hold", "blink"))
+    led_blink_s: float = opt(0.5, "LED blink length in seconds (led_mode = 'blink')", min=0.01, max=60.0)
+    shutter_enabled: bool = opt(True, "pulse a shutter pin for an external camera on a shot")
+    shutter_pin: int = opt(27, "shutter output pin (BCM)", min=0, max=27)
+    shutter_active_high: bool = opt(True, "shutter pulse is high (true) or low (false)")
+    shutter_pulse_ms: int = opt(100, "shutter pulse length in milliseconds", min=1, max=10000)
+    button_enabled: bool = opt(True, "a button that asks for a joke")
+    button_pin: int = opt(22, "joke button pin (BCM), wired to ground", min=0, max=27)
+    button_pull_up: bool = opt(True, "use the internal pull-up (button between pin and GND)")
+    button_bounce_ms: int = opt(50, "button debounce time in milliseconds", min=0, max=2000)
+    button_long_press_s: float = opt(1.0, "holding the button this long repeats the last joke", min=0.1, max=30.0)
+
+
+@dataclass
+class SpeechConfig:
+    """Text-to-speech."""
+    engine: str = opt("espeak-ng", "speech engine", choices=("espeak-ng", "piper", "none"))
+    voice: str = opt("en-us", "espeak-ng voice")
+    speed: int = opt(160, "espeak-ng speed in words per minute", min=80, max=450)
+    volume: int = opt(100, "espeak-ng amplitude", min=0, max=200)
+    piper_binary: str = opt("piper", "piper executable (engine = 'piper')")
+    piper_model: str = opt("", "piper voice model .onnx (engine = 'piper')")
+    alsa_device: str = opt("", "ALSA device for aplay ('' = default)")
+    timeout_s: float = opt(20.0, "kill a speech engine that runs longer than this", min=1.0, max=600.0)
+    max_chars: int = opt(300, "longest text spoken (longer is cut)", min=10, max=5000)
+
+
+@dataclass
+class JokesConfig:
+    """Where dad jokes come from."""
+    on_smile: bool = opt(True, "tell a joke when a smile fires")
+    api_url: str = opt("https://icanhazdadjoke.com/", "joke API URL ('' = offline: cache and bundled jokes only)")
+    timeout_s: float = opt(2.0, "total time allowed for one API request", min=0.1, max=30.0)
+    cache_size: int = opt(200, "jokes kept in the local cache", min=0, max=100000)
+    no_repeat: int = opt(20, "never repeat one of the last N jokes told", min=0, max=10000)
+    prefetch: int = opt(3, "jokes fetched ahead in the background", min=0, max=100)
+
+
+@dataclass
+class StorageConfig:
+    """Photos, events and caches."""
+    state_dir: str = opt("", "where photos, events.jsonl and the joke cache go ('' = $STATE_DIRECTORY, else ~/.local/share/djsmile)")
+    save_photos: bool = opt(True, "save a JPEG photo (and JSON sidecar) on each shot")
+    jpeg_quality: int = opt(90, "JPEG quality of saved photos", min=1, max=100)
+    max_photos: int = opt(1000, "photos kept; the oldest are deleted first (0 = no count limit)", min=0, max=10000000)
+    max_photos_mb: float = opt(2048.0, "megabytes of photos kept; the oldest are deleted first (0 = no size limit)", min=0.0, max=10000000.0)
+    min_free_mb: float = opt(200.0, "skip photos (with a warning) when free disk space is below this", min=0.0, max=10000000.0)
+
+
+@dataclass
+class WebConfig:
+    """Optional live view in the browser."""
+    enabled: bool = opt(False, "serve the live view")
+    listen: str = opt("127.0.0.1:8080", "HOST:PORT to listen on; any host but localhost needs a token")
+    token: str = opt("", "access token required when listening off localhost")
+    stream_fps: float = opt(10.0, "most MJPEG frames per second sent to viewers", min=0.5, max=60.0)
+    joke_interval_s: float = opt(3.0, "least time between two 'next joke' presses", min=0.0, max=3600.0)
+
+
+@dataclass
+class Config:
+    """The whole configuration."""
+    camera: CameraConfig = field(default_factory=CameraConfig)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    trigger: TriggerConfig = field(default_factory=TriggerConfig)
+    gpio: GpioConfig = field(default_factory=GpioConfig)
+    speech: SpeechConfig = field(default_factory=SpeechConfig)
+    jokes: JokesConfig = field(default_factory=JokesConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+
+    # -- helpers ---------------------------------------------------------
+    def set(self, dotted: str, value) -> None:
+        """Set ``section.key`` to ``value`` with the same checks as a file."""
+        if "." not in dotted:
+            raise ConfigError(f"config key {dotted!r} must be 'section.key'")
+        sec_name, key = dotted.split(".", 1)
+        section = _section(self, sec_name)
+        f = _field(section, sec_name, key)
+        setattr(section, key, _check(f, f"{sec_name}.{key}", value))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def state_dir(self) -> Path:
+        """The state folder: config, then $STATE_DIRECTORY (systemd), then the user's data dir."""
+        return resolve_state_dir(self.storage.state_dir)
+
+
+def resolve_state_dir(value: str = "") -> Path:
+    if value:
+        return Path(value).expanduser()
+    env = os.environ.get("STATE_DIRECTORY")
+    if env:
+        return Path(env.split(":")[0])
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg) if xdg else Path.home() / ".local" / "share"
+    return base / "djsmile"
+
+
+SECTIONS = [f.name for f in fields(Config)]
+
+
+def _section(cfg: Config, name: str):
+    if name not in SECTIONS:
+        raise ConfigError(f"unknown config section [{name}]; allowed: {', '.join(SECTIONS)}")
+    return getattr(cfg, name)
+
+
+def _field(section, sec_name: str, key: str):
+    for f in fields(section):
+        if f.name == key:
+            return f
+    allowed = ", ".join(f.name for f in fields(section))
+    raise ConfigError(f"unknown config key {sec_name}.{key}; allowed in [{sec_name}]: {allowed}")
+
+
+_TYPE_NAMES = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}
+
+
+def _check(f, name: str, value):
+    typ = {"bool": bool, "int": int, "float": float, "str": str}.get(f.type, f.type)
+    meta = f.metadata
+    ok = (isinstance(value, bool) if typ is bool else
+          isinstance(value, int) and not isinstance(value, bool) if typ is int else
+          isinstance(value, (int, float)) and not isinstance(value, bool) if typ is float else
+          isinstance(value, str))
+    if not ok:
+        raise ConfigError(f"config key {name} = {value!r} is not valid: expected {_TYPE_NAMES[typ]}")
+    if typ is float:
+        value = float(value)
+    if meta.get("choices") and value not in meta["choices"]:
+        raise ConfigError(f"config key {name} = {value!r} is not valid: allowed are "
+                          + ", ".join(repr(c) for c in meta["choices"]))
+    lo, hi = meta.get("min"), meta.get("max")
+    if (lo is not None and value < lo) or (hi is not None and value > hi):
+        raise ConfigError(f"config key {name} = {value!r} is out of range: allowed {lo} to {hi}")
+    return value
+
+
+def from_dict(data: dict, base: Config | None = None) -> Config:
+    """Build a Config from a nested dict (as read from TOML), checking every key."""
+    cfg = base if base is not None else Config()
+    if not isinstance(data, dict):
+        raise ConfigError("config must be a table of sections")
+    for sec_name, table in data.items():
+        section = _section(cfg, sec_name)
+        if not isinstance(table, dict):
+            raise ConfigError(f"config [{sec_name}] must be a table of keys, got {table!r}")
+        for key, value in table.items():
+            f = _field(section, sec_name, key)
+            setattr(section, key, _check(f, f"{sec_name}.{key}", value))
+    _cross_check(cfg)
+    return cfg
+
+
+def _cross_check(cfg: Config) -> None:
+    t = cfg.trigger
+    if t.on_threshold and t.off_threshold and t.off_threshold > t.on_threshold:
+        raise ConfigError(f"config key trigger.off_threshold = {t.off_threshold} is not valid: "
+                          f"it must not exceed trigger.on_threshold = {t.on_threshold}")
+
+
+def load(path: str | os.PathLike | None = None) -> Config:
+    """Load and validate a TOML config file (``None``: the defaults)."""
+    if path is None:
+        return Config()
+    p = Path(path)
+    try:
+        raw = p.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {p} not found; create one with 'djsmile config --default > {p}'") from None
+    except OSError as e:
+        raise ConfigError(f"config file {p} cannot be read: {e.strerror}") from None
+    try:
+        data = tomllib.loads(raw.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
+    try:
+        return from_dict(data)
+    except ConfigError as e:
+        raise ConfigError(f"{p}: {e}") from None
+
+
+def _toml_value(v) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v)
+    return repr(v)
+
+
+def default_toml() -> str:
+    """The default configuration as a commented TOML file."""
+    cfg = Config()
+    out = ["# djsmile configuration. Every key is optional: delete a line to use its default.",
+           "# Check a file with: djsmile config --check FILE", ""]
+    for sf in fields(Config):
+        section = getattr(cfg, sf.name)
+        out.append(f"# {type(section).__doc__.strip()}")
+        out.append(f"[{sf.name}]")
+        for f in fields(section):
+            m = f.metadata
+            allowed = ""
+            if m.get("choices"):
+                allowed = " (" + " | ".join(m["choices"]) + ")"
+            elif m.get("min") is not None:
+                allowed = f" ({m['min']} to {m['max']})"
+            out.append(f"# {m['help']}{allowed}")
+            out.append(f"{f.name} = {_toml_value(getattr(section, f.name))}")
+        out.append("")
+    return "\n".join(out)

@@ -1,0 +1,129 @@
+"""``SmileModel``: a TFLite runtime plus the preprocessing metadata that travels with it.
+
+The metadata is a JSON sidecar next to the model (``smile_int8.tflite`` ->
+``smile_int8.json``), written by ``djsmile convert``::
+
+    {"input_size": 48, "color": "gray", "normalize": {"scale": 0.00392, "offset": 0.0},
+     "crop_margin": 0.0, "labels": ["no_smile", "smile"], "smile_index": 1,
+     "output": "sigmoid", "threshold": 0.5}
+
+The device never guesses: without a sidecar the model is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from . import preprocess
+from .errors import ModelError
+from .runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+#: The shipped model, used when ``model.path`` is empty.
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_MODEL = MODELS_DIR / "smile_int8.tflite"
+
+
+def default_model_path() -> Path:
+    return DEFAULT_MODEL
+
+
+def sidecar_path(model_path) -> Path:
+    return Path(model_path).with_suffix(".json")
+
+
+@dataclass
+class ModelMeta:
+    """How the device must prepare a face for the model, and read its answer."""
+    input_size: int = 48
+    color: str = "gray"
+    scale: float = 1.0 / 255.0
+    offset: float = 0.0
+    crop_margin: float = 0.0
+    labels: list = field(default_factory=lambda: ["no_smile", "smile"])
+    smile_index: int = 1
+    output: str = "sigmoid"  # "sigmoid": one p_smile column; "softmax": one column per label
+    threshold: float = 0.5
+    extra: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path) -> "ModelMeta":
+        p = Path(path)
+        try:
+            d = json.loads(p.read_text())
+        except FileNotFoundError:
+            raise ModelError(f"model metadata {p} not found; it is written by 'djsmile convert' next to the .tflite") from None
+        except (OSError, ValueError) as e:
+            raise ModelError(f"model metadata {p} is not valid JSON: {e}") from None
+        try:
+            norm = d.get("normalize", {})
+            meta = cls(input_size=int(d["input_size"]), color=str(d.get("color", "gray")),
+                       scale=float(norm.get("scale", 1.0 / 255.0)), offset=float(norm.get("offset", 0.0)),
+                       crop_margin=float(d.get("crop_margin", 0.0)), labels=list(d.get("labels", ["no_smile", "smile"])),
+                       smile_index=int(d.get("smile_index", 1)), output=str(d.get("output", "sigmoid")),
+                       threshold=float(d.get("threshold", 0.5)), extra=d)
+        except (KeyError, TypeError, ValueError) as e:
+            raise ModelError(f"model metadata {p} is missing or has a bad key: {e}") from None
+        if meta.color != "gray":
+            raise ModelError(f"model metadata {p}: color {meta.color!r} is not supported (only 'gray')")
+        return meta
+
+    def to_json(self) -> dict:
+        d = dict(self.extra)
+        d.update({"input_size": self.input_size, "color": self.color,
+                  "normalize": {"scale": self.scale, "offset": self.offset},
+                  "crop_margin": self.crop_margin, "labels": self.labels,
+                  "smile_index": self.smile_index, "output": self.output,
+                  "threshold": self.threshold})
+        return d
+
+
+class SmileModel:
+    """Smile probability for face boxes in a gray frame.
+
+    >>> model = SmileModel("models/smile_int8.tflite")
+    >>> model.predict(gray, [(120, 80, 96, 96)])   # -> array([0.93])
+    """
+
+    def __init__(self, path=None, num_threads: int = 1, runtime_prefer: str | None = None):
+        self.path = Path(path) if path else default_model_path()
+        if not self.path.is_file():
+            raise ModelError(f"model file {self.path} not found; pass --model PATH or set model.path")
+        self.meta = ModelMeta.load(sidecar_path(self.path))
+        self.runtime = Runtime(self.path, num_threads=num_threads, prefer=runtime_prefer)
+        shp = self.runtime.input_shape
+        if len(shp) != 4 or shp[1] != self.meta.input_size or shp[2] != self.meta.input_size:
+            raise ModelError(f"model {self.path} input {list(shp)} does not match its metadata's "
+                             f"input_size {self.meta.input_size}")
+
+    @classmethod
+    def from_config(cls, mc) -> "SmileModel":
+        return cls(mc.path or None, num_threads=mc.num_threads)
+
+    @property
+    def threshold(self) -> float:
+        return self.meta.threshold
+
+    def crop(self, gray: np.ndarray, box) -> np.ndarray:
+        """The model's uint8 input crop for one box (the function training uses too)."""
+        return preprocess.crop_face(gray, box, self.meta.input_size, self.meta.crop_margin)
+
+    def predict_crops(self, crops) -> np.ndarray:
+        """p_smile for uint8 crops of ``input_size`` squared."""
+        if len(crops) == 0:
+            return np.zeros((0,), np.float32)
+        x = preprocess.to_input(crops, self.meta.scale, self.meta.offset)
+        y = self.runtime.run(x)
+        if self.meta.output == "softmax" or (y.ndim == 2 and y.shape[1] > 1):
+            return y[:, self.meta.smile_index].astype(np.float32)
+        return y.reshape(len(crops)).astype(np.float32)
+
+    def predict(self, gray: np.ndarray, boxes) -> np.ndarray:
+        """p_smile for each box in ``gray``."""
+        return self.predict_crops([self.crop(gray, b) for b in boxes])

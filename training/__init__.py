@@ -1,0 +1,1 @@
+"""Training the smile CNN (needs TensorFlow: pip install '.[train]')."""
