@@ -31,7 +31,12 @@ DEFAULT_MODEL = MODELS_DIR / "smile_int8.tflite"
 
 
 def default_model_path() -> Path:
-    return DEFAULT_MODEL
+    """The shipped model: ``models/`` beside the source tree, else ``<prefix>/share/djsmile/models``."""
+    if DEFAULT_MODEL.is_file():
+        return DEFAULT_MODEL
+    import sys
+    installed = Path(sys.prefix) / "share" / "djsmile" / "models" / DEFAULT_MODEL.name
+    return installed if installed.is_file() else DEFAULT_MODEL
 
 
 def sidecar_path(model_path) -> Path:
