@@ -72,6 +72,7 @@ class TriggerConfig:
     policy: str = opt("largest", "which faces must smile", choices=("largest", "any", "all"))
     match_iou: float = opt(0.3, "box overlap (IoU) that matches a face to the same face in the last frame", min=0.0, max=1.0)
     forget_frames: int = opt(5, "frames a face may go unseen before it is forgotten", min=0, max=1000)
+    rearm: bool = opt(True, "after a shot, wait until the smile has ended before the next one (false: fire again after each cooldown)")
 
 
 @dataclass
@@ -100,6 +101,9 @@ class SpeechConfig:
     voice: str = opt("en-us", "espeak-ng voice")
     speed: int = opt(160, "espeak-ng speed in words per minute", min=80, max=450)
     volume: int = opt(100, "espeak-ng amplitude", min=0, max=200)
+    espeak_binary: str = opt("espeak-ng", "espeak-ng executable (engine = 'espeak-ng')")
+    output: str = opt("aplay", "playback: pipe the audio into aplay (alsa_device), or let espeak-ng play it itself (piper always uses aplay)",
+                      choices=("aplay", "engine"))
     piper_binary: str = opt("piper", "piper executable (engine = 'piper')")
     piper_model: str = opt("", "piper voice model .onnx (engine = 'piper')")
     alsa_device: str = opt("", "ALSA device for aplay ('' = default)")
@@ -134,9 +138,12 @@ class WebConfig:
     """Optional live view in the browser."""
     enabled: bool = opt(False, "serve the live view")
     listen: str = opt("127.0.0.1:8080", "HOST:PORT to listen on; any host but localhost needs a token")
-    token: str = opt("", "access token required when listening off localhost")
+    token: str = opt("", "access token, required when listening off localhost; when set, every request must carry it")
     stream_fps: float = opt(10.0, "most MJPEG frames per second sent to viewers", min=0.5, max=60.0)
     joke_interval_s: float = opt(3.0, "least time between two 'next joke' presses", min=0.0, max=3600.0)
+    stream_quality: int = opt(70, "JPEG quality of the live stream", min=10, max=95)
+    max_viewers: int = opt(4, "most live-stream viewers at once (more get 503)", min=1, max=64)
+    photos_shown: int = opt(8, "thumbnails of the newest photos on the page", min=0, max=50)
 
 
 @dataclass

@@ -58,3 +58,9 @@ class MissingDependencyError(DjsmileError):
     """An optional dependency (e.g. TensorFlow for ``djsmile train``) is missing."""
 
     exit_code = EX_UNAVAILABLE
+
+
+class GpioError(DjsmileError):
+    """A GPIO pin (LED, shutter, button) cannot be used: no GPIO access, pin busy."""
+
+    exit_code = EX_UNAVAILABLE

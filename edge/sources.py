@@ -1,0 +1,379 @@
+"""Frame sources behind one small interface: Pi camera, OpenCV (webcam or video file), image folder.
+
+Every source yields :class:`Frame` objects: a 2-D uint8 gray analysis image,
+the frame's index from the start of the run, its stream time in seconds, and
+a way to get the full-resolution colour still, only when a photo is taken.
+
+* :class:`PiCamera2Source` — ``picamera2`` (imported only when used): a
+  ``lores`` YUV420 stream at the analysis size (its Y plane, with the row
+  stride removed, is the gray frame) and the full-resolution ``main`` stream
+  for stills. Stream time is the sensor timestamp.
+* :class:`OpenCVSource` — ``cv2.VideoCapture``: a webcam index (stream time
+  from the monotonic clock) or a video file / URL (the file's own timestamps).
+* :class:`FolderSource` — the images in a folder, sorted by name (numbers in
+  names compare as numbers: ``2.jpg`` before ``10.jpg``); frame ``i`` is at
+  ``i / camera.fps`` seconds.
+
+:func:`open_source` picks one from a ``--source`` string.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+import cv2
+import numpy as np
+
+from .errors import NoCameraError, SourceError
+
+log = logging.getLogger(__name__)
+
+IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
+PI_SPECS = {"pi", "picamera", "picamera2", "libcamera"}
+
+
+@dataclass
+class Frame:
+    """One analysis frame."""
+    gray: np.ndarray          # 2-D uint8 analysis image (Pi: lores Y plane, stride removed)
+    index: int                # 0-based frame index from the start of the run
+    t: float                  # stream time in seconds
+    still_fn: Callable[[], np.ndarray] | None = None   # lazily returns the full-res BGR still
+
+    def still(self) -> np.ndarray:
+        """The full-resolution BGR uint8 still (falls back to the gray frame as BGR)."""
+        if self.still_fn is not None:
+            try:
+                img = self.still_fn()
+            except Exception as e:  # a failed still must not lose the shot
+                log.warning("full-resolution still failed (%s); saving the analysis frame", e)
+                img = None
+            if img is not None:
+                if img.ndim == 2:
+                    return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+                if img.shape[2] == 4:
+                    return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+                return img
+        return cv2.cvtColor(self.gray, cv2.COLOR_GRAY2BGR)
+
+
+class Source:
+    """Base class: iterate for frames; ``close()`` (or ``with``) releases the device."""
+
+    name: str = "source"
+    finite: bool = False
+
+    def __iter__(self) -> Iterator[Frame]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name}>"
+
+
+def _to_gray(img: np.ndarray) -> np.ndarray:
+    if img.ndim == 2:
+        return img
+    if img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2GRAY)
+    if img.shape[2] == 1:
+        return img[:, :, 0]
+    return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+
+
+# --------------------------------------------------------------------------- Pi camera
+def _import_picamera2():
+    try:
+        from picamera2 import Picamera2  # type: ignore
+    except Exception as e:  # ImportError, or libcamera missing underneath
+        raise SourceError(f"the Pi camera needs picamera2 ({type(e).__name__}: {e}); "
+                          "install it with 'sudo apt install python3-picamera2'") from None
+    return Picamera2
+
+
+def pi_camera_present(picamera2_cls=None) -> bool:
+    """True if picamera2 imports and reports at least one camera."""
+    try:
+        cls = picamera2_cls or _import_picamera2()
+        return bool(cls.global_camera_info())
+    except Exception:
+        return False
+
+
+class PiCamera2Source(Source):
+    """The Raspberry Pi camera through picamera2.
+
+    Two streams: ``main`` at the still size (default the sensor's full
+    resolution; ``camera.still_width/still_height`` to choose) in ``RGB888``
+    (BGR byte order, as OpenCV wants) and ``lores`` at the analysis size in
+    ``YUV420``. A lores YUV420 array is ``(height * 3 // 2, stride)``: the
+    first ``height`` rows are the Y plane; columns past ``width`` are padding.
+
+    Each frame holds its camera request until the next frame is taken, so a
+    still grabbed for that frame is the same exposure as its gray image.
+    A full-resolution ``main`` may cap the frame rate at the sensor mode's;
+    set a smaller still size if the loop needs more frames per second.
+    """
+
+    finite = False
+
+    def __init__(self, cfg, picamera2_cls=None, camera_num: int = 0):
+        cam = cfg.camera
+        Picamera2 = picamera2_cls or _import_picamera2()
+        try:
+            info = Picamera2.global_camera_info()
+        except Exception as e:
+            raise SourceError(f"the Pi camera cannot be listed: {e}") from None
+        if not info or camera_num >= len(info):
+            raise NoCameraError("no Pi camera found (picamera2 lists none); check the ribbon cable, "
+                                "or try --source 0 for a webcam")
+        try:
+            self.picam2 = Picamera2(camera_num)
+        except Exception as e:
+            raise SourceError(f"the Pi camera cannot be opened ({e}); is another program using it?") from None
+        self.width, self.height = int(cam.width) & ~1, int(cam.height) & ~1
+        try:
+            sensor = tuple(int(v) for v in self.picam2.sensor_resolution)
+        except Exception:
+            sensor = (self.width, self.height)
+        still = (int(cam.still_width) or sensor[0], int(cam.still_height) or sensor[1])
+        still = (max(still[0], self.width), max(still[1], self.height))  # lores must not exceed main
+        try:
+            config = self.picam2.create_video_configuration(
+                main={"size": still, "format": "RGB888"},
+                lores={"size": (self.width, self.height), "format": "YUV420"},
+                controls={"FrameRate": float(cam.fps)},
+                buffer_count=4)
+            self.picam2.configure(config)
+            lores = self.picam2.camera_configuration()["lores"]
+            self.width, self.height = (int(v) for v in lores["size"])
+            self.stride = int(lores.get("stride") or self.width)
+            self.still_size = tuple(int(v) for v in self.picam2.camera_configuration()["main"]["size"])
+            self.picam2.start()
+        except Exception as e:
+            self._close_cam()
+            raise SourceError(f"the Pi camera cannot be configured for {self.width}x{self.height} "
+                              f"lores + {still[0]}x{still[1]} main: {e}") from None
+        model = info[camera_num].get("Model", "camera") if isinstance(info[camera_num], dict) else "camera"
+        self.name = (f"picamera2:{camera_num} ({model}, lores {self.width}x{self.height} stride {self.stride}, "
+                     f"stills {self.still_size[0]}x{self.still_size[1]})")
+        self._closed = False
+        self._req = None
+
+    def gray_from_lores(self, arr: np.ndarray) -> np.ndarray:
+        """The Y plane of a lores YUV420 array, stride padding removed."""
+        return arr[: self.height, : self.width]
+
+    def _release(self):
+        req, self._req = self._req, None
+        if req is not None:
+            try:
+                req.release()
+            except Exception:  # pragma: no cover
+                pass
+
+    def __iter__(self) -> Iterator[Frame]:
+        index = 0
+        t0_ns = None
+        t0_mono = time.monotonic()
+        try:
+            while not self._closed:
+                self._release()
+                req = self.picam2.capture_request()
+                self._req = req
+                arr = req.make_array("lores")
+                gray = np.ascontiguousarray(self.gray_from_lores(arr))
+                try:
+                    ts = int(req.get_metadata().get("SensorTimestamp") or 0)
+                except Exception:
+                    ts = 0
+                if ts:
+                    t0_ns = ts if t0_ns is None else t0_ns
+                    t = (ts - t0_ns) / 1e9
+                else:
+                    t = time.monotonic() - t0_mono
+                yield Frame(gray, index, t, self._still_for(req))
+                index += 1
+        finally:
+            self._release()
+
+    def _still_for(self, req):
+        def still():
+            if self._req is req:  # still held: the same exposure as the gray frame
+                return req.make_array("main")
+            return self.picam2.capture_array("main")
+        return still
+
+    def _close_cam(self):
+        for step in ("stop", "close"):
+            try:
+                getattr(self.picam2, step)()
+            except Exception:
+                pass
+
+    def close(self) -> None:
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        self._release()
+        self._close_cam()
+
+
+# --------------------------------------------------------------------------- OpenCV
+class OpenCVSource(Source):
+    """A webcam (integer index) or a video file / stream URL through ``cv2.VideoCapture``."""
+
+    def __init__(self, spec, cfg):
+        cam = cfg.camera
+        self.is_webcam = isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit())
+        if self.is_webcam:
+            idx = int(spec)
+            self.cap = cv2.VideoCapture(idx)
+            if not self.cap.isOpened():
+                self.cap.release()
+                raise SourceError(f"webcam {idx} cannot be opened (/dev/video{idx}); "
+                                  "check it is plugged in and not in use")
+            self.cap.set(cv2.CAP_PROP_FRAME_WIDTH, int(cam.width))
+            self.cap.set(cv2.CAP_PROP_FRAME_HEIGHT, int(cam.height))
+            self.cap.set(cv2.CAP_PROP_FPS, float(cam.fps))
+            self.finite = False
+            self.name = f"webcam {idx}"
+        else:
+            path = str(spec)
+            if "://" not in path and not os.path.isfile(path):
+                raise SourceError(f"source {path!r} not found: no such file or folder")
+            self.cap = cv2.VideoCapture(path)
+            if not self.cap.isOpened():
+                self.cap.release()
+                raise SourceError(f"source {path!r} cannot be opened as a video by OpenCV")
+            self.finite = "://" not in path
+            self.name = path
+        fps = self.cap.get(cv2.CAP_PROP_FPS)
+        self.fps = float(fps) if fps and 0 < fps < 1000 else float(cam.fps)
+        self._closed = False
+
+    def __iter__(self) -> Iterator[Frame]:
+        index = 0
+        t0 = time.monotonic()
+        last_t = -1.0
+        while not self._closed:
+            ok, img = self.cap.read()
+            if not ok or img is None:
+                if not self.finite and not self._closed:
+                    log.warning("%s: no frame (camera unplugged?); stopping", self.name)
+                break
+            if self.is_webcam:
+                t = time.monotonic() - t0
+            else:
+                ms = self.cap.get(cv2.CAP_PROP_POS_MSEC)
+                t = ms / 1000.0 if ms and ms > 0 else index / self.fps
+                if index and t <= last_t:  # a container without usable timestamps
+                    t = index / self.fps
+            last_t = t
+            gray = _to_gray(img)
+            yield Frame(gray, index, t, (lambda im=img: im if im.ndim == 3 else None))
+            index += 1
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.cap.release()
+
+
+# --------------------------------------------------------------------------- folder
+def _natural_key(name: str):
+    return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", name)]
+
+
+class FolderSource(Source):
+    """The images in a folder, sorted by name; frame ``i`` is at ``i / fps`` seconds."""
+
+    finite = True
+
+    def __init__(self, path, cfg):
+        self.path = Path(path)
+        if not self.path.is_dir():
+            raise SourceError(f"source {str(path)!r} not found: no such folder")
+        self.files = sorted((p for p in self.path.iterdir()
+                             if p.is_file() and p.suffix.lower() in IMAGE_EXTS),
+                            key=lambda p: _natural_key(p.name))
+        if not self.files:
+            raise SourceError(f"source folder {str(path)!r} has no images "
+                              f"({', '.join(sorted(IMAGE_EXTS))})")
+        self.fps = float(cfg.camera.fps)
+        self.name = f"{self.path} ({len(self.files)} images at {self.fps:g} fps)"
+        self._closed = False
+
+    def __iter__(self) -> Iterator[Frame]:
+        index = 0
+        for p in self.files:
+            if self._closed:
+                break
+            img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+            if img is None:
+                log.warning("%s: not a readable image; skipped", p)
+                continue
+            if img.dtype != np.uint8:
+                img = cv2.convertScaleAbs(img, alpha=255.0 / max(1.0, float(img.max())))
+            gray = _to_gray(img)
+            colour = img if img.ndim == 3 else None
+            yield Frame(gray, index, index / self.fps, (lambda c=colour: c))
+            index += 1
+
+    def close(self) -> None:
+        self._closed = True
+
+
+# --------------------------------------------------------------------------- choice
+def _webcam_present(idx: int = 0) -> bool:
+    if os.name == "posix" and not os.path.exists(f"/dev/video{idx}"):
+        return False
+    cap = cv2.VideoCapture(idx)
+    try:
+        return bool(cap.isOpened())
+    finally:
+        cap.release()
+
+
+def open_source(spec, cfg, *, picamera2_cls=None) -> Source:
+    """Open a frame source from a ``--source`` string.
+
+    ``''`` = the Pi camera if present, else webcam 0, else :class:`NoCameraError`;
+    ``'pi'`` = the Pi camera; a number = that webcam; a folder = its images;
+    a file or URL = a video.
+    """
+    spec = "" if spec is None else str(spec).strip()
+    if spec == "":
+        if pi_camera_present(picamera2_cls):
+            return PiCamera2Source(cfg, picamera2_cls)
+        if _webcam_present(0):
+            return OpenCVSource(0, cfg)
+        raise NoCameraError("no camera found (no Pi camera, no webcam 0); try --source FILE "
+                            "(a video or an image folder)")
+    if spec.lower() in PI_SPECS:
+        return PiCamera2Source(cfg, picamera2_cls)
+    if spec.isdigit():
+        return OpenCVSource(int(spec), cfg)
+    if "://" in spec:
+        return OpenCVSource(spec, cfg)
+    p = Path(spec).expanduser()
+    if p.is_dir():
+        return FolderSource(p, cfg)
+    if p.is_file():
+        return OpenCVSource(str(p), cfg)
+    raise SourceError(f"source {spec!r} not found: no such file or folder")

@@ -1,0 +1,227 @@
+"""When does a smile fire the shutter? Per-face state over stream time.
+
+Pure logic: no clocks, no I/O. Each call to :meth:`Trigger.update` gets one
+frame's face boxes, their raw ``p_smile`` and the frame's stream timestamp,
+and returns a :class:`TriggerResult`.
+
+For each face (matched to the last frame's faces by box overlap, IoU):
+
+1. **smoothing**: ``p_smooth = a * p + (1 - a) * p_smooth`` (``trigger.smoothing`` = a);
+2. **hysteresis**: the face starts smiling when ``p_smooth >= on`` and stops
+   when ``p_smooth < off`` (``off <= on``), so a score hovering at the
+   threshold does not flicker;
+3. **hold**: ``frames_smiling`` counts the consecutive frames it has smiled.
+
+The **policy** decides whose smile counts: ``largest`` (the biggest face in
+the frame), ``any`` face, or ``all`` faces (a group photo: every face being
+tracked must hold its smile). The shot fires when the policy's smile has held
+``hold_frames`` frames, the **cooldown** (stream seconds since the last shot)
+is over and, with ``trigger.rearm``, the previous smile has ended first — so a
+long smile gives one photo, not one every cooldown.
+
+Latency: a face whose raw score jumps clearly above ``on`` is smiling on its
+first frame (or, through the smoothing, its second) and fires ``hold_frames``
+frames later, i.e. at most ``hold_frames + 1`` frames from the first frame of
+the smile.
+
+Sensitivity presets map to thresholds relative to the model's own threshold
+``thr`` (from its metadata): ``slight`` on = 0.7 thr, ``normal`` on = thr,
+``big`` on = thr + 0.5 (1 - thr); off = 0.7 on. ``trigger.on_threshold`` /
+``trigger.off_threshold`` (non-zero) override them.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+
+from .faces import iou
+
+log = logging.getLogger(__name__)
+
+#: sensitivity preset -> function of the model threshold giving the "on" threshold
+PRESETS = {
+    "slight": lambda thr: 0.7 * thr,
+    "normal": lambda thr: thr,
+    "big": lambda thr: thr + 0.5 * (1.0 - thr),
+}
+#: off threshold as a fraction of on (the hysteresis gap) when not set explicitly
+OFF_RATIO = 0.7
+
+
+def thresholds(tcfg, model_threshold: float = 0.5) -> tuple[float, float]:
+    """``(on, off)`` thresholds for a trigger config and a model threshold."""
+    thr = min(max(float(model_threshold), 0.01), 0.99)
+    on = PRESETS[tcfg.sensitivity](thr) if tcfg.sensitivity in PRESETS else thr
+    if tcfg.on_threshold:
+        on = float(tcfg.on_threshold)
+    on = min(max(on, 0.01), 0.999)
+    off = float(tcfg.off_threshold) if tcfg.off_threshold else OFF_RATIO * on
+    if off > on:
+        log.warning("trigger.off_threshold %.3f is above the on threshold %.3f; using %.3f",
+                    off, on, on)
+        off = on
+    return on, off
+
+
+@dataclass
+class TrackedFace:
+    """One face in one frame, with its state carried over from earlier frames."""
+    id: int
+    box: tuple
+    p_smile: float           # raw model output this frame
+    p_smooth: float          # smoothed
+    smiling: bool            # after hysteresis
+    frames_smiling: int      # consecutive frames smiling (0 when not)
+
+
+@dataclass
+class TriggerResult:
+    frame: int
+    t: float
+    fired: bool               # True on the frame the shot fires
+    state: str                # "watching" | "smiling" | "cooldown"
+    faces: list = field(default_factory=list)   # TrackedFace, largest first
+    holding: bool = False     # the policy's smile is currently held (LED "hold" mode follows this)
+
+
+@dataclass
+class _Track:
+    id: int
+    box: tuple
+    p_smile: float = 0.0
+    p_smooth: float = 0.0
+    smiling: bool = False
+    frames_smiling: int = 0
+    missed: int = 0
+
+    def view(self) -> TrackedFace:
+        return TrackedFace(self.id, tuple(int(v) for v in self.box), float(self.p_smile),
+                           float(self.p_smooth), self.smiling, self.frames_smiling)
+
+
+def _area(box) -> int:
+    return int(box[2]) * int(box[3])
+
+
+class Trigger:
+    """Smoothing, hysteresis, hold, cooldown and policy over a stream of frames.
+
+    >>> trig = Trigger(cfg.trigger, model.threshold)
+    >>> res = trig.update(frame.index, frame.t, boxes, probs)
+    >>> if res.fired: take_photo()
+    """
+
+    def __init__(self, tcfg, model_threshold: float = 0.5):
+        self.cfg = tcfg
+        self.on_threshold, self.off_threshold = thresholds(tcfg, model_threshold)
+        self.alpha = float(tcfg.smoothing)
+        self.hold_frames = max(1, int(tcfg.hold_frames))
+        self.cooldown_s = float(tcfg.cooldown_s)
+        self.policy = tcfg.policy
+        self.match_iou = float(tcfg.match_iou)
+        self.forget_frames = int(tcfg.forget_frames)
+        self.rearm = bool(getattr(tcfg, "rearm", True))
+        self._tracks: list[_Track] = []
+        self._next_id = 1
+        self._last_fire_t: float | None = None
+        self._armed = True
+        self.shots = 0
+
+    def describe(self) -> str:
+        return (f"policy={self.policy} on={self.on_threshold:.3f} off={self.off_threshold:.3f} "
+                f"hold={self.hold_frames} frames cooldown={self.cooldown_s:g}s")
+
+    def reset(self) -> None:
+        self._tracks = []
+        self._last_fire_t = None
+        self._armed = True
+
+    # -- matching ------------------------------------------------------------
+    def _match(self, boxes) -> list:
+        """Tracks for ``boxes`` (same order): greedy by IoU, new tracks for the unmatched."""
+        pairs = []
+        for bi, b in enumerate(boxes):
+            for ti, tr in enumerate(self._tracks):
+                o = iou(b, tr.box)
+                if o >= self.match_iou and o > 0.0:
+                    pairs.append((o, bi, ti))
+        pairs.sort(key=lambda p: p[0], reverse=True)
+        got: list = [None] * len(boxes)
+        used = set()
+        for _o, bi, ti in pairs:
+            if got[bi] is None and ti not in used:
+                got[bi] = self._tracks[ti]
+                used.add(ti)
+        for ti, tr in enumerate(self._tracks):
+            if ti not in used:
+                tr.missed += 1
+        self._tracks = [tr for ti, tr in enumerate(self._tracks)
+                        if ti in used or tr.missed <= self.forget_frames]
+        for bi, b in enumerate(boxes):
+            if got[bi] is None:
+                tr = _Track(self._next_id, tuple(b))
+                self._next_id += 1
+                tr.missed = -1  # marks "new": its first p_smooth is the raw p
+                self._tracks.append(tr)
+                got[bi] = tr
+        return got
+
+    # -- per frame ---------------------------------------------------------
+    def update(self, frame_index: int, t: float, boxes, probs) -> TriggerResult:
+        boxes = [tuple(int(v) for v in b) for b in boxes]
+        probs = [float(p) for p in probs]
+        if len(boxes) != len(probs):
+            raise ValueError(f"{len(boxes)} boxes but {len(probs)} probabilities")
+        order = sorted(range(len(boxes)), key=lambda i: _area(boxes[i]), reverse=True)
+        boxes = [boxes[i] for i in order]
+        probs = [probs[i] for i in order]
+
+        seen = self._match(boxes)
+        for tr, b, p in zip(seen, boxes, probs):
+            if tr.missed == -1:
+                tr.p_smooth = p
+            else:
+                tr.p_smooth = self.alpha * p + (1.0 - self.alpha) * tr.p_smooth
+            tr.missed = 0
+            tr.box = b
+            tr.p_smile = p
+            if tr.smiling:
+                tr.smiling = tr.p_smooth >= self.off_threshold
+            else:
+                tr.smiling = tr.p_smooth >= self.on_threshold
+            tr.frames_smiling = tr.frames_smiling + 1 if tr.smiling else 0
+
+        # whose smile counts
+        if not seen:
+            group = []
+        elif self.policy == "largest":
+            group = [seen[0]]
+        elif self.policy == "any":
+            group = [tr for tr in seen if tr.frames_smiling >= self.hold_frames] or [seen[0]]
+        else:  # all: every face being tracked (a face missed for a frame still counts)
+            group = list(self._tracks)
+        held = bool(group) and all(tr.frames_smiling >= self.hold_frames for tr in group)
+        smiling = bool(group) and (any(tr.smiling for tr in seen) if self.policy == "any"
+                                   else all(tr.smiling for tr in group))
+
+        in_cooldown = False
+        if self._last_fire_t is not None:
+            dt = t - self._last_fire_t
+            in_cooldown = 0.0 <= dt < self.cooldown_s  # stream time went back: cooldown over
+        if not held:
+            self._armed = True
+
+        fired = False
+        if held and not in_cooldown and (self._armed or not self.rearm):
+            fired = True
+            self._last_fire_t = t
+            self._armed = False
+            in_cooldown = self.cooldown_s > 0
+            self.shots += 1
+            log.debug("fire at frame %d t=%.3f: %s", frame_index, t,
+                      ", ".join(f"#{tr.id} p={tr.p_smooth:.2f}" for tr in group))
+
+        state = "cooldown" if in_cooldown else ("smiling" if smiling else "watching")
+        return TriggerResult(frame=int(frame_index), t=float(t), fired=fired, state=state,
+                             faces=[tr.view() for tr in seen], holding=held)

@@ -1,0 +1,259 @@
+"""Frame sources: image folders, video files, and the Pi camera (against a fake Picamera2)."""
+
+from __future__ import annotations
+
+import sys
+import types
+
+import cv2
+import numpy as np
+import pytest
+
+from edge import sources
+from edge.config import Config
+from edge.errors import EX_UNAVAILABLE, NoCameraError, SourceError
+from edge.sources import FolderSource, Frame, OpenCVSource, PiCamera2Source, open_source
+
+
+# --------------------------------------------------------------------------- fake picamera2
+class FakeRequest:
+    def __init__(self, cam, n):
+        self.cam, self.n, self.released = cam, n, False
+
+    def make_array(self, name):
+        assert not self.released, "array made from a released request"
+        return self.cam._array(name, self.n)
+
+    def get_metadata(self):
+        return {"SensorTimestamp": 5_000_000_000 + self.n * 33_333_333, "FrameDuration": 33333}
+
+    def release(self):
+        assert not self.released, "request released twice"
+        self.released = True
+        self.cam.live.discard(self)
+
+
+class FakePicamera2:
+    """Behaves like picamera2.Picamera2 for what the source uses.
+
+    YUV420 arrays are ``(h * 3 // 2, stride)`` with the stride rounded up to 64
+    bytes (as on a Pi 5), padding columns filled with 255.
+    """
+
+    instances: list = []
+    cameras = [{"Model": "imx708", "Location": 2, "Rotation": 180, "Id": "/base/i2c@88000/imx708@1a", "Num": 0}]
+    sensor_resolution = (4608, 2592)
+
+    @staticmethod
+    def global_camera_info():
+        return list(FakePicamera2.cameras)
+
+    def __init__(self, camera_num=0):
+        self.camera_num = camera_num
+        self.calls = []
+        self.config = None
+        self.started = False
+        self.closed = False
+        self.n = 0
+        self.live = set()
+        FakePicamera2.instances.append(self)
+
+    def create_video_configuration(self, main=None, lores=None, raw=None, controls=None, buffer_count=6, **kw):
+        self.calls.append("create_video_configuration")
+        main = dict(main or {})
+        main.setdefault("size", (1280, 720))
+        main.setdefault("format", "XBGR8888")
+        return {"use_case": "video", "main": main, "lores": dict(lores) if lores else None,
+                "controls": dict(controls or {}), "buffer_count": buffer_count}
+
+    def configure(self, config):
+        self.calls.append("configure")
+        lo, main = config["lores"], config["main"]
+        assert lo["format"] == "YUV420"
+        assert lo["size"][0] <= main["size"][0] and lo["size"][1] <= main["size"][1], "lores bigger than main"
+        cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in config.items()}
+        cfg["lores"]["stride"] = (lo["size"][0] + 63) // 64 * 64
+        bpp = {"RGB888": 3, "BGR888": 3, "XBGR8888": 4, "XRGB8888": 4}[main["format"]]
+        cfg["main"]["stride"] = main["size"][0] * bpp
+        self.config = cfg
+
+    def camera_configuration(self):
+        return self.config
+
+    def start(self):
+        assert self.config is not None, "started before configure"
+        self.calls.append("start")
+        self.started = True
+
+    def stop(self):
+        self.calls.append("stop")
+        self.started = False
+
+    def close(self):
+        self.calls.append("close")
+        self.closed = True
+
+    def capture_request(self):
+        assert self.started, "capture before start"
+        self.calls.append("capture_request")
+        req = FakeRequest(self, self.n)
+        self.n += 1
+        self.live.add(req)
+        return req
+
+    def capture_array(self, name="main"):
+        assert self.started
+        self.calls.append(f"capture_array:{name}")
+        arr = self._array(name, self.n)
+        self.n += 1
+        return arr
+
+    def _array(self, name, n):
+        c = self.config[name]
+        w, h = c["size"]
+        if name == "lores":
+            arr = np.full((h * 3 // 2, c["stride"]), 255, np.uint8)  # padding = 255
+            arr[h:, :w] = 128  # U, V
+            arr[:h, :w] = self.y_plane(w, h, n)
+            return arr
+        img = np.zeros((h, w, 3), np.uint8)
+        img[..., 0] = n % 256
+        return img
+
+    @staticmethod
+    def y_plane(w, h, n):
+        yy, xx = np.mgrid[0:h, 0:w]
+        return ((xx + yy + n) % 200).astype(np.uint8)
+
+
+@pytest.fixture
+def fake_picamera2(monkeypatch):
+    FakePicamera2.instances = []
+    FakePicamera2.cameras = [{"Model": "imx708", "Num": 0}]
+    mod = types.ModuleType("picamera2")
+    mod.Picamera2 = FakePicamera2
+    monkeypatch.setitem(sys.modules, "picamera2", mod)
+    return FakePicamera2
+
+
+def test_picamera2_lores_y_plane_without_stride_padding(fake_picamera2):
+    cfg = Config()
+    cfg.camera.width, cfg.camera.height = 600, 450  # 600 is not a multiple of 64: padded rows
+    src = open_source("", cfg)  # the Pi camera is found first
+    assert isinstance(src, PiCamera2Source) and not src.finite
+    cam = fake_picamera2.instances[0]
+    conf = cam.camera_configuration()
+    assert conf["lores"] == {"size": (600, 450), "format": "YUV420", "stride": 640}
+    assert conf["main"]["size"] == (4608, 2592)  # stills at the sensor's full resolution
+    assert conf["main"]["format"] == "RGB888"
+    frames = []
+    for f in src:
+        frames.append(f)
+        if len(frames) == 3:
+            break
+    for i, f in enumerate(frames):
+        assert f.gray.shape == (450, 600) and f.gray.dtype == np.uint8
+        assert f.gray.max() < 255, "stride padding leaked into the gray frame"
+        assert np.array_equal(f.gray, FakePicamera2.y_plane(600, 450, i))
+        assert f.index == i
+    assert [round(f.t, 4) for f in frames] == [0.0, 0.0333, 0.0667]  # sensor timestamps
+    src.close()
+    assert cam.calls[-2:] == ["stop", "close"] and not cam.live, "camera or a request not released"
+
+
+def test_picamera2_still_is_the_same_exposure_from_main(fake_picamera2):
+    cfg = Config()
+    cfg.camera.still_width, cfg.camera.still_height = 1920, 1080
+    with PiCamera2Source(cfg, fake_picamera2) as src:
+        it = iter(src)
+        next(it)
+        f1 = next(it)
+        still = f1.still()
+        assert still.shape == (1080, 1920, 3) and still.dtype == np.uint8
+        assert still[0, 0, 0] == 1  # request 1's main buffer, not a later capture
+        assert "capture_array:main" not in src.picam2.calls
+        assert len(src.picam2.live) == 1  # only the current frame's request is held
+        next(it)
+        assert len(src.picam2.live) == 1
+        later = f1.still()  # after its request went back: a fresh capture from main
+        assert later.shape == (1080, 1920, 3)
+        assert "capture_array:main" in src.picam2.calls
+    assert src.picam2.closed
+
+
+def test_picamera2_absent_or_no_camera(monkeypatch, fake_picamera2):
+    fake_picamera2.cameras = []
+    with pytest.raises(NoCameraError):
+        PiCamera2Source(Config(), fake_picamera2)
+    monkeypatch.setitem(sys.modules, "picamera2", None)  # import fails: not installed
+    with pytest.raises(SourceError, match="picamera2"):
+        open_source("pi", Config())
+
+
+def test_no_camera_at_all_is_a_clear_error(monkeypatch):
+    monkeypatch.setitem(sys.modules, "picamera2", None)
+    monkeypatch.setattr(sources, "_webcam_present", lambda idx=0: False)
+    with pytest.raises(NoCameraError, match="--source") as e:
+        open_source("", Config())
+    assert e.value.exit_code == EX_UNAVAILABLE
+
+
+# --------------------------------------------------------------------------- folder
+def _write(path, value, size=(40, 30), colour=True):
+    img = np.full((size[1], size[0], 3) if colour else (size[1], size[0]), value, np.uint8)
+    cv2.imwrite(str(path), img)
+
+
+def test_folder_sorted_by_name_with_nominal_fps_timestamps(tmp_path):
+    for name, v in [("10.jpg", 100), ("2.png", 20), ("1.jpg", 10), ("b_03.png", 3)]:
+        _write(tmp_path / name, v)
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    cfg = Config()
+    cfg.camera.fps = 20.0
+    src = open_source(str(tmp_path), cfg)
+    assert isinstance(src, FolderSource) and src.finite
+    frames = list(src)
+    assert [int(round(f.gray.mean())) for f in frames] == [10, 20, 100, 3]  # 1, 2, 10, b_03
+    assert [f.index for f in frames] == [0, 1, 2, 3]
+    assert [f.t for f in frames] == pytest.approx([0.0, 0.05, 0.10, 0.15])
+    assert frames[0].gray.ndim == 2 and frames[0].still().shape == (30, 40, 3)
+
+
+def test_folder_gray_images_still_falls_back_to_bgr(tmp_path):
+    _write(tmp_path / "a.png", 77, colour=False)
+    f = next(iter(FolderSource(tmp_path, Config())))
+    assert f.gray.shape == (30, 40)
+    assert f.still().shape == (30, 40, 3) and f.still()[0, 0].tolist() == [77, 77, 77]
+
+
+def test_empty_folder_and_missing_path_are_named(tmp_path):
+    with pytest.raises(SourceError, match="has no images"):
+        open_source(str(tmp_path), Config())
+    missing = tmp_path / "nope.mp4"
+    with pytest.raises(SourceError, match="nope.mp4"):
+        open_source(str(missing), Config())
+
+
+def test_frame_still_without_fn_is_gray_as_bgr():
+    g = np.arange(12, dtype=np.uint8).reshape(3, 4)
+    f = Frame(g, 0, 0.0)
+    assert f.still().shape == (3, 4, 3) and np.array_equal(f.still()[..., 1], g)
+
+
+# --------------------------------------------------------------------------- video file
+def test_video_file_uses_its_own_timestamps(tmp_path):
+    path = tmp_path / "clip.avi"
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(6):
+        w.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    w.release()
+    cfg = Config()
+    cfg.camera.fps = 30.0  # the file's own 10 fps wins
+    src = open_source(str(path), cfg)
+    assert isinstance(src, OpenCVSource) and src.finite
+    frames = list(src)
+    src.close()
+    assert len(frames) == 6
+    assert [f.t for f in frames] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 0.5], abs=1e-3)
+    assert frames[3].gray.shape == (48, 64) and frames[3].still().shape == (48, 64, 3)

@@ -1,0 +1,387 @@
+"""The live view (edge/web.py): real HTTP requests to a server on 127.0.0.1 (ephemeral port)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+import pytest
+
+from edge.config import WebConfig
+from edge.errors import ConfigError
+from edge.web import BOUNDARY, WebServer, parse_listen
+
+
+# ---------------------------------------------------------------- small fakes of the loop's types
+
+@dataclass
+class FakeFrame:
+    gray: np.ndarray
+    index: int
+    t: float
+
+
+@dataclass
+class FakeFace:
+    id: int
+    box: tuple
+    p_smile: float
+    p_smooth: float
+    smiling: bool
+    frames_smiling: int = 0
+
+
+@dataclass
+class FakeResult:
+    frame: int
+    t: float
+    fired: bool
+    state: str
+    faces: list = field(default_factory=list)
+    holding: bool = False
+
+
+class FakeTeller:
+    def __init__(self, joke="Why did the scarecrow win an award? He was outstanding in his field."):
+        self.last_joke = joke
+        self.calls = 0
+
+    def tell(self) -> bool:
+        self.calls += 1
+        return True
+
+
+def make_frame(i: int, w: int = 320, h: int = 240) -> FakeFrame:
+    gray = np.full((h, w), 90, np.uint8)
+    cv2.circle(gray, (w // 2, h // 2), h // 4, 220, -1)         # a bright "face"
+    cv2.rectangle(gray, ((i * 7) % (w - 20), 5), ((i * 7) % (w - 20) + 15, 20), 255, -1)  # moves
+    return FakeFrame(gray, i, i / 30.0)
+
+
+def make_result(i: int, p: float = 0.87) -> FakeResult:
+    face = FakeFace(1, (110, 60, 100, 120), p, p, p >= 0.5)
+    return FakeResult(i, i / 30.0, False, "smiling" if p >= 0.5 else "watching", [face])
+
+
+def wcfg(**kw) -> WebConfig:
+    c = WebConfig(listen="127.0.0.1:0")
+    for k, v in kw.items():
+        setattr(c, k, v)
+    return c
+
+
+class Publisher:
+    """Publishes frames like the loop does, at ~rate fps, until stopped."""
+
+    def __init__(self, web: WebServer, rate: float = 30.0):
+        self.web, self.rate, self.n = web, rate, 0
+        self._stop = threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.web.publish(make_frame(self.n), make_result(self.n), 29.5)
+            self.n += 1
+            self._stop.wait(1.0 / self.rate)
+
+    def __enter__(self):
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._t.join(2)
+
+
+@pytest.fixture
+def server(tmp_path):
+    made = []
+
+    def make(cfg=None, **kw):
+        kw.setdefault("photo_dir", tmp_path / "photos")
+        kw["photo_dir"].mkdir(exist_ok=True)
+        web = WebServer(cfg or wcfg(), **kw)
+        web.start()
+        made.append(web)
+        return web
+
+    yield make
+    for w in made:
+        w.stop()
+
+
+def request(web, method, path, headers=None, body=None, port=None):
+    conn = http.client.HTTPConnection("127.0.0.1", port or web.port, timeout=10)
+    conn.request(method, path, body=body, headers=headers or {})
+    r = conn.getresponse()
+    data = r.read()
+    conn.close()
+    return r, data
+
+
+def read_mjpeg_frames(resp, n: int, timeout: float = 10.0) -> list[bytes]:
+    """Parse n parts out of a multipart/x-mixed-replace response."""
+    frames, deadline = [], time.monotonic() + timeout
+    while len(frames) < n:
+        assert time.monotonic() < deadline, "stream too slow"
+        line = resp.readline()
+        assert line, "stream ended"
+        if line.strip() != b"--" + BOUNDARY.encode():
+            continue
+        headers = {}
+        while True:
+            h = resp.readline().strip()
+            if not h:
+                break
+            k, _, v = h.decode().partition(":")
+            headers[k.strip().lower()] = v.strip()
+        assert headers["content-type"] == "image/jpeg"
+        frames.append(resp.read(int(headers["content-length"])))
+    return frames
+
+
+def open_stream(web, path="/stream.mjpg"):
+    conn = http.client.HTTPConnection("127.0.0.1", web.port, timeout=10)
+    conn.request("GET", path)
+    return conn, conn.getresponse()
+
+
+def wait_until(cond, timeout=5.0):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.02)
+    return cond()
+
+
+# ---------------------------------------------------------------- tests
+
+def test_listen_parsing():
+    assert parse_listen("127.0.0.1:8080") == ("127.0.0.1", 8080)
+    assert parse_listen("[::1]:9000") == ("::1", 9000)
+    assert parse_listen("0.0.0.0:0") == ("0.0.0.0", 0)
+    for bad in ("8080", "host:", "host:abc", "h:70000"):
+        with pytest.raises(ConfigError):
+            parse_listen(bad)
+
+
+def test_status_json_reports_the_loop(server):
+    teller = FakeTeller()
+    web = server(teller=teller, info={"model": "models/smile_int8.tflite", "runtime": "ai_edge_litert 1.2"})
+    r, data = request(web, "GET", "/status.json")
+    assert r.status == 200 and r.getheader("Content-Type") == "application/json"
+    s = json.loads(data)
+    assert s["state"] == "starting" and s["faces"] == []
+
+    web.publish(make_frame(41), make_result(41, p=0.87), 12.34)
+    web.note_event({"event": "shot", "frame": 41, "photo": "20240101-120000.jpg", "p": np.float32(0.9)})
+    s = json.loads(request(web, "GET", "/status.json")[1])
+    assert s["state"] == "smiling"
+    assert s["fps"] == pytest.approx(12.34)
+    assert s["frame"] == 41
+    assert s["faces"] == [{"box": [110, 60, 100, 120], "p_smile": 0.87, "id": 1, "p_smooth": 0.87, "smiling": True}]
+    assert s["last_event"]["event"] == "shot" and s["last_event"]["p"] == pytest.approx(0.9)
+    assert s["model"] == "models/smile_int8.tflite" and s["runtime"] == "ai_edge_litert 1.2"
+    assert s["last_joke"] == teller.last_joke
+    assert s["uptime_s"] >= 0
+    assert set(s) >= {"fps", "faces", "state", "last_event", "uptime_s", "model", "runtime", "last_joke"}
+
+
+def test_page_has_stream_joke_button_and_photos(server, tmp_path):
+    web = server(teller=FakeTeller())
+    for i, name in enumerate(["old.jpg", "new.jpg"]):
+        p = tmp_path / "photos" / name
+        cv2.imwrite(str(p), np.full((480, 640, 3), 200, np.uint8))
+        os.utime(p, (1_700_000_000 + i, 1_700_000_000 + i))
+    r, data = request(web, "GET", "/")
+    page = data.decode()
+    assert r.status == 200 and r.getheader("Content-Type").startswith("text/html")
+    assert '<img id="stream" src="/stream.mjpg"' in page
+    assert "Next joke" in page and 'fetch("joke",{method:"POST"})' in page
+    assert "status.json" in page
+    s = json.loads(request(web, "GET", "/status.json")[1])
+    assert s["photos"] == ["new.jpg", "old.jpg"]          # newest first
+    r, thumb = request(web, "GET", "/photos/new.jpg?thumb=1")
+    assert r.status == 200 and r.getheader("Content-Type") == "image/jpeg"
+    img = cv2.imdecode(np.frombuffer(thumb, np.uint8), cv2.IMREAD_COLOR)
+    assert img.shape[1] <= 200                             # a real thumbnail, not the full photo
+
+
+def test_mjpeg_stream_gives_jpeg_frames_with_overlay(server):
+    web = server(wcfg(stream_fps=20.0))
+    with Publisher(web):
+        conn, r = open_stream(web)
+        assert r.status == 200
+        assert r.getheader("Content-Type") == f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+        frames = read_mjpeg_frames(r, 3)
+        r.close()
+        conn.close()
+    imgs = [cv2.imdecode(np.frombuffer(f, np.uint8), cv2.IMREAD_COLOR) for f in frames]
+    assert all(im is not None and im.shape == (240, 320, 3) for im in imgs)
+    assert any(not np.array_equal(imgs[0], im) for im in imgs[1:])        # the view moves
+    # the source is gray: coloured pixels can only be the face box / "NN% smiling" label
+    spread = imgs[-1].astype(int).max(axis=2) - imgs[-1].astype(int).min(axis=2)
+    assert (spread > 80).sum() > 200
+
+
+def test_no_encoding_without_viewers_and_rate_cap(server):
+    web = server(wcfg(stream_fps=5.0))
+    for i in range(200):                      # the loop runs, nobody watches
+        web.publish(make_frame(i), make_result(i), 30.0)
+    time.sleep(0.3)
+    assert web.frames_encoded == 0
+
+    with Publisher(web, rate=60):
+        conn, r = open_stream(web)
+        read_mjpeg_frames(r, 1)
+        t0, n0 = time.monotonic(), web.frames_encoded
+        read_mjpeg_frames(r, 5)
+        rate = (web.frames_encoded - n0) / (time.monotonic() - t0)
+        assert rate <= 5.0 * 1.3, f"encoded {rate:.1f} fps with stream_fps = 5"
+        r.close()
+        conn.close()
+        assert wait_until(lambda: web.clients == 0)
+        time.sleep(0.5)
+        stopped_at = web.frames_encoded
+        time.sleep(0.6)                       # still publishing at 60 fps, no viewer
+        assert web.frames_encoded == stopped_at
+
+
+def test_token_required_off_localhost(tmp_path):
+    with pytest.raises(ConfigError) as e:
+        WebServer(WebConfig(listen="0.0.0.0:0", token=""), photo_dir=tmp_path).start()
+    assert e.value.exit_code == 78 and "web.token" in str(e.value)
+
+    web = WebServer(WebConfig(listen="0.0.0.0:0", token="s3cret-tok"), photo_dir=tmp_path)
+    web.start()
+    try:
+        for path in ("/", "/status.json", "/stream.mjpg", "/photos/x.jpg", "/?token=wrong"):
+            r, _ = request(web, "GET", path)
+            assert r.status == 401, path
+        r, _ = request(web, "POST", "/joke")
+        assert r.status == 401
+        r, _ = request(web, "GET", "/status.json", headers={"Authorization": "Bearer wrong"})
+        assert r.status == 401
+
+        r, _ = request(web, "GET", "/?token=s3cret-tok")
+        assert r.status == 200
+        cookie = r.getheader("Set-Cookie").split(";")[0]
+        assert "s3cret-tok" not in cookie                      # the cookie does not carry the token itself
+        r, _ = request(web, "GET", "/status.json", headers={"Cookie": cookie})
+        assert r.status == 200
+        r, _ = request(web, "GET", "/status.json", headers={"Authorization": "Bearer s3cret-tok"})
+        assert r.status == 200
+        r, _ = request(web, "GET", "/status.json", headers={"Cookie": "djsmile_token=forged"})
+        assert r.status == 401
+    finally:
+        web.stop()
+
+
+def test_photos_only_from_photo_dir(server, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "shot 1.jpg").write_bytes(b"JPEGDATA")
+    (photos / "sub").mkdir()
+    (tmp_path / "secret.txt").write_text("TOP SECRET")
+    os.symlink(tmp_path / "secret.txt", photos / "link_out.jpg")
+    os.symlink("../secret.txt", photos / "rel_out.jpg")
+    os.mkfifo(photos / "pipe.jpg")
+    web = server(photo_dir=photos)
+
+    r, data = request(web, "GET", "/photos/shot%201.jpg")
+    assert r.status == 200 and data == b"JPEGDATA" and r.getheader("Content-Type") == "image/jpeg"
+
+    for path in ("/photos/../secret.txt", "/photos/%2e%2e/secret.txt", "/photos/%2E%2E%2Fsecret.txt",
+                 "/photos/..%2fsecret.txt", "/photos/%252e%252e%252fsecret.txt",
+                 "/photos//etc/passwd", "/photos/%2Fetc%2Fpasswd", "/photos/" + str(tmp_path / "secret.txt"),
+                 "/photos/link_out.jpg", "/photos/rel_out.jpg", "/photos/sub", "/photos/sub/..",
+                 "/photos/pipe.jpg", "/photos/", "/photos/.", "/photos/missing.jpg"):
+        r, data = request(web, "GET", path)
+        assert r.status in (403, 404), path
+        assert b"SECRET" not in data and b"root:" not in data, path
+
+
+def test_joke_button_is_rate_limited(server):
+    teller = FakeTeller()
+    web = server(wcfg(joke_interval_s=0.5), teller=teller)
+    r, data = request(web, "POST", "/joke")
+    assert r.status == 200 and json.loads(data)["ok"] is True and teller.calls == 1
+    r, data = request(web, "POST", "/joke")
+    assert r.status == 429 and int(r.getheader("Retry-After")) >= 1
+    assert json.loads(data)["retry_after_s"] > 0
+    assert teller.calls == 1                              # the teller was not asked again
+    time.sleep(0.6)
+    r, _ = request(web, "POST", "/joke")
+    assert r.status == 200 and teller.calls == 2
+    time.sleep(0.6)
+    r, _ = request(web, "POST", "/joke", headers={"Origin": "http://evil.example"})
+    assert r.status == 403 and teller.calls == 2          # another site's page cannot press it
+    r, _ = request(web, "GET", "/status.json", headers={"Host": "evil.example"})
+    assert r.status == 403                                # DNS-rebinding guard on localhost
+
+
+def test_joke_without_teller_is_503(server):
+    web = server()
+    r, _ = request(web, "POST", "/joke")
+    assert r.status == 503
+
+
+def test_stop_ends_streams_and_frees_the_port(tmp_path):
+    web = WebServer(wcfg(), photo_dir=tmp_path)
+    web.start()
+    port = web.port
+    web.publish(make_frame(0), make_result(0), 1.0)
+    conn, r = open_stream(web)
+    read_mjpeg_frames(r, 1)
+    t0 = time.monotonic()
+    web.stop()
+    assert time.monotonic() - t0 < 3.0
+    r.close()
+    conn.close()
+    with pytest.raises(OSError):
+        request(web, "GET", "/status.json", port=port)
+    web.stop()   # twice is fine
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's 'chromium' package is not installed (apt-get install chromium)")
+def test_chromium_screenshot_shows_stream_and_joke(server, tmp_path):
+    out = tmp_path / "page.png"
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    cv2.imwrite(str(photos / "20240101-120000.jpg"), np.full((240, 320, 3), (40, 160, 240), np.uint8))
+    teller = FakeTeller("I'm reading a book about anti-gravity. It's impossible to put down!")
+    web = server(wcfg(stream_fps=10.0), teller=teller, photo_dir=photos,
+                 info={"model": "smile_int8.tflite", "runtime": "test"})
+    keep = os.environ.get("DJSMILE_SCREENSHOT")          # set to a path to keep the PNG
+    with Publisher(web, rate=15):
+        cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={tmp_path / 'chrome'}", f"--screenshot={out}", "--window-size=1000,800",
+               "--virtual-time-budget=3000", f"http://127.0.0.1:{web.port}/"]
+        proc = subprocess.run(cmd, capture_output=True, timeout=120)
+    assert out.exists(), proc.stderr.decode(errors="replace")[-2000:]
+    if keep:
+        shutil.copy(out, keep)
+    img = cv2.imread(str(out), cv2.IMREAD_COLOR)
+    assert img is not None and img.shape[:2] == (800, 1000)
+    assert img.std() > 10                                   # not a blank page
+    # the stream is the upper left of the page; our frames are bright (90..255) on a dark page
+    view = img[80:420, 20:560]
+    assert (view.mean(axis=2) > 80).mean() > 0.5, "the stream image is not shown"
+    # a coloured overlay (face box / label) drawn on the gray frame is visible
+    spread = view.astype(int).max(axis=2) - view.astype(int).min(axis=2)
+    assert (spread > 80).sum() > 100
+    assert web.frames_encoded >= 1
