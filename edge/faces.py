@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -117,49 +118,155 @@ class HaarDetector:
         return sorted(_nms(boxes), key=lambda b: b[2] * b[3], reverse=True)
 
 
+@dataclass
+class _Face:
+    """A face being followed: its box and the template taken at its last full detection."""
+    box: tuple
+    template: np.ndarray | None = None   # gray patch of the face, ``template_width`` wide
+    scale: float = 1.0                   # template pixels per frame pixel
+    missed_full: int = 0                 # full detections in a row that did not find it
+
+
 class FaceFinder:
     """Full detection every ``full_every`` frames; in between, search near the last faces.
 
-    Searching a window of ``(1 + 2 * track_margin)`` times the last box is
-    much cheaper than the whole frame. A face lost by tracking comes back at
-    the next full detection (at once, if tracking found no face at all).
+    Two ways to search near a face (``tracker``):
+
+    * ``"template"`` (default): the face's patch from its last full detection,
+      shrunk to ``template_width`` px, is matched (normalised cross-correlation,
+      ``cv2.matchTemplate``) in a window ``track_margin`` face sizes around the
+      last box, shrunk the same way; sub-pixel peak. About 0.15 ms a face, and the
+      box keeps the detector's size and alignment (what the model was trained on).
+      A match scoring below ``min_score`` loses the face (it walked away or turned).
+    * ``"haar"``: the Haar cascade on the same window for faces 0.7-1.4x the
+      last size. Follows size changes, but costs 2-8 ms a face.
+
+    A face lost by tracking comes back at the next full detection (at once, if
+    no face is left). A face that one full detection misses but that tracking
+    still finds is kept once (Haar misses single frames), so the loop does not
+    see it vanish for a frame.
     """
 
-    def __init__(self, detector: HaarDetector, full_every: int = 5, track_margin: float = 0.5):
+    def __init__(self, detector: HaarDetector, full_every: int = 5, track_margin: float = 0.5,
+                 tracker: str = "template", template_width: int = 40, min_score: float = 0.6):
+        if tracker not in ("template", "haar"):
+            raise ConfigError(f"config key detector.tracker = {tracker!r} is not valid: "
+                              "allowed are 'template', 'haar'")
         self.detector = detector
         self.full_every = max(1, int(full_every))
-        self.track_margin = track_margin
-        self._last: list = []
+        self.track_margin = float(track_margin)
+        self.tracker = tracker
+        self.template_width = max(8, int(template_width))
+        self.min_score = float(min_score)
+        self._faces: list[_Face] = []
         self._since_full = 0
         self.last_was_full = False
+        self.full_detections = 0   # how many full-frame detections ran (bench and tests read it)
 
     @classmethod
     def from_config(cls, det) -> "FaceFinder":
         return cls(HaarDetector.from_config(det), full_every=det.full_every,
-                   track_margin=det.track_margin)
+                   track_margin=det.track_margin, tracker=getattr(det, "tracker", "template"),
+                   min_score=getattr(det, "track_min_score", 0.6))
+
+    @property
+    def _last(self) -> list:
+        return [f.box for f in self._faces]
 
     def reset(self) -> None:
-        self._last = []
+        self._faces = []
         self._since_full = 0
 
     def find(self, gray: np.ndarray):
         """Faces in this frame, largest first."""
-        if self.full_every == 1 or not self._last or self._since_full >= self.full_every - 1:
-            boxes = self.detector.detect(gray)
-            self._since_full = 0
-            self.last_was_full = True
-        else:
-            boxes = self._track(gray)
-            self._since_full += 1
-            self.last_was_full = False
-            if not boxes:  # lost everyone: look at the whole frame now
-                boxes = self.detector.detect(gray)
-                self._since_full = 0
-                self.last_was_full = True
-        self._last = boxes
-        return boxes
+        if self.full_every == 1 or not self._faces or self._since_full >= self.full_every - 1:
+            return self._full(gray)
+        faces = self._track_all(gray)
+        self._since_full += 1
+        self.last_was_full = False
+        if not faces:  # lost everyone: look at the whole frame now
+            return self._full(gray)
+        self._faces = faces
+        return [f.box for f in faces]
 
-    def _track(self, gray: np.ndarray):
+    # -- full detection ------------------------------------------------------
+    def _full(self, gray: np.ndarray):
+        dets = self.detector.detect(gray)
+        self._since_full = 0
+        self.last_was_full = True
+        self.full_detections += 1
+        faces = [self._new_face(gray, d) for d in dets]
+        if self.tracker == "template" and self.full_every > 1:
+            for f in self._faces:  # kept once through a full detection that missed it
+                if f.missed_full >= 1 or any(iou(f.box, d) > 0.3 for d in dets):
+                    continue
+                box = self._match(gray, f)
+                if box is not None and all(iou(box, d) <= 0.3 for d in dets):
+                    faces.append(_Face(box, f.template, f.scale, f.missed_full + 1))
+        faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
+        self._faces = faces
+        return [f.box for f in faces]
+
+    def _new_face(self, gray: np.ndarray, box) -> _Face:
+        if self.tracker != "template":
+            return _Face(tuple(box))
+        x, y, w, h = box
+        H, W = gray.shape[:2]
+        x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
+        scale = self.template_width / float(max(1, w))
+        patch = gray[y0:y1, x0:x1]
+        if patch.size == 0:
+            return _Face(tuple(box))
+        tw, th = max(1, int(round(patch.shape[1] * scale))), max(1, int(round(patch.shape[0] * scale)))
+        tmpl = cv2.resize(patch, (tw, th), interpolation=cv2.INTER_AREA)
+        if float(tmpl.std()) < 2.0:  # a flat patch cannot be matched
+            tmpl = None
+        return _Face((x0, y0, x1 - x0, y1 - y0), tmpl, scale)
+
+    # -- tracking -----------------------------------------------------------
+    def _track_all(self, gray: np.ndarray) -> list:
+        if self.tracker == "haar":
+            return [_Face(b) for b in self._track_haar(gray)]
+        out = []
+        for f in self._faces:
+            box = self._match(gray, f)
+            if box is not None:
+                out.append(_Face(box, f.template, f.scale, f.missed_full))
+        kept = []
+        for f in sorted(out, key=lambda f: f.box[2] * f.box[3], reverse=True):
+            if all(iou(f.box, k.box) <= 0.3 for k in kept):  # two tracks onto one face: keep one
+                kept.append(f)
+        return kept
+
+    def _match(self, gray: np.ndarray, face: _Face):
+        """The face's new box near its last one by template matching, or None if lost."""
+        if face.template is None:
+            return None
+        H, W = gray.shape[:2]
+        x, y, w, h = face.box
+        m = self.track_margin
+        x0, y0 = max(0, int(x - m * w)), max(0, int(y - m * h))
+        x1, y1 = min(W, int(round(x + w + m * w))), min(H, int(round(y + h + m * h)))
+        s = face.scale
+        th, tw = face.template.shape
+        rw, rh = int(round((x1 - x0) * s)), int(round((y1 - y0) * s))
+        if rw < tw or rh < th:
+            return None
+        roi = cv2.resize(gray[y0:y1, x0:x1], (rw, rh), interpolation=cv2.INTER_AREA)
+        res = cv2.matchTemplate(roi, face.template, cv2.TM_CCOEFF_NORMED)
+        _, score, _, (lx, ly) = cv2.minMaxLoc(res)
+        if not np.isfinite(score) or score < self.min_score:
+            return None
+        fx, fy = lx + _subpixel(res, lx, ly, 1), ly + _subpixel(res, lx, ly, 0)
+        # map back with the ROI's exact scale (its size was rounded)
+        sx, sy = rw / float(x1 - x0), rh / float(y1 - y0)
+        nx = int(round(x0 + fx / sx))
+        ny = int(round(y0 + fy / sy))
+        nx = min(max(0, nx), W - w)
+        ny = min(max(0, ny), H - h)
+        return (nx, ny, w, h)
+
+    def _track_haar(self, gray: np.ndarray):
         H, W = gray.shape[:2]
         found = []
         for (x, y, w, h) in self._last:
@@ -187,3 +294,19 @@ class FaceFinder:
                 inv = 1.0 / scale
                 found.append((int(x0 + bx * inv), int(y0 + by * inv), int(bw * inv), int(bh * inv)))
         return sorted(_nms(found), key=lambda b: b[2] * b[3], reverse=True)
+
+
+def _subpixel(res: np.ndarray, x: int, y: int, axis: int) -> float:
+    """Parabola through the peak and its two neighbours along ``axis`` (0 = rows): the offset."""
+    if axis == 1:
+        if x <= 0 or x >= res.shape[1] - 1:
+            return 0.0
+        a, b, c = res[y, x - 1], res[y, x], res[y, x + 1]
+    else:
+        if y <= 0 or y >= res.shape[0] - 1:
+            return 0.0
+        a, b, c = res[y - 1, x], res[y, x], res[y + 1, x]
+    d = a - 2 * b + c
+    if d >= 0:
+        return 0.0
+    return float(np.clip(0.5 * (a - c) / d, -0.5, 0.5))

@@ -68,13 +68,14 @@ def clean_text(text: str, max_chars: int = 300) -> str:
 
 
 def _tail(f) -> str:
-    """Last bytes of a captured stderr file, as one line."""
+    """The last non-empty line of a captured stderr file (e.g. aplay's 'audio open error')."""
     try:
         f.seek(0)
-        data = f.read()[-400:]
+        data = f.read()[-2000:]
     except (OSError, ValueError):
         return ""
-    return " ".join(data.decode("utf-8", "replace").split())
+    lines = [ln.strip() for ln in data.decode("utf-8", "replace").splitlines() if ln.strip()]
+    return clean_text(lines[-1], 200) if lines else ""
 
 
 class Engine:
@@ -338,11 +339,12 @@ def _pump(src, dst, tap) -> None:
     except (BrokenPipeError, OSError, ValueError):
         pass
     finally:
-        if dst is not None:
-            try:
-                dst.close()
-            except OSError:
-                pass
+        for f in (dst, src):      # closing src: an engine still writing gets SIGPIPE instead of hanging
+            if f is not None:
+                try:
+                    f.close()
+                except OSError:
+                    pass
 
 
 def _kill(p) -> None:

@@ -648,6 +648,7 @@ PAGE = """<!doctype html>
 </main>
 <script>
 const $ = id => document.getElementById(id);
+if(/[?&]token=/.test(location.search)) history.replaceState(null, "", location.pathname);  // the cookie has it now
 let shown = "";
 function esc(s){return String(s).replace(/[&<>"']/g,c=>({"&":"&amp;","<":"&lt;",">":"&gt;",'"':"&quot;","'":"&#39;"}[c]));}
 async function poll(){

@@ -312,7 +312,7 @@ def hash_items(items, cache_dir: Path = DEFAULT_CACHE) -> None:
         except OSError:
             it.sha1 = "missing:" + it.path
             continue
-        k = f"{it.path}|{st.st_size}|{st.st_mtime_ns}"
+        k = f"{os.path.realpath(it.path)}|{st.st_size}|{st.st_mtime_ns}"
         s = idx.get(k)
         if s is None:
             s = idx[k] = file_sha1(it.path)

@@ -1,0 +1,243 @@
+"""``djsmile convert``: Keras model -> int8 and float32 TFLite, checked, with a metadata sidecar.
+
+::
+
+    djsmile convert runs/small/model.keras --out models/
+
+- full-integer int8 post-training quantization (int8 input and output; the
+  input scale is 1/255 with zero point -128, so a pixel maps exactly to
+  ``pixel - 128``), calibrated on a representative set of training crops;
+- a float32 model for comparison;
+- both are run through ``edge.runtime`` (the device's interpreter) on the
+  val split (to choose each model's decision threshold) and on the test split
+  (to compare): if int8 accuracy on test is more than ``--max-drop`` points
+  below float32, nothing is written and the exit status is 1;
+- ``<name>_int8.json`` / ``<name>_float32.json`` sidecars carry what the
+  device needs (``edge.model.ModelMeta``: input size, colour, normalisation,
+  crop margin, labels, output, threshold) plus the measured figures.
+
+The data roots and crop parameters come from the ``summary.json`` that
+``djsmile train`` wrote next to the model (or ``--data``), so the split is
+the same one training used.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import DataError, MissingDependencyError, ModelError
+
+log = logging.getLogger(__name__)
+
+TF_HINT = "TensorFlow is not installed: pip install '.[train]'"
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("model", metavar="MODEL.keras", help="trained Keras model (from djsmile train)")
+    parser.add_argument("--out", metavar="DIR", default="models", help="output folder (default: models)")
+    parser.add_argument("--name", default="smile", help="file name stem: NAME_int8.tflite, NAME_float32.tflite (default: smile)")
+    parser.add_argument("--summary", metavar="JSON", help="training summary (default: summary.json next to the model)")
+    parser.add_argument("--data", nargs="+", metavar="DATA_ROOT", help="data roots (default: those in the summary)")
+    parser.add_argument("--representative", type=int, default=500, help="training crops used to calibrate int8 (default 500)")
+    parser.add_argument("--max-drop", type=float, default=1.0,
+                        help="largest allowed int8 accuracy drop on test, in points (default 1.0)")
+    parser.add_argument("--cache", metavar="DIR", default=None, help="crop cache folder (default .cache)")
+    parser.add_argument("--no-float", action="store_true", help="do not write the float32 model (it is still checked)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _tf():
+    try:
+        import tensorflow as tf
+    except ImportError:
+        raise MissingDependencyError(TF_HINT) from None
+    return tf
+
+
+def convert(model, input_size: int, rep: np.ndarray | None):
+    """Keras model -> TFLite bytes: float32 when ``rep`` is None, else full-integer int8."""
+    tf = _tf()
+    # Keras 3: export a SavedModel with a batch-agnostic signature, then convert that.
+    with tempfile.TemporaryDirectory(prefix="djsmile-sm-") as d:
+        spec = tf.TensorSpec([None, input_size, input_size, 1], tf.float32, name="face")
+        model.export(d, format="tf_saved_model", input_signature=[spec], verbose=False)
+        conv = tf.lite.TFLiteConverter.from_saved_model(d)
+        return _finish(conv, rep, tf)
+
+
+def _finish(conv, rep, tf):
+    if rep is not None:
+        def gen():
+            for i in range(len(rep)):
+                yield [rep[i:i + 1].astype(np.float32)]
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = gen
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.int8
+        conv.inference_output_type = tf.int8
+    return conv.convert()
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def tflite_p(rt, crops_u8: np.ndarray, meta_output: str, batch: int = 256) -> np.ndarray:
+    """p_smile from an edge.runtime.Runtime for uint8 crops (N, S, S), via edge.preprocess.to_input."""
+    from edge.preprocess import to_input
+    out = []
+    for s in range(0, len(crops_u8), batch):
+        y = rt.run(to_input(crops_u8[s:s + batch], 1.0 / 255.0, 0.0))
+        out.append(y[:, 1] if (meta_output == "softmax" or (y.ndim == 2 and y.shape[1] > 1)) else y.reshape(-1))
+    return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
+
+
+def latency_ms(path: Path, input_size: int, runs: int = 300) -> dict:
+    """Single-threaded time of one face (batch 1) through edge.runtime.Runtime: median and mean ms."""
+    from edge.runtime import Runtime
+    rt = Runtime(path, num_threads=1)
+    x = np.random.default_rng(0).random((1, input_size, input_size, 1), np.float32)
+    for _ in range(30):
+        rt.run(x)
+    ts = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        rt.run(x)
+        ts.append((time.perf_counter() - t) * 1000.0)
+    ts = np.array(ts)
+    return {"median_ms": round(float(np.median(ts)), 4), "mean_ms": round(float(ts.mean()), 4),
+            "p90_ms": round(float(np.percentile(ts, 90)), 4), "runtime": rt.describe(), "threads": 1}
+
+
+def main(args) -> int:
+    tf = _tf()  # noqa: F841  (fail early without TensorFlow)
+    import keras
+    from edge.cli import load_config
+    from edge.runtime import Runtime
+    from training import data as D
+    from training.evaluate import choose_threshold, metrics, write_json_atomic
+    from training.train import per_root_metrics
+
+    mpath = Path(args.model)
+    if not mpath.is_file():
+        raise ModelError(f"model file {mpath} not found")
+    spath = Path(args.summary) if args.summary else mpath.parent / "summary.json"
+    try:
+        summary = json.loads(spath.read_text())
+    except FileNotFoundError:
+        raise DataError(f"training summary {spath} not found; pass --summary (written by djsmile train)") from None
+    except ValueError as e:
+        raise DataError(f"training summary {spath} is not valid JSON: {e}") from None
+    try:
+        model = keras.models.load_model(mpath, compile=False)
+    except Exception as e:
+        raise ModelError(f"model file {mpath} could not be loaded by Keras: {e}") from None
+    S = int(summary["input_size"])
+    output = summary.get("output", "sigmoid")
+    cfg = load_config(args)
+    det = dict(summary.get("detector") or D._detector_kwargs(cfg.detector))
+    if "cascade" not in det:
+        from edge.faces import find_cascade
+        det["cascade"] = find_cascade(cfg.detector.cascade)
+    params = D.CropParams(input_size=S, crop_margin=float(summary["crop_margin"]), detector=det)
+    specs = args.data or summary.get("root_specs") or [r["path"] for r in summary["data_roots"]]
+    cache = Path(args.cache) if args.cache else D.DEFAULT_CACHE
+    import sys
+    progress = not args.no_progress and sys.stderr.isatty()
+    roots, items, crops, _ = D.prepare(specs, params, cache, 2, progress)
+    M = D.masks(items, crops)
+    labels = np.array([it.label for it in items])
+    if M["val"].sum() == 0 or M["test"].sum() == 0 or M["train"].sum() == 0:
+        raise DataError("the data has an empty train, val or test split; convert needs all three")
+
+    rng = np.random.default_rng(int(summary.get("training", {}).get("seed", 0)))
+    tr = np.flatnonzero(M["train"])
+    pick = rng.choice(tr, size=min(args.representative, len(tr)), replace=False)
+    rep = crops.crop[pick].astype(np.float32)[..., None] / 255.0
+    # make sure calibration sees the full pixel range, so the input maps exactly to pixel - 128
+    rep[0, 0, 0, 0], rep[0, 0, 1, 0] = 0.0, 1.0
+
+    log.info("converting %s (float32 and int8, %d representative crops)", mpath, len(rep))
+    blobs = {"float32": convert(model, S, None), "int8": convert(model, S, rep)}
+    out = Path(args.out)
+    tmpdir = Path(tempfile.mkdtemp(prefix="djsmile-convert-"))
+    results = {}
+    for kind, blob in blobs.items():
+        tpath = tmpdir / f"{args.name}_{kind}.tflite"
+        tpath.write_bytes(blob)
+        rt = Runtime(tpath, num_threads=2)
+        p_va = tflite_p(rt, crops.crop[M["val"]], output)
+        thr = choose_threshold(labels[M["val"]], p_va)
+        p_te = tflite_p(rt, crops.crop[M["test"]], output)
+        results[kind] = {"path": tpath, "threshold": thr, "p_test": p_te, "size_bytes": len(blob),
+                         "val": per_root_metrics(items, M["val"], p_va, thr),
+                         "test": per_root_metrics(items, M["test"], p_te, thr),
+                         "latency": latency_ms(tpath, S)}
+    f_acc = results["float32"]["test"]["all"]["accuracy"]
+    q_acc = results["int8"]["test"]["all"]["accuracy"]
+    drop = (f_acc - q_acc) * 100.0
+    agree = float(((results["int8"]["p_test"] >= results["int8"]["threshold"]) ==
+                   (results["float32"]["p_test"] >= results["float32"]["threshold"])).mean())
+    print(f"{'model':8s} {'size':>9s} {'ms/face':>8s} {'thr':>6s} {'val acc':>8s} {'test acc':>8s}  per root (test)")
+    for kind, r in results.items():
+        per = "  ".join(f"{k}={v['accuracy']:.4f}" for k, v in r["test"].items() if k != "all")
+        print(f"{kind:8s} {r['size_bytes']:9d} {r['latency']['median_ms']:8.3f} {r['threshold']:6.3f} "
+              f"{r['val']['all']['accuracy']:8.4f} {r['test']['all']['accuracy']:8.4f}  {per}")
+    print(f"int8 vs float32 on test: {drop:+.2f} points (max {args.max_drop}); decisions agree on {agree:.4f}")
+    if drop > args.max_drop:
+        log.error("int8 accuracy on the test split is %.2f points below float32 (more than --max-drop %.2f); "
+                  "nothing written", drop, args.max_drop)
+        return 1
+
+    created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
+    for kind, r in results.items():
+        if kind == "float32" and args.no_float:
+            continue
+        path = out / f"{args.name}_{kind}.tflite"
+        meta = {
+            "input_size": S, "color": "gray", "normalize": {"scale": 1.0 / 255.0, "offset": 0.0},
+            "crop_margin": float(summary["crop_margin"]), "labels": list(D.CLASSES), "smile_index": 1,
+            "output": output, "threshold": round(float(r["threshold"]), 6),
+            "faces_mode_crop": "whole image, no margin",
+            "quantization": "full-integer int8 (input scale 1/255, zero point -128)" if kind == "int8" else "none",
+            "arch": summary.get("arch"), "model_name": summary.get("model_name"),
+            "parameters": summary.get("parameters"), "size_bytes": r["size_bytes"],
+            "latency_single_thread": r["latency"],
+            "threshold_chosen_on": "val split, best balanced accuracy",
+            "metrics": {"val": r["val"], "test": r["test"]},
+            "int8_vs_float32_test_points": round(-drop, 3), "int8_float32_agreement": round(agree, 4),
+            "data_roots": [r_["name"] for r_ in summary.get("data_roots", [])],
+            "split": {k: summary.get("split", {}).get(k) for k in ("fractions", "salt", "near_dup_bits")},
+            "detector_for_training_crops": {k: v for k, v in det.items() if k != "cascade"},
+            "source": {"keras_model": str(mpath), "summary": str(spath), "created": created,
+                       "tensorflow": tf.__version__, "keras": keras.__version__},
+        }
+        _write_atomic(path, path_bytes := r["path"].read_bytes())
+        write_json_atomic(path.with_suffix(".json"), meta)
+        log.info("wrote %s (%d bytes) and %s", path, len(path_bytes), path.with_suffix(".json").name)
+    for f in tmpdir.iterdir():
+        f.unlink()
+    tmpdir.rmdir()
+    return 0

@@ -1,0 +1,419 @@
+"""``djsmile run``: the frame loop that wires source -> faces -> model -> trigger -> actions.
+
+One thread runs the loop; everything that can block (photo writing, speech,
+the web view, gpiozero's pulse timers) lives on its own threads, fed without
+waiting. The loop:
+
+    for frame in source:
+        boxes  = finder.find(frame.gray)            # Haar + tracking
+        probs  = model.predict(frame.gray, boxes)   # int8 TFLite
+        result = trigger.update(frame.index, frame.t, boxes, probs)
+        actions.update(result, frame)               # LED, shutter, photo, event, joke
+        web.publish(frame, result, fps)             # if the live view is on
+        notifier.watchdog()                         # systemd watchdog
+
+SIGINT / SIGTERM set a stop flag checked every frame: the loop ends within a
+frame, then the camera is released, the LED and shutter go off and a photo
+being written is finished (or removed, never left half-written). If the
+source hangs (a camera that stopped delivering), a timer forces the exit
+after ``STOP_GRACE_S`` with the LED off.
+
+A finite source (a video file, an image folder) ends the run with exit 0; a
+camera that stops delivering frames ends it with exit 69 (systemd restarts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import platform
+import signal
+import sys
+import threading
+import time
+import warnings
+
+from . import __version__
+from .errors import EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, ConfigError, GpioError
+from .faces import FaceFinder
+from .model import SmileModel
+from .notify import Notifier
+from .sources import Source, open_source
+from .trigger import Trigger
+
+log = logging.getLogger(__name__)
+
+STATUS_EVERY_S = 5.0       # systemd STATUS= line
+LOG_STATUS_EVERY_S = 60.0  # the same line in the log
+STOP_GRACE_S = 1.5         # after a stop signal, force the exit if the loop has not ended
+MAX_ERRORS_IN_A_ROW = 30   # frames failing one after another before the run gives up
+
+
+# --------------------------------------------------------------------------- the loop
+class LoopStats:
+    """Frames per second (moving average) and the numbers in the status line."""
+
+    def __init__(self):
+        self.frames = 0
+        self.shots = 0
+        self.faces = 0
+        self.fps = 0.0
+        self.last_shot_wall: float | None = None
+        self.started = time.monotonic()
+        self._last = None
+
+    def tick(self, now: float, faces: int, fired: bool) -> None:
+        if self._last is not None:
+            dt = now - self._last
+            if dt > 0:
+                inst = 1.0 / dt
+                self.fps = inst if self.fps == 0.0 else 0.95 * self.fps + 0.05 * inst
+        self._last = now
+        self.frames += 1
+        self.faces = faces
+        if fired:
+            self.shots += 1
+            self.last_shot_wall = time.time()
+
+    def line(self) -> str:
+        last = (time.strftime("%H:%M:%S", time.localtime(self.last_shot_wall))
+                if self.last_shot_wall else "none yet")
+        return (f"{self.fps:.1f} fps, {self.faces} face{'' if self.faces == 1 else 's'}, "
+                f"{self.shots} shot{'' if self.shots == 1 else 's'}, last smile {last}")
+
+
+def run(cfg, source: Source, *, model, finder, stop_event: threading.Event | None = None,
+        web=None, notifier=None, actions=None, max_frames: int | None = None,
+        trigger: Trigger | None = None, stats: LoopStats | None = None) -> int:
+    """Run the frame loop until the source ends, ``stop_event`` is set or ``max_frames`` frames.
+
+    Returns the exit code: 0 when a finite source ended, a stop was asked or
+    ``max_frames`` was reached; 69 when a camera stopped delivering frames.
+    """
+    stop_event = stop_event or threading.Event()
+    trigger = trigger or Trigger(cfg.trigger, getattr(model, "threshold", 0.5))
+    stats = stats or LoopStats()
+    realtime = bool(cfg.camera.realtime) and source.finite
+    wall0 = t0 = None
+    next_status = time.monotonic()
+    next_log = next_status + LOG_STATUS_EVERY_S
+    errors_in_a_row = 0
+    ended = False
+    it = iter(source)
+    while not stop_event.is_set():
+        try:
+            frame = next(it)
+        except StopIteration:
+            ended = True
+            break
+        if realtime:  # play the file at its own rate
+            if wall0 is None:
+                wall0, t0 = time.monotonic(), frame.t
+            delay = wall0 + (frame.t - t0) - time.monotonic()
+            if delay > 0 and stop_event.wait(delay):
+                break
+        try:
+            boxes = finder.find(frame.gray)
+            probs = model.predict(frame.gray, boxes) if boxes else []
+            result = trigger.update(frame.index, frame.t, boxes, probs)
+            if actions is not None:
+                actions.update(result, frame)
+            errors_in_a_row = 0
+        except Exception:
+            errors_in_a_row += 1
+            log.exception("frame %d (t=%.3f s) failed", frame.index, frame.t)
+            if errors_in_a_row >= MAX_ERRORS_IN_A_ROW:
+                log.error("%d frames in a row failed; stopping", errors_in_a_row)
+                return EX_SOFTWARE
+            continue
+        now = time.monotonic()
+        stats.tick(now, len(boxes), result.fired)
+        if result.fired:
+            log.info("smile! frame %d (t=%.2f s): %s", frame.index, frame.t,
+                     ", ".join(f"p={f.p_smile:.2f}" for f in result.faces) or "no face")
+        if web is not None:
+            try:
+                web.publish(frame, result, stats.fps)
+            except Exception:
+                log.exception("live view publish failed")
+        if notifier is not None:
+            notifier.watchdog(now)
+            if now >= next_status:
+                next_status = now + STATUS_EVERY_S
+                notifier.status(stats.line())
+        if now >= next_log:
+            next_log = now + LOG_STATUS_EVERY_S
+            log.info("%s", stats.line())
+        if max_frames and stats.frames >= max_frames:
+            break
+    if ended and not source.finite and not stop_event.is_set():
+        log.error("%s stopped delivering frames; exiting so the service can restart it", source.name)
+        return EX_UNAVAILABLE
+    return EX_OK
+
+
+# --------------------------------------------------------------------------- CLI
+def add_arguments(p) -> None:
+    import argparse
+
+    p.add_argument("--source", metavar="SPEC",
+                   help="'' = Pi camera, else webcam 0; 'pi'; a webcam index; a video file; an image folder "
+                        "(default: camera.source)")
+    p.add_argument("--state-dir", metavar="DIR", help="photos, events.jsonl and the joke cache go here "
+                                                      "(default: storage.state_dir)")
+    p.add_argument("--model", metavar="PATH", help="TFLite model (default: model.path, else the shipped one)")
+    p.add_argument("--sensitivity", choices=("slight", "normal", "big"), help="smile shutter preset")
+    p.add_argument("--policy", choices=("largest", "any", "all"),
+                   help="whose smile counts: the largest face, any face, or all faces (group photo)")
+    p.add_argument("--web", metavar="HOST:PORT", help="serve the live view on HOST:PORT (turns web.enabled on)")
+    p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
+                   help="play a file source at its own frame rate, or as fast as possible (default: camera.realtime)")
+    p.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
+    p.add_argument("--no-gpio", action="store_true", help="no LED, shutter or button (no pins touched)")
+    p.add_argument("--no-jokes", action="store_true", help="no joke on a smile")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config key (repeatable), e.g. --set trigger.hold_frames=5")
+
+
+def _positive_int(s: str) -> int:
+    import argparse
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"{s!r} must be at least 1")
+    return v
+
+
+def _parse_value(text: str):
+    """A --set value as TOML would read it (true, 3, 0.5, "x"); bare words are strings."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover
+        import tomli as tomllib  # type: ignore
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except Exception:
+        return text
+
+
+def apply_overrides(cfg, args) -> None:
+    """Command-line flags win over the config file (same checks as the file)."""
+    for item in getattr(args, "set", None) or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        cfg.set(key.strip(), _parse_value(value.strip()))
+    flags = [("source", "camera.source"), ("state_dir", "storage.state_dir"), ("model", "model.path"),
+             ("sensitivity", "trigger.sensitivity"), ("policy", "trigger.policy")]
+    for attr, key in flags:
+        if getattr(args, attr, None) is not None:
+            cfg.set(key, getattr(args, attr))
+    if getattr(args, "realtime", None) is not None:
+        cfg.set("camera.realtime", bool(args.realtime))
+    if getattr(args, "web", None) is not None:
+        cfg.set("web.listen", args.web)
+        cfg.set("web.enabled", True)
+    if getattr(args, "no_gpio", False):
+        for key in ("gpio.led_enabled", "gpio.shutter_enabled", "gpio.button_enabled"):
+            cfg.set(key, False)
+    if getattr(args, "no_jokes", False):
+        cfg.set("jokes.on_smile", False)
+    t = cfg.trigger
+    if t.on_threshold and t.off_threshold and t.off_threshold > t.on_threshold:
+        raise ConfigError(f"config key trigger.off_threshold = {t.off_threshold} is not valid: "
+                          f"it must not exceed trigger.on_threshold = {t.on_threshold}")
+
+
+def gpio_in_use(cfg) -> bool:
+    g = cfg.gpio
+    return bool(g.led_enabled or g.shutter_enabled or g.button_enabled)
+
+
+def setup_gpio(cfg) -> str:
+    """Choose gpiozero's pin factory once, and say which (mock off a Pi). Returns its class name."""
+    from gpiozero import Device
+
+    name = cfg.gpio.pin_factory
+    if Device.pin_factory is not None:  # already chosen (a test, an embedding program)
+        chosen = type(Device.pin_factory).__name__
+        log.info("GPIO: using the pin factory already set (%s)", chosen)
+        return chosen
+    if name == "mock":
+        from gpiozero.pins.mock import MockFactory
+        Device.pin_factory = MockFactory()
+        log.info("GPIO: simulated pins (gpio.pin_factory = 'mock'); nothing is wired")
+        return "MockFactory"
+    old = os.environ.get("GPIOZERO_PIN_FACTORY")
+    try:
+        if name:
+            os.environ["GPIOZERO_PIN_FACTORY"] = name
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            factory = Device._default_pin_factory()
+    except Exception as e:
+        if name:
+            raise GpioError(f"config key gpio.pin_factory = {name!r} cannot be loaded ({e}); "
+                            "use '' (automatic) or 'mock'") from None
+        from gpiozero.pins.mock import MockFactory
+        Device.pin_factory = MockFactory()
+        log.info("GPIO: no GPIO on this machine (%s): using gpiozero's MockFactory (simulated pins; "
+                 "the LED and shutter do nothing)", str(e).rstrip("!."))
+        return "MockFactory"
+    finally:
+        if name:
+            if old is None:
+                os.environ.pop("GPIOZERO_PIN_FACTORY", None)
+            else:
+                os.environ["GPIOZERO_PIN_FACTORY"] = old
+    Device.pin_factory = factory
+    log.info("GPIO: %s", type(factory).__name__)
+    return type(factory).__name__
+
+
+@contextlib.contextmanager
+def stop_signals(stop_event: threading.Event, on_force=None, grace_s: float = STOP_GRACE_S):
+    """SIGINT/SIGTERM set ``stop_event``; if still running ``grace_s`` later, ``on_force(signum)``.
+
+    A second signal forces at once. Only in the main thread (elsewhere a no-op).
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    state = {"timer": None}
+
+    def handler(signum, _frame):
+        name = signal.Signals(signum).name
+        if stop_event.is_set():
+            log.warning("second %s: stopping now", name)
+            if on_force is not None:
+                on_force(signum)
+            return
+        log.info("%s: stopping", name)
+        stop_event.set()
+        if on_force is not None and state["timer"] is None:
+            t = threading.Timer(grace_s, on_force, args=(signum,))
+            t.daemon = True
+            state["timer"] = t
+            t.start()
+
+    saved = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        if state["timer"] is not None:
+            state["timer"].cancel()
+        for s, h in saved.items():
+            signal.signal(s, h)
+
+
+def _describe_runtime(model) -> str:
+    rt = getattr(model, "runtime", None)
+    return rt.describe() if rt is not None and hasattr(rt, "describe") else "unknown runtime"
+
+
+class _Closers:
+    """Things to close, in a fixed order whatever order they were opened in."""
+
+    ORDER = ("notifier", "actions", "source", "button", "web", "teller")
+
+    def __init__(self):
+        self._fns: dict = {}
+
+    def add(self, name: str, fn) -> None:
+        self._fns[name] = fn
+
+    def close_all(self) -> None:
+        for name in self.ORDER:
+            fn = self._fns.pop(name, None)
+            if fn is None:
+                continue
+            try:
+                fn()
+            except Exception:
+                log.exception("closing the %s failed", name)
+
+
+def main(args) -> int:
+    from .actions import PHOTOS_NAME, Actions
+    from .cli import load_config
+    from .teller import JokeTeller, attach_button
+    from .web import WebServer
+
+    cfg = load_config(args)
+    apply_overrides(cfg, args)
+    state_dir = cfg.state_dir()
+    log.info("djsmile %s on Python %s (%s %s)", __version__, platform.python_version(),
+             platform.system(), platform.machine())
+
+    stop_event = threading.Event()
+    closers = _Closers()
+    actions = None
+
+    def force_exit(signum):
+        log.error("still not stopped %.1f s after the signal; forcing the exit (LED off)", STOP_GRACE_S)
+        if actions is not None:
+            with contextlib.suppress(Exception):
+                actions.close(timeout=0.2)
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os._exit(EX_SOFTWARE)
+
+    with stop_signals(stop_event, on_force=force_exit):
+        try:
+            source = open_source(cfg.camera.source, cfg)
+            closers.add("source", source.close)
+            log.info("source %s%s", source.name, " (real time)" if cfg.camera.realtime and source.finite else "")
+            model = SmileModel.from_config(cfg.model)
+            runtime = _describe_runtime(model)
+            log.info("model %s (%s, threshold %.3f)", model.path, runtime, model.threshold)
+            finder = FaceFinder.from_config(cfg.detector)
+            log.info("state dir %s", state_dir)
+
+            if gpio_in_use(cfg):
+                setup_gpio(cfg)
+            else:
+                log.info("GPIO: off (no LED, shutter or button)")
+
+            teller = None
+            if cfg.jokes.on_smile or cfg.gpio.button_enabled or cfg.web.enabled:
+                teller = JokeTeller(cfg, state_dir)
+                closers.add("teller", lambda: teller.close(timeout=0.5))
+
+            web = None
+            if cfg.web.enabled:
+                web = WebServer(cfg.web, photo_dir=state_dir / PHOTOS_NAME, teller=teller,
+                                info={"model": str(model.path), "runtime": runtime,
+                                      "version": __version__, "source": source.name})
+
+            actions = Actions(cfg, state_dir,
+                              on_joke=teller.tell if (teller is not None and cfg.jokes.on_smile) else None,
+                              on_event=web.note_event if web is not None else None)
+            closers.add("actions", lambda: actions.close(timeout=1.0))
+            if teller is not None and cfg.gpio.button_enabled:
+                button = attach_button(cfg.gpio, teller)
+                if button is not None:
+                    closers.add("button", button.close)
+            if web is not None:
+                web.start()
+                closers.add("web", web.stop)
+
+            trigger = Trigger(cfg.trigger, model.threshold)
+            log.info("trigger: %s", trigger.describe())
+            notifier = Notifier.from_env()
+            closers.add("notifier", notifier.stopping)
+            if stop_event.is_set():  # a signal during start-up
+                return EX_OK
+            notifier.ready()
+            log.info("running; Ctrl+C or SIGTERM stops")
+            stats = LoopStats()
+            rc = run(cfg, source, model=model, finder=finder, stop_event=stop_event, web=web,
+                     notifier=notifier, actions=actions, max_frames=args.max_frames,
+                     trigger=trigger, stats=stats)
+            log.info("stopped after %d frames: %d shot%s", stats.frames, stats.shots,
+                     "" if stats.shots == 1 else "s")
+            return rc
+        finally:
+            closers.close_all()

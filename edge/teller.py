@@ -1,0 +1,158 @@
+"""The joke teller: joke source + speech engine on one worker thread, and the joke button.
+
+``tell()`` and ``repeat()`` never block the caller (the frame loop, a GPIO
+callback, the web server): they hand the request to the teller's worker
+thread and return at once. While a joke is being fetched or spoken, further
+requests are dropped (``False``), not queued.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from pathlib import Path
+from typing import Optional
+
+from .jokes import JokeSource
+from .speech import Engine, make_engine
+
+log = logging.getLogger(__name__)
+
+
+class JokeTeller:
+    """Tells dad jokes out loud, one at a time.
+
+    ``cfg``: the whole :class:`~edge.config.Config` (``jokes`` and ``speech`` are used).
+    ``engine`` / ``source`` may be given (tests, benchmarks); by default they come from ``cfg``.
+    """
+
+    def __init__(self, cfg, state_dir: Optional[Path], *, engine: Optional[Engine] = None,
+                 source: Optional[JokeSource] = None):
+        self.cfg = cfg
+        self.engine = engine if engine is not None else make_engine(cfg.speech)
+        self.source = source if source is not None else JokeSource(cfg.jokes, state_dir)
+        self.source.start()
+        self.last_joke: Optional[str] = self.source.last_told   # so a long press works after a restart
+        self.last_origin: Optional[str] = None
+        self.told = 0        # requests carried out
+        self.dropped = 0     # requests dropped because busy
+        self._lock = threading.Lock()
+        self._busy = False
+        self._closed = False
+        self._idle = threading.Event()
+        self._idle.set()
+        self._q: queue.Queue = queue.Queue()
+        self._thread = threading.Thread(target=self._work, name="joke-teller", daemon=True)
+        self._thread.start()
+
+    # -- public -----------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    def tell(self) -> bool:
+        """Speak a new joke (non-blocking). ``False`` if busy: the request is dropped."""
+        return self._submit("tell")
+
+    def repeat(self) -> bool:
+        """Speak the last joke again (a new one if none was told yet). Non-blocking; ``False`` if busy."""
+        return self._submit("repeat")
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Wait until the current request is finished (tests, benchmarks, shutdown)."""
+        return self._idle.wait(timeout)
+
+    def close(self, timeout: float = 3.0) -> None:
+        """Stop speaking, stop the worker and the prefetch thread, save the cache."""
+        with self._lock:
+            self._closed = True
+        self.engine.stop()
+        self._q.put(None)
+        t_end = time.monotonic() + timeout
+        self._thread.join(timeout)
+        self.engine.stop()
+        self.source.close(timeout=max(0.1, t_end - time.monotonic()))
+
+    # -- worker -------------------------------------------------------------
+    def _submit(self, kind: str) -> bool:
+        with self._lock:
+            if self._closed or self._busy:
+                self.dropped += 1
+                log.info("joke %s dropped: %s", kind, "closed" if self._closed else "still telling one")
+                return False
+            self._busy = True
+            self._idle.clear()
+        self._q.put((kind, time.monotonic()))
+        return True
+
+    def _work(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            kind, _t = item
+            try:
+                self._handle(kind)
+            except Exception:   # never let one joke kill the teller
+                log.exception("telling a joke failed")
+            finally:
+                with self._lock:
+                    self._busy = False
+                    self._idle.set()
+
+    def _handle(self, kind: str) -> None:
+        if kind == "repeat" and self.last_joke:
+            text = self.last_joke
+            log.info("repeating the last joke: %s", text)
+        else:
+            wait = 0.0 if self.source.prefetching else self.cfg.jokes.timeout_s
+            joke = self.source.next_joke(wait_api=wait)
+            text = joke.text
+            self.last_joke, self.last_origin = text, joke.origin
+            log.info("joke (%s): %s", joke.origin, text)
+        self.told += 1
+        self.engine.say(text)
+
+
+def attach_button(gpio_cfg, teller) -> Optional[object]:
+    """A gpiozero ``Button`` on ``gpio_cfg.button_pin``: short press -> ``teller.tell()``, long press -> ``teller.repeat()``.
+
+    A short press acts on release, so that holding the button for
+    ``button_long_press_s`` repeats the last joke *instead of* telling a new
+    one. Uses gpiozero's current ``Device.pin_factory``. Returns ``None`` if the
+    button is disabled or the pin cannot be used (logged).
+    """
+    if not gpio_cfg.button_enabled:
+        return None
+    try:
+        from gpiozero import Button
+        bounce = gpio_cfg.button_bounce_ms / 1000.0 if gpio_cfg.button_bounce_ms > 0 else None
+        button = Button(gpio_cfg.button_pin, pull_up=gpio_cfg.button_pull_up, bounce_time=bounce,
+                        hold_time=gpio_cfg.button_long_press_s, hold_repeat=False)
+    except Exception as e:   # no GPIO on this machine, pin busy, no pin factory...
+        log.warning("joke button on GPIO%d unavailable (%s): no button", gpio_cfg.button_pin, e)
+        return None
+
+    held = threading.Event()
+
+    def on_pressed():
+        held.clear()
+
+    def on_held():
+        held.set()
+        teller.repeat()
+
+    def on_released():
+        if held.is_set():
+            held.clear()
+        else:
+            teller.tell()
+
+    button.when_pressed = on_pressed
+    button.when_held = on_held
+    button.when_released = on_released
+    log.info("joke button on GPIO%d: press for a joke, hold %.1f s to repeat the last one",
+             gpio_cfg.button_pin, gpio_cfg.button_long_press_s)
+    return button

@@ -1,0 +1,315 @@
+"""Joke source: a real HTTP server on 127.0.0.1 plays the API (good, slow, 500, HTML, garbage, huge)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from edge import jokes
+from edge.config import Config
+from edge.jokes import FetchError, JokeSource, fetch_joke
+from edge.jokes_bundled import JOKES as BUNDLED
+
+TIMEOUT = 0.6     # jokes.timeout_s used against the test server
+
+
+class _Handler(BaseHTTPRequestHandler):
+    def log_message(self, *a):  # quiet
+        pass
+
+    def _send(self, code, body: bytes, ctype="application/json", length=True):
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        if length:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except OSError:     # the client gave up (slow answers): expected
+            pass
+
+    def do_GET(self):
+        srv = self.server
+        srv.requests.append({"path": self.path, "headers": dict(self.headers)})
+        path = self.path.split("?")[0]
+        if path == "/ok":
+            srv.count += 1
+            n = srv.count
+            self._send(200, json.dumps({"id": f"T{n}", "joke": f"Test joke number {n}: why did it pass?",
+                                        "status": 200}).encode())
+        elif path == "/same":
+            self._send(200, json.dumps({"id": "S", "joke": "The one and only server joke.", "status": 200}).encode())
+        elif path == "/evil":
+            self._send(200, json.dumps({"id": "E", "joke": srv.evil, "status": 200}).encode())
+        elif path == "/slow":
+            time.sleep(5)
+            self._send(200, json.dumps({"id": "L", "joke": "Too late to be funny.", "status": 200}).encode())
+        elif path == "/trickle":            # headers at once, then one byte every 0.25 s
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            try:
+                for b in b'{"joke": "' + b"x" * 40:
+                    self.wfile.write(bytes([b]))
+                    self.wfile.flush()
+                    time.sleep(0.25)
+            except OSError:
+                pass
+        elif path == "/500":
+            self._send(500, b'{"message": "oops"}')
+        elif path == "/html":
+            self._send(200, b"<html><body><h1>Dad jokes!</h1></body></html>", "text/html")
+        elif path == "/badjson":
+            self._send(200, b'{"joke": "unterminated')
+        elif path == "/wrongtype":
+            self._send(200, b'{"joke": 42, "status": 200}')
+        elif path == "/list":
+            self._send(200, b'["a joke", "in a list"]')
+        elif path == "/status":
+            self._send(200, b'{"joke": "Not found joke", "status": 404}')
+        elif path == "/longjoke":
+            self._send(200, json.dumps({"joke": "ha " * 2000, "status": 200}).encode())
+        elif path == "/huge":                # 1 MB, with Content-Length
+            self._send(200, json.dumps({"joke": "x" * 1_000_000, "status": 200}).encode())
+        elif path == "/huge-nolength":       # 1 MB, no Content-Length (read until close)
+            self._send(200, json.dumps({"joke": "y" * 1_000_000, "status": 200}).encode(), length=False)
+        else:
+            self._send(404, b"{}")
+
+
+class JokeServer:
+    def __init__(self):
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.block_on_close = False
+        self.httpd.requests = []
+        self.httpd.count = 0
+        self.httpd.evil = ""
+        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    @property
+    def requests(self):
+        return self.httpd.requests
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server(monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    s = JokeServer()
+    yield s
+    s.close()
+
+
+def dead_url() -> str:
+    """A URL on 127.0.0.1 where nothing listens."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def jcfg(url: str, **kw):
+    cfg = Config()
+    cfg.set("jokes.api_url", url)
+    cfg.set("jokes.timeout_s", TIMEOUT)
+    for k, v in kw.items():
+        cfg.set(f"jokes.{k}", v)
+    return cfg.jokes
+
+
+# --------------------------------------------------------------------------- the API client
+def test_fetch_sends_accept_and_user_agent(server):
+    jid, text = fetch_joke(server.url("/ok"), TIMEOUT)
+    assert (jid, text) == ("T1", "Test joke number 1: why did it pass?")
+    h = server.requests[-1]["headers"]
+    assert h["Accept"] == "application/json"
+    assert "djsmile" in h["User-Agent"] and jokes.PROJECT_URL in h["User-Agent"]
+
+
+@pytest.mark.parametrize("path, words", [
+    ("/slow", "within"),
+    ("/trickle", "slow"),
+    ("/500", "HTTP 500"),
+    ("/html", "not JSON"),
+    ("/badjson", "not JSON"),
+    ("/wrongtype", "joke"),
+    ("/list", "not an object"),
+    ("/status", "status"),
+    ("/longjoke", "characters"),
+    ("/huge", "too big"),
+    ("/huge-nolength", "too big"),
+])
+def test_fetch_rejects_bad_answers_quickly(server, path, words):
+    t0 = time.monotonic()
+    with pytest.raises(FetchError, match=words):
+        fetch_joke(server.url(path), TIMEOUT)
+    assert time.monotonic() - t0 < TIMEOUT + 0.5
+
+
+def test_fetch_unreachable():
+    t0 = time.monotonic()
+    with pytest.raises(FetchError, match="cannot connect"):
+        fetch_joke(dead_url(), TIMEOUT)
+    assert time.monotonic() - t0 < TIMEOUT + 0.5
+
+
+# --------------------------------------------------------------------------- source: fallback, cache, no repeat
+def test_fallback_goes_api_then_cache_then_bundled(server, tmp_path):
+    # The device prefetches 3 jokes from a working API, then stops (restart).
+    src = JokeSource(jcfg(server.url("/ok"), prefetch=3, no_repeat=20), tmp_path).start()
+    assert src.wait_ready(3, timeout=5)
+    first = src.next_joke()
+    assert first.origin == "api" and first.text.startswith("Test joke number")
+    src.close()
+    cached = json.loads((tmp_path / "jokes_cache.json").read_text())
+    assert len(cached["jokes"]) >= 3
+
+    # After the restart the API answers 500: the two cached jokes not told yet, then the bundled list.
+    src = JokeSource(jcfg(server.url("/500"), prefetch=0, no_repeat=20), tmp_path)
+    told = [src.next_joke(wait_api=TIMEOUT) for _ in range(len(cached["jokes"]) + 1)]
+    origins = [j.origin for j in told]
+    assert origins == ["cache"] * (len(cached["jokes"]) - 1) + ["bundled", "bundled"]
+    assert all(j.text.startswith("Test joke number") for j in told if j.origin == "cache")
+    assert first.text not in [j.text for j in told]          # told before the restart: not repeated
+    assert told[-1].text in BUNDLED
+    assert "HTTP 500" in src.last_error
+    src.close()
+
+
+def test_no_repeat_over_many_jokes(tmp_path):
+    n = 20
+    src = JokeSource(jcfg("", no_repeat=n), tmp_path)
+    told = [src.next_joke().text for _ in range(3 * len(BUNDLED))]
+    for i in range(len(told)):
+        window = told[max(0, i - n + 1): i + 1]
+        assert len(set(window)) == len(window), f"repeat within {n} jokes at #{i}"
+
+
+def test_no_repeat_survives_restart(tmp_path):
+    cfg = jcfg("", no_repeat=len(BUNDLED) - 5)
+    src = JokeSource(cfg, tmp_path)
+    before = {src.next_joke().text for _ in range(10)}
+    src.close()
+    src = JokeSource(cfg, tmp_path)
+    assert src.last_told in before
+    after = {src.next_joke().text for _ in range(len(BUNDLED) - 15)}
+    assert not before & after
+
+
+def test_api_repeating_itself_is_not_repeated(server, tmp_path):
+    src = JokeSource(jcfg(server.url("/same"), no_repeat=5, prefetch=0), tmp_path)
+    a = src.next_joke(wait_api=TIMEOUT)
+    b = src.next_joke(wait_api=TIMEOUT)
+    assert a.origin == "api" and a.text == "The one and only server joke."
+    assert b.text != a.text and b.origin == "bundled"
+
+
+def test_prefetched_joke_is_ready_at_once(server, tmp_path):
+    src = JokeSource(jcfg(server.url("/ok"), prefetch=2), tmp_path).start()
+    try:
+        assert src.wait_ready(2, timeout=5)
+        t0 = time.perf_counter()
+        j = src.next_joke()
+        assert time.perf_counter() - t0 < 0.05
+        assert j.origin == "api"
+        assert src.wait_ready(2, timeout=5)             # refilled in the background
+    finally:
+        src.close()
+
+
+def test_cache_is_bounded_and_written_atomically(server, tmp_path):
+    src = JokeSource(jcfg(server.url("/ok"), cache_size=3, prefetch=0, no_repeat=0), tmp_path)
+    for _ in range(6):
+        assert src.next_joke(wait_api=TIMEOUT).origin == "api"
+    src.close()
+    data = json.loads((tmp_path / "jokes_cache.json").read_text())
+    assert [e["joke"] for e in data["jokes"]] == [f"Test joke number {n}: why did it pass?" for n in (4, 5, 6)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["jokes_cache.json"]   # no temp files left
+
+
+@pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe\x00garbage", b'["a", "list"]', b'{"jokes": 5}'])
+def test_corrupt_cache_is_set_aside(tmp_path, caplog, content):
+    (tmp_path / "jokes_cache.json").write_bytes(content)
+    with caplog.at_level(logging.WARNING, logger="edge.jokes"):
+        src = JokeSource(jcfg("", no_repeat=3), tmp_path)
+    assert "corrupt" in caplog.text
+    j = src.next_joke()
+    assert j.origin == "bundled"
+    src.close()
+    data = json.loads((tmp_path / "jokes_cache.json").read_text())
+    assert data["recent"] == [j.text]
+    assert (tmp_path / "jokes_cache.json.corrupt").read_bytes() == content
+
+
+def test_cache_keeps_only_clean_text(tmp_path):
+    (tmp_path / "jokes_cache.json").write_text(json.dumps(
+        {"version": 1, "jokes": [{"id": "x", "joke": "Bell\x07 and\x1b[31m escape"}, {"joke": 7}], "recent": []}))
+    src = JokeSource(jcfg("", no_repeat=0), tmp_path)
+    assert src.cached() == ["Bell and[31m escape"]
+    assert src.next_joke().origin == "cache"
+
+
+def test_unwritable_state_dir_still_tells_jokes(tmp_path, caplog):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with caplog.at_level(logging.WARNING, logger="edge.jokes"):
+        src = JokeSource(jcfg("", no_repeat=3), blocker / "state")
+        assert src.next_joke().text in BUNDLED
+        src.close()
+    assert "cannot be written" in caplog.text
+
+
+# --------------------------------------------------------------------------- `djsmile joke`
+def run_cli(tmp_path, url, *extra, no_repeat=20):
+    cfg = tmp_path / "djsmile.toml"
+    cfg.write_text(f'[jokes]\napi_url = "{url}"\nno_repeat = {no_repeat}\n[speech]\nengine = "none"\n')
+    env = dict(os.environ, NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-m", "edge", "joke", "--config", str(cfg),
+                        "--state-dir", str(tmp_path / "state"), *extra],
+                       cwd=tmp_path, capture_output=True, text=True, timeout=30, env=env)
+    return r, time.monotonic() - t0
+
+
+def test_cli_joke_from_api(server, tmp_path):
+    r, _ = run_cli(tmp_path, server.url("/ok"))
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "Test joke number 1: why did it pass?"
+    assert "unavailable" not in r.stderr
+
+
+@pytest.mark.parametrize("path", ["dead", "/slow", "/500", "/html", "/huge"])
+def test_cli_joke_falls_back_within_5s(server, tmp_path, path):
+    url = dead_url() if path == "dead" else server.url(path)
+    r, dt = run_cli(tmp_path, url)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() in BUNDLED
+    assert "bundled" in r.stderr
+    assert dt < 5.0
+
+
+def test_cli_uses_the_shared_cache(server, tmp_path):
+    r, _ = run_cli(tmp_path, server.url("/ok"), no_repeat=0)
+    assert r.returncode == 0
+    r, dt = run_cli(tmp_path, dead_url(), "--say", no_repeat=0)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "Test joke number 1: why did it pass?"
+    assert "cache" in r.stderr and dt < 5.0

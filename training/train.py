@@ -1,0 +1,296 @@
+"""``djsmile train``: train the smile CNN on class-folder datasets.
+
+::
+
+    djsmile train ../shared/datasets/djsmile ../shared/datasets/smilesmiled --out runs/small
+
+writes ``OUT/model.keras``, ``OUT/curves.png`` and ``OUT/summary.json`` (data
+roots and counts, split sizes, parameters, val and test metrics). Early
+stopping and the learning-rate schedule watch the val split only; the test
+split is scored once at the end, for the record.
+
+``--export-split DIR`` writes the held-out split as symlinks
+(``DIR/<root>/test/{smile,no_smile}/``) for ``djsmile eval`` and exits
+without training (no TensorFlow needed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from edge.errors import DataError, MissingDependencyError
+
+from . import data as D
+from .augment import AugParams, augment, resize_ctx
+from .evaluate import choose_threshold, metrics, write_json_atomic
+from .nets import ARCHS, TF_HINT
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MARGIN = -0.075   # model crop = 0.85 x the Haar box side (about dlib's face box; measured)
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("roots", nargs="+", metavar="DATA_ROOT",
+                        help="folders with smile/ and no_smile/ (or folders of such folders); "
+                             "append :faces or :photos to force the kind")
+    parser.add_argument("--out", metavar="DIR", default="runs/train", help="output folder (default: runs/train)")
+    parser.add_argument("--arch", choices=sorted(ARCHS), default="small",
+                        help="small: our CNN; seed: the 2019 app's architecture (default: small)")
+    parser.add_argument("--epochs", type=int, default=40, help="most epochs (early stopping on val; default 40)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--input-size", type=int, default=None, help="model input in pixels (default: 48 small, 100 seed)")
+    parser.add_argument("--widths", default=None,
+                        help="small arch: channels of the 4 blocks, comma-separated (default 16,48,96,192)")
+    parser.add_argument("--crop-margin", type=float, default=DEFAULT_MARGIN,
+                        help=f"margin added to a detected face box on each side, fraction of its side (default {DEFAULT_MARGIN})")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--lr", type=float, default=2e-3, help="initial learning rate (Adam)")
+    parser.add_argument("--patience", type=int, default=8, help="epochs without val improvement before stopping")
+    parser.add_argument("--cache", metavar="DIR", default=str(D.DEFAULT_CACHE), help="crop cache folder (default .cache)")
+    parser.add_argument("--workers", type=int, default=2, help="processes for cropping (default 2)")
+    parser.add_argument("--export-split", metavar="DIR",
+                        help="write the held-out test split as symlinks DIR/<root>/test/<class>/ and exit")
+    parser.add_argument("--export-splits", default="test", help="splits to export, comma-separated (default: test)")
+    parser.add_argument("--no-augment", action="store_true", help="train on the plain crops")
+    parser.add_argument("--limit", type=int, default=0, help=argparse_suppress())
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def argparse_suppress():
+    import argparse
+    return argparse.SUPPRESS
+
+
+def crop_params(args, cfg) -> D.CropParams:
+    size = args.input_size or ARCHS[args.arch][0]
+    return D.CropParams(input_size=size, crop_margin=args.crop_margin,
+                        detector=D._detector_kwargs(cfg.detector))
+
+
+class _Seq:
+    """Batches of augmented crops (a keras.utils.PyDataset is built around this)."""
+
+    def __init__(self, ctx, y, w, input_size, ctx_margin, batch, seed, aug: AugParams | None, onehot=False):
+        self.ctx, self.y, self.w = ctx, y, w
+        self.S, self.m, self.batch, self.seed, self.aug = input_size, ctx_margin, batch, seed, aug
+        self.onehot = onehot
+        self.epoch = 0
+        self.order = np.random.default_rng(seed).permutation(len(y))
+
+    def __len__(self):
+        return math.ceil(len(self.y) / self.batch)
+
+    def get(self, i):
+        idx = self.order[i * self.batch:(i + 1) * self.batch]
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        if self.aug is not None:
+            x = augment(self.ctx[idx], self.S, self.m, rng, self.aug)
+        else:
+            from .augment import center_crops
+            x = center_crops(self.ctx[idx], self.S, self.m).astype(np.float32) / 255.0
+        y = self.y[idx]
+        if self.onehot:
+            y = np.eye(2, dtype=np.float32)[y]
+        else:
+            y = y.astype(np.float32)[:, None]
+        return x[..., None], y, self.w[idx].astype(np.float32)
+
+    def next_epoch(self):
+        self.epoch += 1
+        self.order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.y))
+
+
+def _pydataset(seq):
+    import keras
+
+    class PD(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__(workers=1, use_multiprocessing=False)
+
+        def __len__(self):
+            return len(seq)
+
+        def __getitem__(self, i):
+            return seq.get(i)
+
+        def on_epoch_end(self):
+            seq.next_epoch()
+
+    return PD()
+
+
+def predict_p(model, x, output: str, batch: int = 512) -> np.ndarray:
+    """p_smile for float inputs (N, S, S, 1)."""
+    if len(x) == 0:
+        return np.zeros(0)
+    y = model.predict(x, batch_size=batch, verbose=0)
+    return (y[:, 1] if output == "softmax" else y.reshape(-1)).astype(np.float64)
+
+
+def per_root_metrics(items, sel, p, threshold) -> dict:
+    roots = sorted({items[i].root for i in np.flatnonzero(sel)})
+    y = np.array([it.label for it in items])
+    root = np.array([it.root for it in items])
+    out = {}
+    idx = np.flatnonzero(sel)
+    for r in roots + ["all"]:
+        m = np.ones(len(idx), bool) if r == "all" else (root[idx] == r)
+        out[r] = metrics(y[idx][m], p[m], threshold)
+    return out
+
+
+def plot_curves(hist: dict, path: Path, title: str) -> bool:
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.warning("matplotlib is not installed: no curves.png")
+        return False
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    ep = np.arange(1, len(hist.get("loss", [])) + 1)
+    for k, ax in (("loss", axes[0]), ("accuracy", axes[1])):
+        if k in hist:
+            ax.plot(ep, hist[k], label="train (augmented)")
+        if "val_" + k in hist:
+            ax.plot(ep, hist["val_" + k], label="val")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(k)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return True
+
+
+def main(args) -> int:
+    from edge.cli import load_config
+    cfg = load_config(args)
+    params = crop_params(args, cfg)
+    progress = not args.no_progress and sys.stderr.isatty()
+    if not args.export_split:
+        # fail before the slow part when TensorFlow is missing
+        try:
+            import tensorflow  # noqa: F401
+            import keras  # noqa: F401
+        except ImportError:
+            raise MissingDependencyError(TF_HINT) from None
+    t0 = time.time()
+    cache = Path(args.cache)
+    roots, items, crops, split_stats = D.prepare(args.roots, params, cache, args.workers, progress)
+    t_data = time.time() - t0
+    log.info("data ready in %.1f s: %s", t_data, json.dumps(crops.stats))
+    if args.export_split:
+        counts = D.export_split(items, args.export_split, tuple(s.strip() for s in args.export_splits.split(",")))
+        for k, v in sorted(counts.items()):
+            print(f"{v:6d}  {Path(args.export_split) / k}")
+        return 0
+    return train(args, params, roots, items, crops, split_stats, t_data)
+
+
+def train(args, params, roots, items, crops, split_stats, t_data) -> int:
+    import keras
+    from . import nets
+
+    keras.utils.set_random_seed(args.seed)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    M = D.masks(items, crops)
+    labels = np.array([it.label for it in items])
+    tr = np.flatnonzero(M["train"])
+    if args.limit:
+        tr = tr[:args.limit]
+    va, te = M["val"], M["test"]
+    if len(tr) == 0 or va.sum() == 0:
+        raise DataError("not enough images for a train and a val split "
+                        f"(train {len(tr)}, val {int(va.sum())}); add data")
+    y_tr = labels[tr]
+    if len(np.unique(y_tr)) < 2:
+        raise DataError("the train split has only one class; add images of both classes")
+    # balanced classes
+    counts = np.bincount(y_tr, minlength=2).astype(np.float64)
+    cw = counts.sum() / (2.0 * np.maximum(counts, 1))
+    w_tr = cw[y_tr]
+    S = params.input_size
+    ctx = resize_ctx(crops.ctx[tr], S, params.ctx_margin)
+    output = ARCHS[args.arch][1]
+    aug = None if args.no_augment else AugParams()
+    seq = _Seq(ctx, y_tr, w_tr, S, params.ctx_margin, args.batch_size, args.seed, aug, onehot=output == "softmax")
+    x_va = (crops.crop[va].astype(np.float32) / 255.0)[..., None]
+    y_va = labels[va]
+    y_va_fit = np.eye(2, dtype=np.float32)[y_va] if output == "softmax" else y_va.astype(np.float32)[:, None]
+    w_va = cw[y_va].astype(np.float32)
+
+    widths = [int(v) for v in args.widths.split(",")] if args.widths else list(nets.SMALL_WIDTHS)
+    model = nets.build(args.arch, S, widths=widths)
+    loss = "categorical_crossentropy" if output == "softmax" else "binary_crossentropy"
+    model.compile(optimizer=keras.optimizers.Adam(args.lr), loss=loss, metrics=["accuracy"],
+                  weighted_metrics=[])
+    n_params = int(model.count_params())
+    log.info("%s: %d parameters, input %dx%d, train %d, val %d, test %d", model.name, n_params, S, S,
+             len(tr), int(va.sum()), int(te.sum()))
+    cbs = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience, restore_best_weights=True),
+           keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(2, args.patience // 3),
+                                             min_lr=1e-5)]
+    t1 = time.time()
+    verbose = 1 if (not args.no_progress and sys.stdout.isatty()) else 2
+    hist = model.fit(_pydataset(seq), validation_data=(x_va, y_va_fit, w_va), epochs=args.epochs,
+                     callbacks=cbs, verbose=verbose)
+    t_train = time.time() - t1
+    h = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
+    best_epoch = int(np.argmin(h["val_loss"])) + 1 if h.get("val_loss") else len(h.get("loss", []))
+
+    # threshold on val, then the record on test (no decision uses it)
+    p_va = predict_p(model, x_va, output)
+    thr = choose_threshold(y_va, p_va)
+    x_te = (crops.crop[te].astype(np.float32) / 255.0)[..., None]
+    p_te = predict_p(model, x_te, output)
+    res = {"val": per_root_metrics(items, va, p_va, thr), "test": per_root_metrics(items, te, p_te, thr),
+           "val_at_0.5": per_root_metrics(items, va, p_va, 0.5)}
+
+    model_path = out / "model.keras"
+    tmp = out / "model.tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, model_path)
+    plot_curves(h, out / "curves.png", f"{model.name} ({args.arch})")
+    summary = {
+        "model": str(model_path), "arch": args.arch, "model_name": model.name, "parameters": n_params,
+        "input_size": S, "color": "gray", "normalize": {"scale": 1.0 / 255.0, "offset": 0.0},
+        "crop_margin": params.crop_margin, "labels": list(D.CLASSES), "smile_index": 1, "output": output,
+        "threshold_val": thr,
+        "data_roots": [{"path": str(r.path.resolve()), "kind": r.kind, "name": r.name} for r in roots],
+        "root_specs": [str(s) for s in args.roots],
+        "data_counts": crops.stats, "split": {"fractions": list(D.SPLIT_FRACTIONS), "salt": D.SPLIT_SALT,
+                                              "near_dup_bits": D.NEAR_DUP_BITS, **split_stats,
+                                              "counts_used": D.split_counts(items, crops.ok & crops.found)},
+        "split_sizes": {s: int(M[s].sum()) for s in D.SPLITS}, "train_used": int(len(tr)),
+        "detector": {k: v for k, v in params.detector.items() if k != "cascade"},
+        "training": {"epochs_max": args.epochs, "epochs_run": len(h.get("loss", [])), "best_epoch": best_epoch,
+                     "batch_size": args.batch_size, "lr": args.lr, "patience": args.patience, "seed": args.seed,
+                     "widths": widths if args.arch == "small" else None, "class_weight": cw.tolist(), "augment": aug.to_dict() if aug else None,
+                     "seconds_data": round(t_data, 1), "seconds_train": round(t_train, 1)},
+        "history": h, "metrics": res,
+    }
+    write_json_atomic(out / "summary.json", summary)
+    a = res["test"].get("all", {})
+    print(f"model {model_path}  ({n_params} parameters, {len(h.get('loss', []))} epochs, best {best_epoch}, "
+          f"{t_train / 60:.1f} min)")
+    for split in ("val", "test"):
+        for r, m in res[split].items():
+            print(f"  {split:4s} {r:18s} n={m['n']:5d} acc={m['accuracy']:.4f} bal={m['balanced_accuracy']:.4f} "
+                  f"auc={m['roc_auc']:.4f}")
+    print(f"  threshold (val) {thr:.3f}; summary {out / 'summary.json'}")
+    return 0
