@@ -61,7 +61,7 @@ import cv2
 import numpy as np
 
 from . import __version__
-from .errors import SourceError, ConfigError
+from .errors import ModelError, SourceError
 from .faces import FaceFinder, HaarDetector, iou
 from .sources import IMAGE_EXTS, FolderSource, Frame, OpenCVSource, PiCamera2Source, pi_camera_present
 
@@ -858,6 +858,9 @@ def main(args) -> int:
     chunk = int(getattr(args, "chunk", 25) or 25)
     hold = int(getattr(args, "hold", 10) or 10)
     model_paths = [Path(p).expanduser() for p in (args.model or [cfg.model.path or default_model_path()])]
+    for p in model_paths:  # fail before the (possibly slow) source opening
+        if not p.is_file():
+            raise ModelError(f"model file {p} not found; pass --model PATH or set model.path")
     if "track" in modes and int(cfg.detector.full_every) == 1:
         log.warning("detector.full_every = 1: the 'track' mode is the same as 'full'")
     machine = machine_info()
