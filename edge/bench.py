@@ -44,6 +44,7 @@ stops with a one-line error asking for ``--source``.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -75,6 +76,8 @@ CAMERA_SPECS = {"camera", "pi", "picamera", "picamera2", "libcamera"}
 SHIFT_MAX = 16
 SHIFT_STEP = (3, 2)
 BACKGROUND = 110
+#: most distinct images held in memory for a folder stream (more frames repeat them)
+MAX_IMAGES = 60
 
 
 # --------------------------------------------------------------------------- arguments
@@ -125,7 +128,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--frames", type=_positive_int, default=300, metavar="N",
                    help="frames timed per variant, after the warm-up (default: 300)")
     p.add_argument("--warmup", type=_nonneg_int, default=30, metavar="N",
-                   help="untimed frames per variant before timing (default: 30)")
+                   help="untimed frames per variant before timing (default: 30); the first frame is always "
+                        "untimed: it is the start-up figure 'first frame'")
     p.add_argument("--threads", type=_int_list, default=None, metavar="T[,T...]",
                    help="thread counts to compare, e.g. 1,4: TFLite interpreter threads and OpenCV's "
                         "thread pool (default: model.num_threads from the config)")
@@ -266,6 +270,7 @@ class PhotoStream:
         self.images = [fit_image(g, width, height) for g in images]
         self.width, self.height, self.hold, self.fps = int(width), int(height), int(hold), float(fps)
         self.name = name
+        self.nbytes = sum(int(g.nbytes) for g in self.images)
 
     def frame_at(self, i: int) -> Frame:
         img = self.images[(i // self.hold) % len(self.images)]
@@ -415,7 +420,7 @@ def open_feed(spec, cfg, *, frames_needed: int, hold: int, one_face: bool = Fals
     p = Path(spec).expanduser()
     if p.is_dir():
         n = max(1, math.ceil(frames_needed / hold))
-        images, desc = load_folder_images(p, cfg, min(n, 500), one_face=one_face)
+        images, desc = load_folder_images(p, cfg, min(n, MAX_IMAGES), one_face=one_face)
         return PhotoStream(images, cfg.camera.width, cfg.camera.height, hold, cfg.camera.fps,
                            name=f"{desc}, each held {hold} frames, {cfg.camera.width}x{cfg.camera.height}")
     if p.is_file():
@@ -474,7 +479,7 @@ class Variant:
         t1 = pc()
         boxes = self.finder.find(frame.gray)
         t2 = pc()
-        probs = self.model.predict(frame.gray, boxes)
+        probs = self.model.predict(frame.gray, boxes) if boxes else []  # as edge.service.run does
         t3 = pc()
         result = self.trigger.update(frame.index, frame.t, boxes, probs)
         self.actions.update(result, frame)
@@ -527,7 +532,8 @@ def variant_result(v: Variant, runtime_import_ms: float = 0.0) -> dict:
     d["peak_rss_mb"] = round(v.peak_rss_mb, 1)
     # more detail
     d.update({"model": str(v.model_path), "model_input": v.model.runtime.input_dtype.name,
-              "threads": v.threads, "mode": v.mode, "full_every": v.full_every, "frames": v.measured})
+              "threads": v.threads, "mode": v.mode, "full_every": v.full_every,
+              "tracker": v.finder.tracker if v.full_every > 1 else None, "frames": v.measured})
     for s in STAGES:
         for k, val in st[s].items():
             d.setdefault(f"{s}_ms_{k}", val)
@@ -538,6 +544,9 @@ def variant_result(v: Variant, runtime_import_ms: float = 0.0) -> dict:
         "shots": v.actions.shots,
         "wall_s": round(v.wall_s, 3),
         "cpu_s": round(v.cpu_s, 3),
+        # frames per second of process CPU time: what one free core would give a single-thread variant
+        # (on a shared machine wall-clock fps falls with other programs' load; this much less)
+        "fps_per_cpu": round(v.measured / v.cpu_s, 2) if v.cpu_s > 0 else None,
         "cascade_load_ms": round(v.cascade_load_ms, 2),
         "model_load_ms": round(v.model_load_ms, 2),
         "model_rss_mb": None if v.model_rss_mb is None else round(v.model_rss_mb, 2),
@@ -572,8 +581,8 @@ def build_variants(cfg, model_paths: list[Path], threads: list[int], modes: list
                 full_every = 1 if mode == "full" else int(cfg.detector.full_every)
                 v = Variant(f"{label}/t{t}/{mode}", path, t, mode, full_every)
                 t0 = time.perf_counter()
-                v.finder = FaceFinder(HaarDetector.from_config(cfg.detector), full_every=full_every,
-                                      track_margin=cfg.detector.track_margin)
+                # built as 'djsmile run' builds it, only full_every differs between the modes
+                v.finder = FaceFinder.from_config(dataclasses.replace(cfg.detector, full_every=full_every))
                 v.cascade_load_ms = (time.perf_counter() - t0) * 1e3
                 rss0 = _rss_mb_now()
                 t0 = time.perf_counter()
@@ -648,22 +657,29 @@ def detector_study(cfg, feed, frames: int, chunk: int, threads: int) -> list[dic
     det = cfg.detector
     W = feed.width or cfg.camera.width
     settings = [
-        (f"{W} px wide, scale 1.1, no min size", dict(scale_factor=1.1, min_face_fraction=0.0, detect_width=0), 1),
-        (f"{W} px wide, no min size", dict(min_face_fraction=0.0, detect_width=0), 1),
-        (f"{W} px wide, min face {det.min_face_fraction:g}", dict(detect_width=0), 1),
-        (f"{det.detect_width} px wide, no min size", dict(min_face_fraction=0.0), 1),
-        (f"{det.detect_width} px wide, min face {det.min_face_fraction:g}", {}, 1),
-        (f"{det.detect_width} px wide, min face {det.min_face_fraction:g}, tracking (full every {det.full_every})",
-         {}, int(det.full_every)),
+        (f"{W} px wide, scale 1.1, no min size", dict(scale_factor=1.1, min_face_fraction=0.0, detect_width=0), {}),
+        (f"{W} px wide, no min size", dict(min_face_fraction=0.0, detect_width=0), {}),
+        (f"{W} px wide, min face {det.min_face_fraction:g}", dict(detect_width=0), {}),
+        (f"{det.detect_width} px wide, no min size", dict(min_face_fraction=0.0), {}),
+        (f"{det.detect_width} px wide, min face {det.min_face_fraction:g}", {}, {}),
     ]
+    every = max(2, int(det.full_every))
+    for tracker in ("template", "haar"):
+        settings.append((f"{det.detect_width} px wide, min face {det.min_face_fraction:g}, {tracker} tracking "
+                         f"(full every {every})", {}, {"full_every": every, "tracker": tracker}))
     base = dict(scale_factor=det.scale_factor, min_neighbors=det.min_neighbors,
                 min_face_fraction=det.min_face_fraction, detect_width=det.detect_width, cascade=det.cascade)
     rows = []
-    for name, over, every in settings:
+    for name, over, track in settings:
         kw = dict(base, **over)
-        finder = FaceFinder(HaarDetector(**kw), full_every=every, track_margin=det.track_margin)
+        fkw = dict(full_every=1, track_margin=det.track_margin, tracker=det.tracker,
+                   min_score=det.track_min_score)
+        fkw.update(track)
+        finder = FaceFinder(HaarDetector(**kw), **fkw)
         rows.append({"name": name, "finder": finder, "it": feed.iterator(), "ms": [], "boxes": [],
-                     "settings": {**{k: v for k, v in kw.items() if k != "cascade"}, "full_every": every}})
+                     "settings": {**{k: v for k, v in kw.items() if k != "cascade"},
+                                  "full_every": fkw["full_every"],
+                                  "tracker": fkw["tracker"] if fkw["full_every"] > 1 else None}})
     cv2.setNumThreads(threads)
     for r in rows:  # warm-up: 2 frames
         for _ in range(2):
@@ -718,17 +734,18 @@ def format_table(report: dict) -> str:
     lines.append(f"{report['frames']} timed frames per variant after {report['warmup']} warm-up, "
                  f"interleaved in chunks of {report['chunk']}; load average {m.get('loadavg_start')} -> "
                  f"{m.get('loadavg_end')}")
-    lines.append("times in ms (median / p95 / p99); classify is per face; faces = faces per frame; "
-                 "full% = frames with a full-frame detection; shots = trigger firings")
+    lines.append("fps = timed frames / their wall time; fps/cpu = frames per second of process CPU time "
+                 "(one free core); times in ms (median / p95 / p99); classify is per face; faces = faces per "
+                 "frame; full% = frames with a full-frame detection; shots = trigger firings")
     w = max(len("variant"), *(len(v["name"]) for v in report["variants"]))
-    head = (f"{'variant':<{w}} {'fps':>7} | {'frame p50':>9} {'p95':>6} {'p99':>6} | {'capture':>7} | "
+    head = (f"{'variant':<{w}} {'fps':>7} {'fps/cpu':>7} | {'frame p50':>9} {'p95':>6} {'p99':>6} | {'capture':>7} | "
             f"{'detect p50':>10} {'p95':>6} | {'classify':>8} {'p95':>6} | {'trigger':>7} | {'cpu%':>5} "
             f"{'rss MB':>6} | {'faces':>5} {'full%':>5} {'shots':>5}")
     lines.append(head)
     lines.append("-" * len(head))
     for v in report["variants"]:
         lines.append(
-            f"{v['name']:<{w}} {v['fps']:>7.1f} | {_f(v['frame_ms_p50'], 2, 9)} {_f(v['frame_ms_p95'], 2, 6)} "
+            f"{v['name']:<{w}} {v['fps']:>7.1f} {_f(v['fps_per_cpu'], 1, 7)} | {_f(v['frame_ms_p50'], 2, 9)} {_f(v['frame_ms_p95'], 2, 6)} "
             f"{_f(v['frame_ms_p99'], 2, 6)} | {_f(v['capture_ms_p50'], 3, 7)} | {_f(v['detect_ms_p50'], 2, 10)} "
             f"{_f(v['detect_ms_p95'], 2, 6)} | {_f(v['classify_ms_p50'], 3, 8)} {_f(v['classify_ms_p95'], 3, 6)} | "
             f"{_f(v['trigger_ms_p50'], 3, 7)} | {v['cpu_percent']:>5.0f} {v['peak_rss_mb']:>6.0f} | "
@@ -905,6 +922,8 @@ def main(args) -> int:
         "machine": machine,
         "runtime_import_ms": round(runtime_import_ms, 1),
         "source_open_ms": round(source_open_ms, 1),
+        # a folder stream's images are held in memory: part of every peak_rss_mb, not of the loop
+        "stream_images_mb": round(getattr(feed, "nbytes", 0) / 1e6, 1),
         "config": {"detector": dict(vars(cfg.detector)), "trigger": dict(vars(cfg.trigger)),
                    "camera_fps": cfg.camera.fps},
         "variants": results,

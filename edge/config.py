@@ -49,7 +49,7 @@ class DetectorConfig:
     scale_factor: float = opt(1.15, "Haar scale step between pyramid levels", min=1.01, max=2.0)
     min_neighbors: int = opt(5, "Haar minimum neighbours (higher = fewer, surer faces)", min=0, max=50)
     min_face_fraction: float = opt(0.15, "smallest face to find, as a fraction of the frame height", min=0.0, max=1.0)
-    full_every: int = opt(5, "run a full-frame detection every N frames; between them search near the last faces (1 = always full)", min=1, max=1000)
+    full_every: int = opt(10, "run a full-frame detection every N frames; between them search near the last faces (1 = always full; a new face is found within N frames)", min=1, max=1000)
     track_margin: float = opt(0.5, "when tracking, search a region this fraction of the face size around the last box", min=0.0, max=3.0)
     tracker: str = opt("template", "how faces are followed between full detections: 'template' (match the face's patch, ~0.15 ms) or 'haar' (the cascade near the face, ~2-8 ms)", choices=("template", "haar"))
     track_min_score: float = opt(0.6, "template tracking: lowest match score (normalised correlation) that still counts as the same face", min=0.0, max=1.0)

@@ -126,8 +126,11 @@ class PiCamera2Source(Source):
 
     Each frame holds its camera request until the next frame is taken, so a
     still grabbed for that frame is the same exposure as its gray image.
-    A full-resolution ``main`` may cap the frame rate at the sensor mode's;
-    set a smaller still size if the loop needs more frames per second.
+    A full-resolution ``main`` may cap the frame rate at the sensor mode's
+    (e.g. about 14 fps for Camera Module 3, 10 fps for the HQ camera) and
+    needs large buffers; set a smaller still size (e.g. 2304x1296) for more
+    frames per second. The analysis size keeps the stills' shape (16:9
+    stills and ``camera.width = 640`` give 640x360 analysis frames).
     """
 
     finite = False
@@ -152,13 +155,21 @@ class PiCamera2Source(Source):
         except Exception:
             sensor = (self.width, self.height)
         still = (int(cam.still_width) or sensor[0], int(cam.still_height) or sensor[1])
+        # Both streams show the same field of view: a lores of another shape would squash faces.
+        if abs(self.width / self.height - still[0] / still[1]) > 0.02 * still[0] / still[1]:
+            h = int(round(self.width * still[1] / still[0])) & ~1
+            log.info("Pi camera: analysis frames %dx%d instead of %dx%d, to keep the stills' %dx%d shape",
+                     self.width, h, self.width, self.height, still[0], still[1])
+            self.height = h
         still = (max(still[0], self.width), max(still[1], self.height))  # lores must not exceed main
+        # Full-resolution RGB buffers are big (a 12 MP frame is 36 MB): fewer of them.
+        buffers = 4 if still[0] * still[1] <= 2_100_000 else 3
         try:
             config = self.picam2.create_video_configuration(
                 main={"size": still, "format": "RGB888"},
                 lores={"size": (self.width, self.height), "format": "YUV420"},
                 controls={"FrameRate": float(cam.fps)},
-                buffer_count=4)
+                buffer_count=buffers)
             self.picam2.configure(config)
             lores = self.picam2.camera_configuration()["lores"]
             self.width, self.height = (int(v) for v in lores["size"])
@@ -168,7 +179,8 @@ class PiCamera2Source(Source):
         except Exception as e:
             self._close_cam()
             raise SourceError(f"the Pi camera cannot be configured for {self.width}x{self.height} "
-                              f"lores + {still[0]}x{still[1]} main: {e}") from None
+                              f"analysis + {still[0]}x{still[1]} stills ({e}); try smaller "
+                              "camera.still_width / camera.still_height") from None
         model = info[camera_num].get("Model", "camera") if isinstance(info[camera_num], dict) else "camera"
         self.name = (f"picamera2:{camera_num} ({model}, lores {self.width}x{self.height} stride {self.stride}, "
                      f"stills {self.still_size[0]}x{self.still_size[1]})")
@@ -324,15 +336,11 @@ class FolderSource(Source):
         for p in self.files:
             if self._closed:
                 break
-            img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+            img = cv2.imread(str(p), cv2.IMREAD_COLOR)  # 8-bit BGR, EXIF orientation applied
             if img is None:
                 log.warning("%s: not a readable image; skipped", p)
                 continue
-            if img.dtype != np.uint8:
-                img = cv2.convertScaleAbs(img, alpha=255.0 / max(1.0, float(img.max())))
-            gray = _to_gray(img)
-            colour = img if img.ndim == 3 else None
-            yield Frame(gray, index, index / self.fps, (lambda c=colour: c))
+            yield Frame(_to_gray(img), index, index / self.fps, (lambda c=img: c))
             index += 1
 
     def close(self) -> None:

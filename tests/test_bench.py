@@ -165,7 +165,7 @@ def test_bench_defaults_from_config_and_detector_study(noise_folder, tiny_models
     assert v["classify_ms_p50"] is None and v["faces_per_frame"] == 0  # no face: no per-face sample
     assert v["full_detections"] == 5  # nothing to track: every frame is a full detection
     study = report["detector_study"]
-    assert len(study) == 6 and study[0]["speedup_vs_first"] == 1.0
+    assert len(study) == 7 and study[0]["speedup_vs_first"] == 1.0
     assert all(r["frames"] == 2 and r["detect_ms_p50"] > 0 for r in study)
 
 

@@ -138,12 +138,12 @@ def fake_picamera2(monkeypatch):
 
 def test_picamera2_lores_y_plane_without_stride_padding(fake_picamera2):
     cfg = Config()
-    cfg.camera.width, cfg.camera.height = 600, 450  # 600 is not a multiple of 64: padded rows
+    cfg.camera.width, cfg.camera.height = 600, 338  # 600 is not a multiple of 64: padded rows
     src = open_source("", cfg)  # the Pi camera is found first
     assert isinstance(src, PiCamera2Source) and not src.finite
     cam = fake_picamera2.instances[0]
     conf = cam.camera_configuration()
-    assert conf["lores"] == {"size": (600, 450), "format": "YUV420", "stride": 640}
+    assert conf["lores"] == {"size": (600, 338), "format": "YUV420", "stride": 640}
     assert conf["main"]["size"] == (4608, 2592)  # stills at the sensor's full resolution
     assert conf["main"]["format"] == "RGB888"
     frames = []
@@ -152,9 +152,9 @@ def test_picamera2_lores_y_plane_without_stride_padding(fake_picamera2):
         if len(frames) == 3:
             break
     for i, f in enumerate(frames):
-        assert f.gray.shape == (450, 600) and f.gray.dtype == np.uint8
+        assert f.gray.shape == (338, 600) and f.gray.dtype == np.uint8
         assert f.gray.max() < 255, "stride padding leaked into the gray frame"
-        assert np.array_equal(f.gray, FakePicamera2.y_plane(600, 450, i))
+        assert np.array_equal(f.gray, FakePicamera2.y_plane(600, 338, i))
         assert f.index == i
     assert [round(f.t, 4) for f in frames] == [0.0, 0.0333, 0.0667]  # sensor timestamps
     src.close()
@@ -179,6 +179,16 @@ def test_picamera2_still_is_the_same_exposure_from_main(fake_picamera2):
         assert later.shape == (1080, 1920, 3)
         assert "capture_array:main" in src.picam2.calls
     assert src.picam2.closed
+
+
+def test_picamera2_analysis_frames_keep_the_stills_shape(fake_picamera2):
+    cfg = Config()  # 640x480 analysis, 16:9 sensor: 640x360 so faces are not squashed
+    with PiCamera2Source(cfg, fake_picamera2) as src:
+        assert src.picam2.camera_configuration()["lores"]["size"] == (640, 360)
+        assert next(iter(src)).gray.shape == (360, 640)
+    cfg.camera.still_width, cfg.camera.still_height = 2028, 1520  # 4:3 stills keep 640x480
+    with PiCamera2Source(cfg, fake_picamera2) as src:
+        assert src.picam2.camera_configuration()["lores"]["size"] == (640, 480)
 
 
 def test_picamera2_absent_or_no_camera(monkeypatch, fake_picamera2):

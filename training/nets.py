@@ -23,16 +23,17 @@ def import_keras():
     return keras
 
 
-#: channels of the four blocks of ``small`` (block 1 a plain conv, blocks 2-4 depthwise-separable)
-SMALL_WIDTHS = (16, 48, 96, 192)
+#: channels of the four blocks of ``small`` (block 1 a plain stride-2 conv, blocks 2-4 depthwise-separable)
+SMALL_WIDTHS = (24, 48, 96, 192)
 
 
-def small(input_size: int = 48, widths=SMALL_WIDTHS, dropout: float = 0.3, separable_from: int = 1):
+def small(input_size: int = 48, widths=SMALL_WIDTHS, dropout: float = 0.3, separable_from: int = 1,
+          stem_stride: int = 2):
     """Four 3x3 conv blocks (BN + ReLU; 2x2 max-pool after the first three), global average pool, sigmoid.
 
-    Blocks ``separable_from`` and later are depthwise-separable: at 48 px
-    that is about 2.4 M multiply-adds per face (a plain-conv net of the
-    same widths needs about 4x more) and ~40 K parameters.
+    The first block is a plain conv with stride ``stem_stride`` (cheap at full
+    resolution, for training time and latency alike); blocks
+    ``separable_from`` and later are depthwise-separable.
     BN folds into the convolutions on conversion.
     """
     keras = import_keras()
@@ -42,10 +43,11 @@ def small(input_size: int = 48, widths=SMALL_WIDTHS, dropout: float = 0.3, separ
         if i >= separable_from:
             x = L.SeparableConv2D(w, 3, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
         else:
-            x = L.Conv2D(w, 3, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
+            stride = stem_stride if i == 0 else 1
+            x = L.Conv2D(w, 3, strides=stride, padding="same", use_bias=False, name=f"conv{i + 1}")(x)
         x = L.BatchNormalization(name=f"bn{i + 1}")(x)
         x = L.ReLU(name=f"relu{i + 1}")(x)
-        if i < len(widths) - 1:
+        if i < len(widths) - 1 and not (i == 0 and stem_stride > 1):
             x = L.MaxPooling2D(2, name=f"pool{i + 1}")(x)
     x = L.GlobalAveragePooling2D(name="gap")(x)
     x = L.Dropout(dropout, name="drop")(x)

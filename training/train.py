@@ -109,23 +109,12 @@ class _Seq:
         self.order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.y))
 
 
-def _pydataset(seq):
-    import keras
-
-    class PD(keras.utils.PyDataset):
-        def __init__(self):
-            super().__init__(workers=1, use_multiprocessing=False)
-
-        def __len__(self):
-            return len(seq)
-
-        def __getitem__(self, i):
-            return seq.get(i)
-
-        def on_epoch_end(self):
-            seq.next_epoch()
-
-    return PD()
+def _batches(seq):
+    """An endless generator of augmented batches; a new shuffle (and new jitter) every epoch."""
+    while True:
+        for i in range(len(seq)):
+            yield seq.get(i)
+        seq.next_epoch()
 
 
 def predict_p(model, x, output: str, batch: int = 512) -> np.ndarray:
@@ -205,6 +194,8 @@ def train(args, params, roots, items, crops, split_stats, t_data) -> int:
     import keras
     from . import nets
 
+    import cv2
+    cv2.setNumThreads(1)  # augmentation runs one batch at a time; OpenCV's own threads only contend
     keras.utils.set_random_seed(args.seed)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -247,8 +238,8 @@ def train(args, params, roots, items, crops, split_stats, t_data) -> int:
                                              min_lr=1e-5)]
     t1 = time.time()
     verbose = 1 if (not args.no_progress and sys.stdout.isatty()) else 2
-    hist = model.fit(_pydataset(seq), validation_data=(x_va, y_va_fit, w_va), epochs=args.epochs,
-                     callbacks=cbs, verbose=verbose)
+    hist = model.fit(_batches(seq), steps_per_epoch=len(seq), validation_data=(x_va, y_va_fit, w_va),
+                     epochs=args.epochs, callbacks=cbs, verbose=verbose)
     t_train = time.time() - t1
     h = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
     best_epoch = int(np.argmin(h["val_loss"])) + 1 if h.get("val_loss") else len(h.get("loss", []))
@@ -280,7 +271,7 @@ def train(args, params, roots, items, crops, split_stats, t_data) -> int:
         "detector": {k: v for k, v in params.detector.items() if k != "cascade"},
         "training": {"epochs_max": args.epochs, "epochs_run": len(h.get("loss", [])), "best_epoch": best_epoch,
                      "batch_size": args.batch_size, "lr": args.lr, "patience": args.patience, "seed": args.seed,
-                     "widths": widths if args.arch == "small" else None, "class_weight": cw.tolist(), "augment": aug.to_dict() if aug else None,
+                     "widths": widths if args.arch == "small" else None, "stem_stride": 2 if args.arch == "small" else None, "class_weight": cw.tolist(), "augment": aug.to_dict() if aug else None,
                      "seconds_data": round(t_data, 1), "seconds_train": round(t_train, 1)},
         "history": h, "metrics": res,
     }

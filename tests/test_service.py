@@ -1,0 +1,398 @@
+"""The device loop (``djsmile run``): exit codes, stopping on signals, and a real-photo clip."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edge import service
+from edge.config import Config
+from edge.errors import EX_CONFIG, EX_UNAVAILABLE
+from edge.faces import FaceFinder, HaarDetector, iou
+from edge.sources import FolderSource, Frame, Source
+
+ROOT = Path(__file__).resolve().parent.parent
+SHIPPED = ROOT / "models" / "smile_int8.tflite"
+PY = sys.executable
+QUIET = ["--set", 'jokes.api_url=""', "--set", 'speech.engine="none"']
+
+
+# --------------------------------------------------------------------------- helpers
+class FakeModel:
+    """p_smile = the face box's mean brightness / 255 (frames encode their own smile)."""
+    threshold = 0.5
+
+    def __init__(self, fail_on=()):
+        self.fail_on = set(fail_on)
+        self.calls = 0
+
+    def predict(self, gray, boxes):
+        self.calls += 1
+        if self.calls in self.fail_on:
+            raise RuntimeError("interpreter hiccup")
+        return np.array([gray[y:y + h, x:x + w].mean() / 255.0 for x, y, w, h in boxes], np.float32)
+
+
+class FixedFinder:
+    def __init__(self, box=(10, 10, 20, 20)):
+        self.box = box
+
+    def find(self, gray):
+        return [self.box]
+
+
+class ListSource(Source):
+    def __init__(self, values, fps=30.0, finite=True, shape=(40, 40)):
+        self.values, self.fps, self.finite, self.shape = values, fps, finite, shape
+        self.name = "list"
+        self.closed = False
+
+    def __iter__(self):
+        for i, v in enumerate(self.values):
+            yield Frame(np.full(self.shape, int(v * 255), np.uint8), i, i / self.fps)
+
+    def close(self):
+        self.closed = True
+
+
+class Recorder:
+    """Stands in for Actions / WebServer / Notifier and records the calls."""
+
+    def __init__(self):
+        self.results, self.published, self.pings, self.statuses = [], [], 0, []
+
+    def update(self, result, frame):
+        self.results.append(result)
+
+    def publish(self, frame, result, fps):
+        self.published.append((frame.index, fps))
+
+    def watchdog(self, now=None):
+        self.pings += 1
+
+    def status(self, text):
+        self.statuses.append(text)
+
+
+def quiet_cfg(**trigger) -> Config:
+    cfg = Config()
+    for k, v in trigger.items():
+        setattr(cfg.trigger, k, v)
+    return cfg
+
+
+# --------------------------------------------------------------------------- run() in-process
+def test_finite_source_ends_with_exit_0_and_every_stage_sees_every_frame():
+    rec = Recorder()
+    seq = [0.1] * 20 + [0.95] * 20 + [0.1] * 20
+    rc = service.run(quiet_cfg(hold_frames=3), ListSource(seq), model=FakeModel(), finder=FixedFinder(),
+                     actions=rec, web=rec, notifier=rec)
+    assert rc == 0
+    assert len(rec.results) == len(rec.published) == rec.pings == 60
+    assert [r.frame for r in rec.results if r.fired] == [22]
+    assert rec.statuses and "fps" in rec.statuses[0] and "face" in rec.statuses[0]
+
+
+def test_a_camera_that_stops_delivering_is_an_error_for_systemd():
+    src = ListSource([0.1] * 5, finite=False)
+    assert service.run(Config(), src, model=FakeModel(), finder=FixedFinder()) == EX_UNAVAILABLE
+
+
+def test_stop_event_and_max_frames_end_the_loop():
+    stop = threading.Event()
+    rec = Recorder()
+
+    class Stopper(Recorder):
+        def update(self, result, frame):
+            if frame.index == 9:
+                stop.set()
+
+    assert service.run(Config(), ListSource([0.1] * 100), model=FakeModel(), finder=FixedFinder(),
+                       actions=Stopper(), stop_event=stop) == 0
+    assert service.run(Config(), ListSource([0.1] * 100), model=FakeModel(), finder=FixedFinder(),
+                       actions=rec, max_frames=7) == 0
+    assert len(rec.results) == 7
+
+
+def test_one_failing_frame_is_logged_and_the_loop_goes_on(caplog):
+    rec = Recorder()
+    rc = service.run(Config(), ListSource([0.1] * 10), model=FakeModel(fail_on={4}), finder=FixedFinder(),
+                     actions=rec)
+    assert rc == 0 and len(rec.results) == 9
+    assert "frame 3" in caplog.text and "interpreter hiccup" in caplog.text
+
+
+def test_realtime_plays_a_file_source_at_its_own_rate():
+    cfg = Config()
+    cfg.camera.realtime = True
+    t = time.monotonic()
+    service.run(cfg, ListSource([0.1] * 11, fps=20.0), model=FakeModel(), finder=FixedFinder())
+    assert time.monotonic() - t >= 0.45  # 10 frame intervals at 20 fps
+    cfg.camera.realtime = False
+    t = time.monotonic()
+    service.run(cfg, ListSource([0.1] * 11, fps=2.0), model=FakeModel(), finder=FixedFinder())
+    assert time.monotonic() - t < 1.0  # 5 s of stream time, as fast as possible
+
+
+def test_cli_flags_override_the_config_file(tmp_path):
+    conf = tmp_path / "djsmile.toml"
+    conf.write_text('[trigger]\npolicy = "any"\nhold_frames = 2\n[camera]\nsource = "elsewhere"\n')
+    from edge.cli import build_parser, load_config
+    argv = ["run", "--config", str(conf), "--policy", "all", "--source", "clip.mp4", "--state-dir", "/tmp/x",
+            "--sensitivity", "big", "--web", "127.0.0.1:9999", "--no-gpio", "--realtime",
+            "--set", "trigger.cooldown_s=2.5"]
+    args = build_parser(argv).parse_args(argv)
+    cfg = load_config(args)
+    service.apply_overrides(cfg, args)
+    assert (cfg.trigger.policy, cfg.trigger.hold_frames, cfg.trigger.sensitivity) == ("all", 2, "big")
+    assert cfg.camera.source == "clip.mp4" and cfg.state_dir() == Path("/tmp/x")
+    assert cfg.web.enabled and cfg.web.listen == "127.0.0.1:9999"
+    assert not (cfg.gpio.led_enabled or cfg.gpio.shutter_enabled or cfg.gpio.button_enabled)
+    assert cfg.camera.realtime is True and cfg.trigger.cooldown_s == 2.5
+
+
+def test_bad_set_value_names_the_key(tmp_path):
+    from edge.cli import main
+    rc = main(["run", "--source", str(tmp_path), "--set", "trigger.hold_frames=lots"])
+    assert rc == EX_CONFIG
+
+
+# --------------------------------------------------------------------------- face tracking
+def _face_frames(shared: Path):
+    """A few real photos with one Haar face, fitted into 640x480."""
+    folder = shared / "djsmile" / "photos" / "smile"
+    det = HaarDetector(scale_factor=1.1, min_neighbors=5, min_face_fraction=0.15, detect_width=0)
+    out = []
+    for p in sorted(folder.glob("*.jpg"), key=lambda p: int(p.stem))[:60]:
+        canvas = _canvas(cv2.imread(str(p), cv2.IMREAD_GRAYSCALE))
+        boxes = det.detect(canvas)
+        if len(boxes) == 1:
+            out.append((canvas, boxes[0]))
+        if len(out) == 3:
+            break
+    return out
+
+
+def _canvas(img, size=(640, 480)):
+    W, H = size
+    h, w = img.shape[:2]
+    s = min(W / w, H / h)
+    big = cv2.resize(img, (int(w * s), int(h * s)), interpolation=cv2.INTER_LINEAR)
+    out = np.zeros((H, W) + img.shape[2:], np.uint8)
+    y0, x0 = (H - big.shape[0]) // 2, (W - big.shape[1]) // 2
+    out[y0:y0 + big.shape[0], x0:x0 + big.shape[1]] = big
+    return out
+
+
+@pytest.mark.parametrize("tracker", ["template", "haar"])
+def test_finder_follows_a_moving_face_between_full_detections(shared_datasets, tracker):
+    faces = _face_frames(shared_datasets)
+    assert faces, "no photo with one face found"
+    img, box = faces[0]
+    finder = FaceFinder(HaarDetector(), full_every=10, track_margin=0.5, tracker=tracker)
+    ious = []
+    for k in range(40):  # 3 px a frame to the right, 1 px down
+        dx, dy = 3 * k - 60, k - 20
+        frame = cv2.warpAffine(img, np.float32([[1, 0, dx], [0, 1, dy]]), (640, 480),
+                               borderMode=cv2.BORDER_REPLICATE)
+        found = finder.find(frame)
+        truth = (box[0] + dx, box[1] + dy, box[2], box[3])
+        ious.append(max((iou(b, truth) for b in found), default=0.0))
+    assert min(ious) > 0.6 and np.median(ious) > 0.8
+    assert finder.full_detections <= 5  # 4 scheduled + at most one Haar miss
+    # the face leaves: it is dropped at once, not tracked onto the background
+    assert finder.find(np.full((480, 640), 90, np.uint8)) == []
+
+
+# --------------------------------------------------------------------------- CLI subprocesses
+@pytest.fixture(scope="session")
+def any_model(tmp_path_factory):
+    """The shipped model, or (only while it does not exist yet) a tiny untrained one."""
+    if SHIPPED.is_file():
+        return SHIPPED
+    tf = pytest.importorskip("tensorflow", reason="no shipped model and no TensorFlow to build a tiny one")
+    import keras
+    from convert.tflite import convert
+    d = tmp_path_factory.mktemp("tiny")
+    inp = keras.Input((48, 48, 1))
+    x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(inp)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    m = keras.Model(inp, keras.layers.Dense(1, activation="sigmoid")(x))
+    rep = np.random.default_rng(0).random((16, 48, 48, 1)).astype(np.float32)
+    (d / "tiny.tflite").write_bytes(convert(m, 48, rep))
+    (d / "tiny.json").write_text(json.dumps({"input_size": 48, "normalize": {"scale": 1 / 255, "offset": 0},
+                                             "output": "sigmoid", "threshold": 0.5}))
+    del tf
+    return d / "tiny.tflite"
+
+
+def _env():
+    env = dict(os.environ)
+    env.pop("NOTIFY_SOCKET", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def test_run_missing_source_is_one_clear_line():
+    p = subprocess.run([PY, "-m", "edge", "run", "--source", "no/such/clip.mp4"], cwd=ROOT, env=_env(),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == EX_UNAVAILABLE
+    errors = [ln for ln in p.stderr.splitlines() if ln.startswith("ERROR")]
+    assert len(errors) == 1 and "no/such/clip.mp4" in errors[0] and "not found" in errors[0]
+    assert "Traceback" not in p.stderr
+
+
+def test_run_folder_source_ends_with_exit_0(tmp_path, any_model):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(6):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), np.full((120, 160, 3), 40 * i, np.uint8))
+    state = tmp_path / "state"
+    p = subprocess.run([PY, "-m", "edge", "run", "--source", str(folder), "--model", str(any_model),
+                        "--state-dir", str(state), *QUIET], cwd=ROOT, env=_env(), capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    log = p.stderr
+    assert "stopped after 6 frames" in log
+    # the start-up facts, and the mock GPIO said once
+    assert str(any_model) in log and str(folder) in log and str(state) in log and "ai-edge-litert" in log
+    assert sum("MockFactory" in ln for ln in log.splitlines()) == 1
+
+
+STOP_SCRIPT = textwrap.dedent("""
+    import sys, threading, time
+    from gpiozero import Device
+    from edge import cli
+    def led():
+        f = Device.pin_factory
+        for info, pin in list(getattr(f, "pins", {}).items()):
+            if "GPIO17" in info.names:
+                return pin
+    def watch():
+        while True:
+            pin = led()
+            if pin is not None and pin.state:
+                print("LED-ON", flush=True)
+                return
+            time.sleep(0.01)
+    threading.Thread(target=watch, daemon=True).start()
+    rc = cli.main(sys.argv[1:])
+    pin = led()
+    print("LED-AFTER", int(bool(pin.state)) if pin is not None else "none", flush=True)
+    sys.exit(rc)
+""")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_signal_stops_within_2s_with_the_led_off(tmp_path, any_model, sig, shared_datasets):
+    # one face photo, repeated: 10 s of stream played in real time; every face counts as smiling
+    photo = tmp_path / "face.jpg"
+    cv2.imwrite(str(photo), _face_frames(shared_datasets)[0][0])
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(300):
+        os.symlink(photo, folder / f"{i:04d}.jpg")
+    cmd = [PY, "-c", STOP_SCRIPT, "run", "--source", str(folder), "--model", str(any_model),
+           "--state-dir", str(tmp_path / "state"), "--realtime", *QUIET,
+           "--set", "gpio.pin_factory=\"mock\"", "--set", "trigger.on_threshold=0.001",
+           "--set", "trigger.off_threshold=0.0005", "--set", "trigger.hold_frames=1"]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        t_end = time.monotonic() + 60
+        line = ""
+        while time.monotonic() < t_end:
+            line = proc.stdout.readline()
+            if "LED-ON" in line or not line:
+                break
+        assert "LED-ON" in line, "the LED never lit: " + proc.stderr.read()[-2000:]
+        t0 = time.monotonic()
+        proc.send_signal(sig)
+        out, err = proc.communicate(timeout=10)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert took < 2.0, f"took {took:.2f} s to stop"
+    assert proc.returncode == 0, err[-2000:]
+    assert "LED-AFTER 0" in out
+    assert "stopped after" in err
+    assert not list((tmp_path / "state" / "photos").glob("*.tmp"))
+
+
+# --------------------------------------------------------------------------- a clip of real photos
+def _clip_photos(shared: Path, model, n_each: int):
+    """Photos with one Haar face the model itself rates clearly as their label (the loop under test)."""
+    det = HaarDetector(scale_factor=1.1, min_neighbors=5, min_face_fraction=0.15, detect_width=0)
+    picked = {"smile": [], "no_smile": []}
+    agree = total = 0
+    for label in picked:
+        files = sorted((shared / "djsmile" / "photos" / label).glob("*.jpg"), key=lambda p: int(p.stem))
+        for p in files[:200]:
+            img = cv2.imread(str(p))
+            canvas = _canvas(img)
+            boxes = det.detect(cv2.cvtColor(canvas, cv2.COLOR_BGR2GRAY))
+            if len(boxes) != 1 or boxes[0][3] < 100:
+                continue
+            prob = float(model.predict(cv2.cvtColor(canvas, cv2.COLOR_BGR2GRAY), boxes)[0])
+            total += 1
+            ok = prob > 0.8 if label == "smile" else prob < 0.2
+            confident_right = (prob >= model.threshold) == (label == "smile")
+            agree += confident_right
+            if ok:
+                picked[label].append(canvas)
+            if len(picked[label]) == n_each:
+                break
+    return picked, agree, total
+
+
+def test_clip_of_real_photos_fires_on_smiles_only(tmp_path, shared_datasets, mock_factory):
+    if not SHIPPED.is_file():
+        pytest.skip(f"needs the shipped model {SHIPPED} (written by the training issue)")
+    from edge.cli import main
+    from edge.model import SmileModel
+    model = SmileModel(SHIPPED)
+    n = 5
+    picked, agree, total = _clip_photos(shared_datasets, model, n)
+    assert total >= 20 and agree / total >= 0.7, f"the shipped model agrees with only {agree}/{total} labels"
+    assert len(picked["smile"]) == n and len(picked["no_smile"]) == n
+
+    # N S N S ... : 24 frames (0.8 s) per photo, drifting 2 px a frame; a new person each stretch
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    stretch, idx, smile_starts = 24, 0, []
+    for k in range(n):
+        for label in ("no_smile", "smile"):
+            img = picked[label][k]
+            if label == "smile":
+                smile_starts.append(idx)
+            for j in range(stretch):
+                m = np.float32([[1, 0, 2 * j - stretch], [0, 1, (j % 5) - 2]])
+                frame = cv2.warpAffine(img, m, (640, 480), borderMode=cv2.BORDER_REPLICATE)
+                cv2.imwrite(str(folder / f"{idx:05d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
+                idx += 1
+    state = tmp_path / "state"
+    rc = main(["run", "--source", str(folder), "--model", str(SHIPPED), "--state-dir", str(state),
+               *QUIET, "--no-jokes", "--set", "trigger.cooldown_s=0.5"])
+    assert rc == 0
+    events = [json.loads(ln) for ln in (state / "events.jsonl").read_text().splitlines()]
+    fired = [e["frame"] for e in events]
+    hold = Config().trigger.hold_frames
+    assert len(fired) == n, f"shots at frames {fired}; smile stretches start at {smile_starts}"
+    for start, f in zip(smile_starts, fired):
+        assert start <= f <= start + hold + 1, f"shot at frame {f} for the smile starting at {start}"
+    for e in events:
+        assert set(e) >= {"time", "frame", "faces", "photo"}
+        assert e["faces"] and e["faces"][0]["p_smile"] >= 0.5
+        assert e["photo"] and Path(e["photo"]).is_file()
