@@ -162,7 +162,7 @@ def main(args) -> int:
         from edge.faces import find_cascade
         det["cascade"] = find_cascade(cfg.detector.cascade)
     params = D.CropParams(input_size=S, crop_margin=float(summary["crop_margin"]), detector=det)
-    specs = args.data or summary.get("root_specs") or [r["path"] for r in summary["data_roots"]]
+    specs = args.data or [f"{r['path']}:{r['kind']}" for r in summary["data_roots"]]
     cache = Path(args.cache) if args.cache else D.DEFAULT_CACHE
     import sys
     progress = not args.no_progress and sys.stderr.isatty()

@@ -162,10 +162,11 @@ def test_cli_flags_override_the_config_file(tmp_path):
     assert cfg.camera.realtime is True and cfg.trigger.cooldown_s == 2.5
 
 
-def test_bad_set_value_names_the_key(tmp_path):
+def test_bad_set_value_names_the_key(tmp_path, capfd):
     from edge.cli import main
     rc = main(["run", "--source", str(tmp_path), "--set", "trigger.hold_frames=lots"])
     assert rc == EX_CONFIG
+    assert "trigger.hold_frames" in capfd.readouterr().err
 
 
 # --------------------------------------------------------------------------- face tracking

@@ -45,7 +45,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--out", metavar="DIR", default="runs/train", help="output folder (default: runs/train)")
     parser.add_argument("--arch", choices=sorted(ARCHS), default="small",
                         help="small: our CNN; seed: the 2019 app's architecture (default: small)")
-    parser.add_argument("--epochs", type=int, default=40, help="most epochs (early stopping on val; default 40)")
+    parser.add_argument("--epochs", type=int, default=16,
+                        help="epochs (cosine learning-rate decay over them; early stopping on val; default 16)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--input-size", type=int, default=None, help="model input in pixels (default: 48 small, 100 seed)")
     parser.add_argument("--widths", default=None,
@@ -53,7 +54,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--crop-margin", type=float, default=DEFAULT_MARGIN,
                         help=f"margin added to a detected face box on each side, fraction of its side (default {DEFAULT_MARGIN})")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=2e-3, help="initial learning rate (Adam)")
+    parser.add_argument("--lr", type=float, default=3e-3, help="initial learning rate (Adam, cosine decay; default 3e-3)")
     parser.add_argument("--patience", type=int, default=8, help="epochs without val improvement before stopping")
     parser.add_argument("--cache", metavar="DIR", default=str(D.DEFAULT_CACHE), help="crop cache folder (default .cache)")
     parser.add_argument("--workers", type=int, default=2, help="processes for cropping (default 2)")
@@ -94,9 +95,8 @@ class _Seq:
         rng = np.random.default_rng([self.seed, self.epoch, i])
         if self.aug is not None:
             x = augment(self.ctx[idx], self.S, self.m, rng, self.aug)
-        else:
-            from .augment import center_crops
-            x = center_crops(self.ctx[idx], self.S, self.m).astype(np.float32) / 255.0
+        else:  # --no-augment: self.ctx holds the exact model-size crops
+            x = self.ctx[idx].astype(np.float32) / 255.0
         y = self.y[idx]
         if self.onehot:
             y = np.eye(2, dtype=np.float32)[y]
@@ -109,12 +109,38 @@ class _Seq:
         self.order = np.random.default_rng([self.seed, self.epoch]).permutation(len(self.y))
 
 
-def _batches(seq):
-    """An endless generator of augmented batches; a new shuffle (and new jitter) every epoch."""
-    while True:
-        for i in range(len(seq)):
-            yield seq.get(i)
-        seq.next_epoch()
+def _batches(seq, prefetch: int = 3):
+    """An endless generator of augmented batches; a new shuffle (and new jitter) every epoch.
+
+    A background thread builds the next batches while the model trains on
+    this one (OpenCV and numpy release the GIL).
+    """
+    import queue
+    import threading
+    q: queue.Queue = queue.Queue(maxsize=prefetch)
+    stop = threading.Event()
+
+    def work():
+        while not stop.is_set():
+            for i in range(len(seq)):
+                b = seq.get(i)
+                while not stop.is_set():
+                    try:
+                        q.put(b, timeout=0.5)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            seq.next_epoch()
+
+    t = threading.Thread(target=work, name="augment", daemon=True)
+    t.start()
+    try:
+        while True:
+            yield q.get()
+    finally:
+        stop.set()
 
 
 def predict_p(model, x, output: str, batch: int = 512) -> np.ndarray:
@@ -216,7 +242,7 @@ def train(args, params, roots, items, crops, split_stats, t_data) -> int:
     cw = counts.sum() / (2.0 * np.maximum(counts, 1))
     w_tr = cw[y_tr]
     S = params.input_size
-    ctx = resize_ctx(crops.ctx[tr], S, params.ctx_margin)
+    ctx = crops.crop[tr] if args.no_augment else resize_ctx(crops.ctx[tr], S, params.ctx_margin)
     output = ARCHS[args.arch][1]
     aug = None if args.no_augment else AugParams()
     seq = _Seq(ctx, y_tr, w_tr, S, params.ctx_margin, args.batch_size, args.seed, aug, onehot=output == "softmax")
@@ -228,14 +254,15 @@ def train(args, params, roots, items, crops, split_stats, t_data) -> int:
     widths = [int(v) for v in args.widths.split(",")] if args.widths else list(nets.SMALL_WIDTHS)
     model = nets.build(args.arch, S, widths=widths)
     loss = "categorical_crossentropy" if output == "softmax" else "binary_crossentropy"
-    model.compile(optimizer=keras.optimizers.Adam(args.lr), loss=loss, metrics=["accuracy"],
+    steps = len(seq)
+    sched = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=max(1, args.epochs * steps), alpha=0.02)
+    model.compile(optimizer=keras.optimizers.Adam(sched), loss=loss, metrics=["accuracy"],
                   weighted_metrics=[])
     n_params = int(model.count_params())
     log.info("%s: %d parameters, input %dx%d, train %d, val %d, test %d", model.name, n_params, S, S,
              len(tr), int(va.sum()), int(te.sum()))
-    cbs = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience, restore_best_weights=True),
-           keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=0.5, patience=max(2, args.patience // 3),
-                                             min_lr=1e-5)]
+    # cosine learning-rate decay over --epochs; keep the weights of the best val loss
+    cbs = [keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience, restore_best_weights=True)]
     t1 = time.time()
     verbose = 1 if (not args.no_progress and sys.stdout.isatty()) else 2
     hist = model.fit(_batches(seq), steps_per_epoch=len(seq), validation_data=(x_va, y_va_fit, w_va),
@@ -270,7 +297,7 @@ def train(args, params, roots, items, crops, split_stats, t_data) -> int:
         "split_sizes": {s: int(M[s].sum()) for s in D.SPLITS}, "train_used": int(len(tr)),
         "detector": {k: v for k, v in params.detector.items() if k != "cascade"},
         "training": {"epochs_max": args.epochs, "epochs_run": len(h.get("loss", [])), "best_epoch": best_epoch,
-                     "batch_size": args.batch_size, "lr": args.lr, "patience": args.patience, "seed": args.seed,
+                     "batch_size": args.batch_size, "lr": args.lr, "lr_schedule": "cosine", "patience": args.patience, "seed": args.seed,
                      "widths": widths if args.arch == "small" else None, "stem_stride": 2 if args.arch == "small" else None, "class_weight": cw.tolist(), "augment": aug.to_dict() if aug else None,
                      "seconds_data": round(t_data, 1), "seconds_train": round(t_train, 1)},
         "history": h, "metrics": res,
