@@ -205,7 +205,8 @@ def main(args) -> int:
         per = "  ".join(f"{k}={v['accuracy']:.4f}" for k, v in r["test"].items() if k != "all")
         print(f"{kind:8s} {r['size_bytes']:9d} {r['latency']['median_ms']:8.3f} {r['threshold']:6.3f} "
               f"{r['val']['all']['accuracy']:8.4f} {r['test']['all']['accuracy']:8.4f}  {per}")
-    print(f"int8 vs float32 on test: {drop:+.2f} points (max {args.max_drop}); decisions agree on {agree:.4f}")
+    print(f"int8 accuracy on test is {drop:.2f} points {'below' if drop >= 0 else 'above'} float32 "
+          f"(allowed drop {args.max_drop}); decisions agree on {agree:.4f}")
     if drop > args.max_drop:
         log.error("int8 accuracy on the test split is %.2f points below float32 (more than --max-drop %.2f); "
                   "nothing written", drop, args.max_drop)
@@ -219,7 +220,7 @@ def main(args) -> int:
         meta = {
             "input_size": S, "color": "gray", "normalize": {"scale": 1.0 / 255.0, "offset": 0.0},
             "crop_margin": float(summary["crop_margin"]), "labels": list(D.CLASSES), "smile_index": 1,
-            "output": output, "threshold": round(float(r["threshold"]), 6),
+            "output": output, "threshold": float(r["threshold"]),
             "faces_mode_crop": "whole image, no margin",
             "quantization": "full-integer int8 (input scale 1/255, zero point -128)" if kind == "int8" else "none",
             "arch": summary.get("arch"), "model_name": summary.get("model_name"),

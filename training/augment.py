@@ -19,17 +19,17 @@ import numpy as np
 
 @dataclass
 class AugParams:
-    shift: float = 0.07          # std of the box centre shift, fraction of the side (clipped at 2 std)
+    shift: float = 0.06          # std of the box centre shift, fraction of the side (clipped at 2 std)
     scale_min: float = 0.85      # crop side multiplier range (log-uniform)
     scale_max: float = 1.20
-    rotate_deg: float = 12.0     # uniform +-
+    rotate_deg: float = 10.0     # uniform +-
     flip: float = 0.5
     brightness: float = 0.15     # uniform +- (of 1.0 = white)
     contrast: float = 0.3        # factor in [1 - c, 1 + c]
     gamma: float = 0.35          # gamma in exp(+-g)
-    blur_p: float = 0.3          # probability of a Gaussian blur with sigma in (0.3, 1.3)
-    lowres_p: float = 0.15       # probability of a down-up resize (small faces in big frames)
-    noise_p: float = 0.3         # probability of Gaussian noise with std in (0, noise_std)
+    blur_p: float = 0.2          # probability of a Gaussian blur with sigma in (0.3, 1.3)
+    lowres_p: float = 0.1       # probability of a down-up resize (small faces in big frames)
+    noise_p: float = 0.2         # probability of Gaussian noise with std in (0, noise_std)
     noise_std: float = 0.04
 
     def to_dict(self):

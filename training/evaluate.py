@@ -105,7 +105,9 @@ def choose_threshold(y, p, lo: float = 0.05, hi: float = 0.95) -> float:
     p = np.asarray(p, np.float64)
     if y.all() or (~y).all():
         return 0.5
-    cands = np.unique(np.r_[np.clip(p, lo, hi), 0.5])
+    # candidates halfway between neighbouring scores: robust to rounding (int8 outputs are k/256)
+    u = np.unique(p)
+    cands = np.unique(np.clip(np.r_[(u[:-1] + u[1:]) / 2.0, 0.5], lo, hi))
     best, best_t = -1.0, 0.5
     P, N = y.sum(), (~y).sum()
     for t in cands:
@@ -233,6 +235,7 @@ def write_json_atomic(path, data) -> None:
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -24,11 +24,11 @@ def import_keras():
 
 
 #: channels of the four blocks of ``small`` (block 1 a plain stride-2 conv, blocks 2-4 depthwise-separable)
-SMALL_WIDTHS = (24, 48, 96, 192)
+SMALL_WIDTHS = (32, 64, 128, 256)
 
 
 def small(input_size: int = 48, widths=SMALL_WIDTHS, dropout: float = 0.3, separable_from: int = 1,
-          stem_stride: int = 2):
+          stem_stride: int = 2, head: str = "flatten"):
     """Four 3x3 conv blocks (BN + ReLU; 2x2 max-pool after the first three), global average pool, sigmoid.
 
     The first block is a plain conv with stride ``stem_stride`` (cheap at full
@@ -49,7 +49,11 @@ def small(input_size: int = 48, widths=SMALL_WIDTHS, dropout: float = 0.3, separ
         x = L.ReLU(name=f"relu{i + 1}")(x)
         if i < len(widths) - 1 and not (i == 0 and stem_stride > 1):
             x = L.MaxPooling2D(2, name=f"pool{i + 1}")(x)
-    x = L.GlobalAveragePooling2D(name="gap")(x)
+    if head == "gap":
+        x = L.GlobalAveragePooling2D(name="gap")(x)
+    else:  # keep where on the face a feature is (mouth vs eyes): pool to 3x3 and flatten
+        x = L.MaxPooling2D(2, name="pool4")(x)
+        x = L.Flatten(name="flat")(x)
     x = L.Dropout(dropout, name="drop")(x)
     out = L.Dense(1, activation="sigmoid", name="p_smile")(x)
     return keras.Model(inp, out, name=f"small{input_size}")
@@ -72,9 +76,9 @@ def seed(input_size: int = 100):
     return keras.Model(inp, out, name="seed2019")
 
 
-def build(arch: str, input_size: int | None = None, widths=None):
+def build(arch: str, input_size: int | None = None, widths=None, head: str = "flatten"):
     if arch == "small":
-        return small(input_size or ARCHS["small"][0], widths=tuple(widths or SMALL_WIDTHS))
+        return small(input_size or ARCHS["small"][0], widths=tuple(widths or SMALL_WIDTHS), head=head)
     if arch == "seed":
         return seed(input_size or ARCHS["seed"][0])
     raise ValueError(f"unknown arch {arch!r}; choose from {', '.join(ARCHS)}")

@@ -50,9 +50,11 @@ def add_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--input-size", type=int, default=None, help="model input in pixels (default: 48 small, 100 seed)")
     parser.add_argument("--widths", default=None,
-                        help="small arch: channels of the 4 blocks, comma-separated (default 16,48,96,192)")
+                        help="small arch: channels of the 4 blocks, comma-separated (default 32,64,128,256)")
     parser.add_argument("--crop-margin", type=float, default=DEFAULT_MARGIN,
                         help=f"margin added to a detected face box on each side, fraction of its side (default {DEFAULT_MARGIN})")
+    parser.add_argument("--head", choices=("flatten", "gap"), default="flatten",
+                        help="small arch: 3x3 flatten (keeps where features are) or global average pool")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-3, help="initial learning rate (Adam, cosine decay; default 3e-3)")
     parser.add_argument("--patience", type=int, default=8, help="epochs without val improvement before stopping")
@@ -252,7 +254,7 @@ def train(args, params, roots, items, crops, split_stats, t_data) -> int:
     w_va = cw[y_va].astype(np.float32)
 
     widths = [int(v) for v in args.widths.split(",")] if args.widths else list(nets.SMALL_WIDTHS)
-    model = nets.build(args.arch, S, widths=widths)
+    model = nets.build(args.arch, S, widths=widths, head=args.head)
     loss = "categorical_crossentropy" if output == "softmax" else "binary_crossentropy"
     steps = len(seq)
     sched = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=max(1, args.epochs * steps), alpha=0.02)
@@ -298,7 +300,8 @@ def train(args, params, roots, items, crops, split_stats, t_data) -> int:
         "detector": {k: v for k, v in params.detector.items() if k != "cascade"},
         "training": {"epochs_max": args.epochs, "epochs_run": len(h.get("loss", [])), "best_epoch": best_epoch,
                      "batch_size": args.batch_size, "lr": args.lr, "lr_schedule": "cosine", "patience": args.patience, "seed": args.seed,
-                     "widths": widths if args.arch == "small" else None, "stem_stride": 2 if args.arch == "small" else None, "class_weight": cw.tolist(), "augment": aug.to_dict() if aug else None,
+                     "widths": widths if args.arch == "small" else None, "stem_stride": 2 if args.arch == "small" else None,
+                     "head": args.head if args.arch == "small" else None, "class_weight": cw.tolist(), "augment": aug.to_dict() if aug else None,
                      "seconds_data": round(t_data, 1), "seconds_train": round(t_train, 1)},
         "history": h, "metrics": res,
     }
