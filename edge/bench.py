@@ -531,7 +531,8 @@ def variant_result(v: Variant, runtime_import_ms: float = 0.0) -> dict:
     d["cpu_percent"] = round(100.0 * v.cpu_s / v.wall_s, 1) if v.wall_s > 0 else 0.0
     d["peak_rss_mb"] = round(v.peak_rss_mb, 1)
     # more detail
-    d.update({"model": str(v.model_path), "model_input": v.model.runtime.input_dtype.name,
+    d.update({"model": str(v.model_path), "model_sha256": _sha256(v.model_path)[:16],
+              "model_bytes": v.model_path.stat().st_size, "model_input": v.model.runtime.input_dtype.name,
               "threads": v.threads, "mode": v.mode, "full_every": v.full_every,
               "tracker": v.finder.tracker if v.full_every > 1 else None, "frames": v.measured})
     for s in STAGES:
@@ -555,6 +556,11 @@ def variant_result(v: Variant, runtime_import_ms: float = 0.0) -> dict:
         "startup_ms": round(runtime_import_ms + v.cascade_load_ms + v.model_load_ms + v.first_frame_ms, 1),
     })
     return d
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def _label(paths: list[Path]) -> list[str]:
@@ -864,6 +870,8 @@ def command_line(args, threads, modes, model_paths) -> str:
 
 
 def main(args) -> int:
+    started = datetime.now(timezone.utc)
+    t_started = time.perf_counter()
     from .cli import load_config
     from .model import default_model_path
     from .runtime import find_interpreter
@@ -911,7 +919,8 @@ def main(args) -> int:
     sample = variants[0]
     report = {
         "djsmile": __version__,
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": started.isoformat(timespec="seconds"),   # when the bench started
+        "duration_s": round(time.perf_counter() - t_started, 1),
         "command": command_line(args, threads, modes, model_paths),
         "source": feed.name,
         "frame_size": sample.frame_size,

@@ -148,7 +148,7 @@ class FaceFinder:
     """
 
     def __init__(self, detector: HaarDetector, full_every: int = 5, track_margin: float = 0.5,
-                 tracker: str = "template", template_width: int = 40, min_score: float = 0.6):
+                 tracker: str = "template", template_width: int = 40, min_score: float = 0.8):
         if tracker not in ("template", "haar"):
             raise ConfigError(f"config key detector.tracker = {tracker!r} is not valid: "
                               "allowed are 'template', 'haar'")
@@ -167,7 +167,7 @@ class FaceFinder:
     def from_config(cls, det) -> "FaceFinder":
         return cls(HaarDetector.from_config(det), full_every=det.full_every,
                    track_margin=det.track_margin, tracker=getattr(det, "tracker", "template"),
-                   min_score=getattr(det, "track_min_score", 0.6))
+                   min_score=getattr(det, "track_min_score", 0.8))
 
     @property
     def _last(self) -> list:

@@ -209,7 +209,7 @@ class Trigger:
         if self._last_fire_t is not None:
             dt = t - self._last_fire_t
             in_cooldown = 0.0 <= dt < self.cooldown_s  # stream time went back: cooldown over
-        if not held:
+        if group and not held:  # the smile ended (a face lost for a frame or two is not an end)
             self._armed = True
 
         fired = False

@@ -203,3 +203,15 @@ def test_cooldown_and_hold_follow_timestamps_at_any_frame_rate():
     assert len(shots[15.0]) == len(shots[60.0]) == 2
     for a, b in zip(shots[15.0], shots[60.0]):
         assert abs(a - b) < 0.15
+
+
+def test_a_face_lost_for_a_few_frames_mid_smile_does_not_fire_twice():
+    trig = Trigger(cfg(hold_frames=3, cooldown_s=0.5, forget_frames=5), 0.5)
+    res = run(trig, [0.95] * 20)
+    for i in range(20, 23):  # the detector misses the face for 3 frames
+        res.append(trig.update(i, i / FPS, [], []))
+    res += run(trig, [0.95] * 30, start=23)
+    assert fired_at(res) == [2]
+    # after the smile really ends, the next one fires
+    res = run(trig, [0.05] * 10 + [0.95] * 10, start=53)
+    assert fired_at(res) == [65]
