@@ -20,7 +20,7 @@ from edge import service
 from edge.config import Config
 from edge.errors import EX_CONFIG, EX_UNAVAILABLE
 from edge.faces import FaceFinder, HaarDetector, iou
-from edge.sources import FolderSource, Frame, Source
+from edge.sources import Frame, Source
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "models" / "smile_int8.tflite"
