@@ -216,6 +216,9 @@ def apply_overrides(cfg, args) -> None:
     if getattr(args, "web", None) is not None:
         cfg.set("web.listen", args.web)
         cfg.set("web.enabled", True)
+    if cfg.web.enabled and getattr(args, "realtime", None) is None:
+        # with the live view, a file source plays at its own rate (--no-realtime to race through it)
+        cfg.set("camera.realtime", True)
     if getattr(args, "no_gpio", False):
         for key in ("gpio.led_enabled", "gpio.shutter_enabled", "gpio.button_enabled"):
             cfg.set(key, False)

@@ -162,6 +162,21 @@ def test_cli_flags_override_the_config_file(tmp_path):
     assert cfg.camera.realtime is True and cfg.trigger.cooldown_s == 2.5
 
 
+@pytest.mark.parametrize("extra, want", [([], True), (["--no-realtime"], False)])
+def test_web_plays_file_sources_in_real_time_by_default(extra, want):
+    from edge.cli import build_parser, load_config
+    argv = ["run", "--source", "clip.mp4", "--web", "127.0.0.1:0", *extra]
+    args = build_parser(argv).parse_args(argv)
+    cfg = load_config(args)
+    service.apply_overrides(cfg, args)
+    assert cfg.camera.realtime is want
+    argv = ["run", "--source", "clip.mp4"]  # no live view: as fast as possible
+    args = build_parser(argv).parse_args(argv)
+    cfg = load_config(args)
+    service.apply_overrides(cfg, args)
+    assert cfg.camera.realtime is False
+
+
 def test_bad_set_value_names_the_key(tmp_path, capfd):
     from edge.cli import main
     rc = main(["run", "--source", str(tmp_path), "--set", "trigger.hold_frames=lots"])
