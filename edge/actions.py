@@ -40,6 +40,7 @@ import cv2
 import numpy as np
 
 from .errors import ConfigError, GpioError
+from .fsutil import TEMP_EXT, atomic_write
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from .config import Config
@@ -51,7 +52,6 @@ log = logging.getLogger(__name__)
 MB = 1024 * 1024
 PHOTO_EXT = ".jpg"
 SIDECAR_EXT = ".json"
-TEMP_EXT = ".tmp"
 EVENTS_NAME = "events.jsonl"
 PHOTOS_NAME = "photos"
 
@@ -147,43 +147,6 @@ class ShutterPulse:
 # --------------------------------------------------------------------------
 # Disk pieces
 # --------------------------------------------------------------------------
-
-def _fsync_dir(folder: Path) -> None:
-    """Make a rename durable (best effort: not every file system allows it)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` whole or not at all: temp in the same folder, fsync, rename.
-
-    On any failure the temp file is removed and the exception propagates;
-    ``path`` is then either absent or its old content.
-    """
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}{TEMP_EXT}")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-    _fsync_dir(path.parent)
-
 
 def _box(box) -> list[int]:
     return [int(v) for v in box]

@@ -63,6 +63,7 @@ import numpy as np
 
 from . import __version__
 from .errors import ModelError, SourceError
+from .fsutil import atomic_write
 from .faces import FaceFinder, HaarDetector, iou
 from .sources import IMAGE_EXTS, FolderSource, Frame, OpenCVSource, PiCamera2Source, pi_camera_present
 
@@ -785,23 +786,6 @@ def format_table(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            tmp.unlink()
-        except OSError:
-            pass
-        raise
-
-
 def write_plot(path, variants: list[Variant], title: str) -> bool:
     """Per-stage latency histograms, one panel per stage; False (and a log line) without matplotlib."""
     try:
@@ -944,7 +928,7 @@ def main(args) -> int:
     print(format_table(report))
     sys.stdout.flush()
     if args.json:
-        _atomic_write(Path(args.json), (json.dumps(report, indent=2) + "\n").encode())
+        atomic_write(Path(args.json), (json.dumps(report, indent=2) + "\n").encode())
         log.info("results written to %s", args.json)
     if args.plot:
         write_plot(args.plot, variants, f"djsmile bench {report['date']} - {machine['cpu']}")

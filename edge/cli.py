@@ -14,7 +14,7 @@ import logging
 import sys
 
 from . import __version__
-from .errors import DjsmileError, MissingDependencyError, EX_SOFTWARE
+from .errors import DjsmileError, MissingDependencyError
 
 log = logging.getLogger("djsmile")
 

@@ -28,7 +28,6 @@ import logging
 import os
 import random
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import __version__
+from .fsutil import atomic_write
 from .jokes_bundled import JOKES as BUNDLED
 from .speech import clean_text
 
@@ -153,24 +153,6 @@ def _short(e: Exception) -> str:
 
 
 # --------------------------------------------------------------------------- cache file
-def write_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same folder, flush + fsync, os.replace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
 # --------------------------------------------------------------------------- source
 class JokeSource:
     """API + cache + bundled list, no repeats, background prefetch.
@@ -445,7 +427,7 @@ class JokeSource:
             self._dirty = False
             payload = {"version": 1, "jokes": list(self._cache), "recent": list(self._recent)}
         try:
-            write_atomic(self.path, json.dumps(payload, ensure_ascii=False, indent=0).encode("utf-8"))
+            atomic_write(self.path, json.dumps(payload, ensure_ascii=False, indent=0).encode("utf-8"))
         except OSError as e:
             (log.debug if self._save_warned else log.warning)(
                 "joke cache %s cannot be written (%s): jokes are not kept across restarts", self.path, e)

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import subprocess
 import tempfile
@@ -35,6 +34,8 @@ import unicodedata
 import wave
 from pathlib import Path
 from typing import Callable, Optional, Sequence
+
+from .fsutil import atomic_open
 
 log = logging.getLogger(__name__)
 
@@ -358,24 +359,12 @@ def _kill(p) -> None:
 
 def _write_wav(path: Path, pcm: bytes, rate: int) -> None:
     """A mono 16-bit WAV file, written atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix="." + path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            with wave.open(f, "wb") as w:
-                w.setnchannels(1)
-                w.setsampwidth(2)
-                w.setframerate(rate)
-                w.writeframes(pcm)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_open(path) as f:
+        with wave.open(f, "wb") as w:
+            w.setnchannels(1)
+            w.setsampwidth(2)
+            w.setframerate(rate)
+            w.writeframes(pcm)
 
 
 def make_engine(scfg, *, audio_tap: Optional[Callable[[bytes], None]] = None) -> Engine:

@@ -268,7 +268,7 @@ def train(args, params, roots, items, crops, split_stats, t_data) -> int:
     t1 = time.time()
     verbose = 1 if (not args.no_progress and sys.stdout.isatty()) else 2
     hist = model.fit(_batches(seq), steps_per_epoch=len(seq), validation_data=(x_va, y_va_fit, w_va),
-                     epochs=args.epochs, callbacks=cbs, verbose=verbose)
+                     epochs=args.epochs, callbacks=cbs, verbose=verbose, shuffle=False)
     t_train = time.time() - t1
     h = {k: [float(v) for v in vs] for k, vs in hist.history.items()}
     best_epoch = int(np.argmin(h["val_loss"])) + 1 if h.get("val_loss") else len(h.get("loss", []))
