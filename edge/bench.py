@@ -61,6 +61,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
+from .cli import nonneg_int, positive_int
 from . import __version__
 from .errors import ModelError, SourceError
 from .fsutil import atomic_write
@@ -82,32 +83,12 @@ MAX_IMAGES = 60
 
 
 # --------------------------------------------------------------------------- arguments
-def _positive_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{s!r} must be at least 1")
-    return v
-
-
-def _nonneg_int(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"{s!r} must be 0 or more")
-    return v
-
-
 def _int_list(s: str) -> list[int]:
     out = []
     for part in s.split(","):
         part = part.strip()
         if part:
-            out.append(_positive_int(part))
+            out.append(positive_int(part))
     if not out:
         raise argparse.ArgumentTypeError(f"{s!r}: give thread counts like 1 or 1,4")
     return list(dict.fromkeys(out))
@@ -126,9 +107,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="frames to time: 'camera' (the Pi camera), an image folder (its images, or those of "
                         "its sub-folders, played as a 640x480 stream) or a video file; default: the Pi camera "
                         "if present, else an error")
-    p.add_argument("--frames", type=_positive_int, default=300, metavar="N",
+    p.add_argument("--frames", type=positive_int, default=300, metavar="N",
                    help="frames timed per variant, after the warm-up (default: 300)")
-    p.add_argument("--warmup", type=_nonneg_int, default=30, metavar="N",
+    p.add_argument("--warmup", type=nonneg_int, default=30, metavar="N",
                    help="untimed frames per variant before timing (default: 30); the first frame is always "
                         "untimed: it is the start-up figure 'first frame'")
     p.add_argument("--threads", type=_int_list, default=None, metavar="T[,T...]",
@@ -143,16 +124,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "(default: full,track)")
     p.add_argument("--json", metavar="OUT", help="write the results as JSON to OUT")
     p.add_argument("--plot", metavar="OUT.png", help="write per-stage latency histograms (needs matplotlib)")
-    p.add_argument("--chunk", type=_positive_int, default=25, metavar="N",
+    p.add_argument("--chunk", type=positive_int, default=25, metavar="N",
                    help="frames per turn when interleaving the variants (default: 25)")
-    p.add_argument("--hold", type=_positive_int, default=10, metavar="N",
+    p.add_argument("--hold", type=positive_int, default=10, metavar="N",
                    help="image folder: frames each image is shown for (default: 10)")
     p.add_argument("--one-face", action="store_true",
                    help="image folder: use only images in which the configured detector finds exactly one face")
     p.add_argument("--detector-study", action="store_true",
                    help="also time Haar settings against each other on the same frames (full resolution vs "
                         "detector.detect_width, with and without the minimum face size, tracking)")
-    p.add_argument("--study-frames", type=_positive_int, default=60, metavar="N",
+    p.add_argument("--study-frames", type=positive_int, default=60, metavar="N",
                    help="frames per setting in --detector-study (default: 60)")
 
 

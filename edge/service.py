@@ -34,6 +34,7 @@ import threading
 import time
 import warnings
 
+from .cli import positive_int
 from . import __version__
 from .errors import EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, ConfigError, GpioError
 from .faces import FaceFinder
@@ -169,22 +170,11 @@ def add_arguments(p) -> None:
     p.add_argument("--web", metavar="HOST:PORT", help="serve the live view on HOST:PORT (turns web.enabled on)")
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
                    help="play a file source at its own frame rate, or as fast as possible (default: camera.realtime)")
-    p.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
+    p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     p.add_argument("--no-gpio", action="store_true", help="no LED, shutter or button (no pins touched)")
     p.add_argument("--no-jokes", action="store_true", help="no joke on a smile")
     p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                    help="override one config key (repeatable), e.g. --set trigger.hold_frames=5")
-
-
-def _positive_int(s: str) -> int:
-    import argparse
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"{s!r} must be at least 1")
-    return v
 
 
 def _parse_value(text: str):
