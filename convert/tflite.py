@@ -168,6 +168,10 @@ def main(args) -> int:
     progress = not args.no_progress and sys.stderr.isatty()
     roots, items, crops, _ = D.prepare(specs, params, cache, 2, progress)
     M = D.masks(items, crops)
+    if summary.get("only_roots"):  # trained on some roots only: check and choose the threshold on those
+        keep = {n.strip() for n in summary["only_roots"].split(",")}
+        sel = np.array([it.root in keep for it in items])
+        M = {k: v & sel for k, v in M.items()}
     labels = np.array([it.label for it in items])
     if M["val"].sum() == 0 or M["test"].sum() == 0 or M["train"].sum() == 0:
         raise DataError("the data has an empty train, val or test split; convert needs all three")

@@ -32,12 +32,27 @@ SUBCOMMANDS = {
 TRAIN_HINT = "TensorFlow is not installed: pip install '.[train]'"
 
 
+class _StderrHandler(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (it may be replaced after set-up, e.g. by pytest)."""
+
+    def __init__(self):
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
 def setup_logging(level: str = "INFO") -> None:
     """Plain lines to stderr (journald adds timestamps)."""
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)
-    h = logging.StreamHandler(sys.stderr)
+    h = _StderrHandler()
     h.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     root.addHandler(h)
     root.setLevel(getattr(logging, level.upper(), logging.INFO))

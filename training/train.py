@@ -64,6 +64,9 @@ def add_arguments(parser) -> None:
                         help="write the held-out test split as symlinks DIR/<root>/test/<class>/ and exit")
     parser.add_argument("--export-splits", default="test", help="splits to export, comma-separated (default: test)")
     parser.add_argument("--no-augment", action="store_true", help="train on the plain crops")
+    parser.add_argument("--only-roots", metavar="NAMES",
+                        help="train and validate on these roots only (comma-separated names, e.g. djsmile-faces); "
+                             "the split is still computed over all DATA_ROOTs, so it is the same split")
     parser.add_argument("--limit", type=int, default=0, help=argparse_suppress())
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -228,6 +231,13 @@ def train(args, params, roots, items, crops, split_stats, t_data) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     M = D.masks(items, crops)
+    if args.only_roots:
+        keep = {n.strip() for n in args.only_roots.split(",") if n.strip()}
+        known = {it.root for it in items}
+        if not keep <= known:
+            raise DataError(f"--only-roots {args.only_roots}: unknown root(s); the roots are {', '.join(sorted(known))}")
+        sel = np.array([it.root in keep for it in items])
+        M = {k: v & sel for k, v in M.items()}
     labels = np.array([it.label for it in items])
     tr = np.flatnonzero(M["train"])
     if args.limit:
@@ -292,7 +302,7 @@ def train(args, params, roots, items, crops, split_stats, t_data) -> int:
         "crop_margin": params.crop_margin, "labels": list(D.CLASSES), "smile_index": 1, "output": output,
         "threshold_val": thr,
         "data_roots": [{"path": str(r.path.resolve()), "kind": r.kind, "name": r.name} for r in roots],
-        "root_specs": [str(s) for s in args.roots],
+        "root_specs": [str(s) for s in args.roots], "only_roots": args.only_roots,
         "data_counts": crops.stats, "split": {"fractions": list(D.SPLIT_FRACTIONS), "salt": D.SPLIT_SALT,
                                               "near_dup_bits": D.NEAR_DUP_BITS, **split_stats,
                                               "counts_used": D.split_counts(items, crops.ok & crops.found)},
