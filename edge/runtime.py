@@ -94,7 +94,7 @@ class Runtime:
         self._batch = int(self._in["shape"][0]) if len(self._in["shape"]) else 1
         log.info("model %s loaded with %s %s (%d thread%s, input %s %s)", self.path, self.name,
                  self.version, self.num_threads, "" if self.num_threads == 1 else "s",
-                 list(self._in["shape"]), np.dtype(self._in["dtype"]).name)
+                 [int(v) for v in self._in["shape"]], np.dtype(self._in["dtype"]).name)
 
     @property
     def input_shape(self):
