@@ -209,7 +209,7 @@ def main(args) -> int:
         per = "  ".join(f"{k}={v['accuracy']:.4f}" for k, v in r["test"].items() if k != "all")
         print(f"{kind:8s} {r['size_bytes']:9d} {r['latency']['median_ms']:8.3f} {r['threshold']:6.3f} "
               f"{r['val']['all']['accuracy']:8.4f} {r['test']['all']['accuracy']:8.4f}  {per}")
-    print(f"int8 accuracy on test is {drop:.2f} points {'below' if drop >= 0 else 'above'} float32 "
+    print(f"int8 accuracy on test is {abs(drop):.2f} points {'below' if drop >= 0 else 'above'} float32 "
           f"(allowed drop {args.max_drop}); decisions agree on {agree:.4f}")
     if drop > args.max_drop:
         log.error("int8 accuracy on the test split is %.2f points below float32 (more than --max-drop %.2f); "
