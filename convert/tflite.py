@@ -26,7 +26,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import os
 import tempfile
 import time
 from pathlib import Path
@@ -34,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.errors import DataError, MissingDependencyError, ModelError
+from edge.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -84,24 +84,6 @@ def _finish(conv, rep, tf):
         conv.inference_input_type = tf.int8
         conv.inference_output_type = tf.int8
     return conv.convert()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def tflite_p(rt, crops_u8: np.ndarray, meta_output: str, batch: int = 256) -> np.ndarray:
@@ -239,7 +221,7 @@ def main(args) -> int:
             "source": {"keras_model": str(mpath), "summary": str(spath), "created": created,
                        "tensorflow": tf.__version__, "keras": keras.__version__},
         }
-        _write_atomic(path, path_bytes := r["path"].read_bytes())
+        atomic_write(path, path_bytes := r["path"].read_bytes())
         write_json_atomic(path.with_suffix(".json"), meta)
         log.info("wrote %s (%d bytes) and %s", path, len(path_bytes), path.with_suffix(".json").name)
     for f in tmpdir.iterdir():

@@ -30,7 +30,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import dataclass, field, asdict
 from pathlib import Path
 
@@ -39,6 +38,7 @@ import numpy as np
 
 from edge import preprocess
 from edge.errors import DataError
+from edge.fsutil import atomic_open, atomic_write
 from edge.faces import HaarDetector
 
 log = logging.getLogger(__name__)
@@ -254,20 +254,8 @@ def _crop_exact(args):
 
 
 def _atomic_savez(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp.npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    with atomic_open(path) as f:
+        np.savez(f, **arrays)
 
 
 def _read_npz(path: Path) -> dict:
@@ -319,10 +307,7 @@ def hash_items(items, cache_dir: Path = DEFAULT_CACHE) -> None:
             changed = True
         it.sha1 = s
     if changed:
-        idx_path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = idx_path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(idx))
-        os.replace(tmp, idx_path)
+        atomic_write(idx_path, json.dumps(idx).encode())
 
 
 def load_crops(items, params: CropParams, cache_dir: Path = DEFAULT_CACHE, workers: int = 2,

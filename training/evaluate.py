@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from edge.errors import DataError, ModelError
+from edge.errors import DataError
+from edge.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -227,22 +226,7 @@ def write_json_atomic(path, data) -> None:
     """Write ``data`` as JSON atomically (temp file, fsync, rename); NaN becomes null."""
     data = _finite(data)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, (json.dumps(data, indent=2, allow_nan=False) + "\n").encode())
 
 
 def write_plots(res: dict, rep: dict, out_dir, title: str = "") -> list:
