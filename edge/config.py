@@ -242,11 +242,12 @@ def from_dict(data: dict, base: Config | None = None) -> Config:
         for key, value in table.items():
             f = _field(section, sec_name, key)
             setattr(section, key, _check(f, f"{sec_name}.{key}", value))
-    _cross_check(cfg)
+    cross_check(cfg)
     return cfg
 
 
-def _cross_check(cfg: Config) -> None:
+def cross_check(cfg: Config) -> None:
+    """Checks that involve several keys (after a file is loaded and after CLI overrides)."""
     t = cfg.trigger
     if t.on_threshold and t.off_threshold and t.off_threshold > t.on_threshold:
         raise ConfigError(f"config key trigger.off_threshold = {t.off_threshold} is not valid: "

@@ -35,7 +35,7 @@ import time
 import warnings
 
 from .cli import positive_int
-from . import __version__
+from . import __version__, config
 from .errors import EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, ConfigError, GpioError
 from .faces import FaceFinder
 from .model import SmileModel
@@ -214,10 +214,7 @@ def apply_overrides(cfg, args) -> None:
             cfg.set(key, False)
     if getattr(args, "no_jokes", False):
         cfg.set("jokes.on_smile", False)
-    t = cfg.trigger
-    if t.on_threshold and t.off_threshold and t.off_threshold > t.on_threshold:
-        raise ConfigError(f"config key trigger.off_threshold = {t.off_threshold} is not valid: "
-                          f"it must not exceed trigger.on_threshold = {t.on_threshold}")
+    config.cross_check(cfg)
 
 
 def gpio_in_use(cfg) -> bool:

@@ -11,6 +11,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from notf import BLOCK_TF
 
 from training import evaluate as E
 
@@ -155,14 +156,7 @@ def test_eval_runs_without_tensorflow(tmp_path, brightness_model):
     data = tmp_path / "data"
     _write(data / "smile", "a.png", 200)
     _write(data / "no_smile", "b.png", 10)
-    block = ("import sys, importlib.abc\n"
-             "class _NoTF(importlib.abc.MetaPathFinder):\n"
-             "    def find_spec(self, name, path=None, target=None):\n"
-             "        if name.split('.')[0] in ('tensorflow', 'keras', 'tf_keras'):\n"
-             "            raise ModuleNotFoundError(name, name=name)\n"
-             "sys.meta_path.insert(0, _NoTF())\n"
-             "from edge.cli import main\n"
-             "sys.exit(main(sys.argv[1:]))\n")
+    block = BLOCK_TF + "from edge.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     r = subprocess.run([sys.executable, "-c", block, "eval", str(data), "--model", str(brightness_model)],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

@@ -10,21 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from notf import BLOCK_TF
 
 from edge import config
 from edge.errors import ConfigError, ModelError
 
 ROOT = Path(__file__).resolve().parent.parent
-
-# Makes "import tensorflow" fail, as on a Pi.
-BLOCK_TF = (
-    "import sys, importlib.abc\n"
-    "class _NoTF(importlib.abc.MetaPathFinder):\n"
-    "    def find_spec(self, name, path=None, target=None):\n"
-    "        if name.split('.')[0] in ('tensorflow', 'keras', 'tf_keras'):\n"
-    "            raise ModuleNotFoundError(f\"No module named '{name}'\", name=name)\n"
-    "sys.meta_path.insert(0, _NoTF())\n"
-)
 
 
 def _py(code: str, *args, **kw):

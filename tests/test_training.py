@@ -10,20 +10,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from notf import BLOCK_TF
 
 from training import data as D
 
 ROOT = Path(__file__).resolve().parent.parent
-
-BLOCK_TF = (
-    "import sys, importlib.abc\n"
-    "class _NoTF(importlib.abc.MetaPathFinder):\n"
-    "    def find_spec(self, name, path=None, target=None):\n"
-    "        if name.split('.')[0] in ('tensorflow', 'keras', 'tf_keras'):\n"
-    "            raise ModuleNotFoundError(name, name=name)\n"
-    "sys.meta_path.insert(0, _NoTF())\n"
-)
-
 
 def face(smile: bool, seed: int, size: int = 64) -> np.ndarray:
     """A drawn gray face: the mouth curves up for a smile and is flat otherwise."""
