@@ -69,11 +69,14 @@ class HaarDetector:
     :param min_neighbors: how many overlapping hits make a face.
     :param min_face_fraction: smallest face, as a fraction of the frame height.
     :param detect_width: shrink frames wider than this before detecting (0 = never).
+    :param upscale: then enlarge the frame by this factor (finds faces smaller
+        than the cascade's 24 px window, e.g. in small photos; costs about
+        ``upscale**2`` the time).
     """
 
     def __init__(self, scale_factor: float = 1.15, min_neighbors: int = 5,
                  min_face_fraction: float = 0.15, detect_width: int = 320,
-                 cascade: str = ""):
+                 cascade: str = "", upscale: float = 1.0):
         self.cascade_path = find_cascade(cascade)
         self._cascade = cv2.CascadeClassifier(self.cascade_path)
         if self._cascade.empty():
@@ -82,12 +85,13 @@ class HaarDetector:
         self.min_neighbors = min_neighbors
         self.min_face_fraction = min_face_fraction
         self.detect_width = detect_width
+        self.upscale = float(upscale)
 
     @classmethod
     def from_config(cls, det) -> "HaarDetector":
         return cls(scale_factor=det.scale_factor, min_neighbors=det.min_neighbors,
                    min_face_fraction=det.min_face_fraction, detect_width=det.detect_width,
-                   cascade=det.cascade)
+                   cascade=det.cascade, upscale=det.upscale)
 
     def _run(self, small: np.ndarray, min_px: int):
         min_px = max(20, int(min_px))  # the cascade's own window is 24 px
@@ -105,8 +109,10 @@ class HaarDetector:
         small = gray
         if self.detect_width and W > self.detect_width:
             scale = self.detect_width / W
-            small = cv2.resize(gray, (self.detect_width, max(1, int(round(H * scale)))),
-                               interpolation=cv2.INTER_AREA)
+        scale *= self.upscale
+        if scale != 1.0:
+            small = cv2.resize(gray, (max(1, int(round(W * scale))), max(1, int(round(H * scale)))),
+                               interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR)
         ref_h = frame_height if frame_height else H
         min_px = self.min_face_fraction * ref_h * scale
         boxes = self._run(small, min_px)

@@ -209,9 +209,12 @@ class CropParams:
 def _detector_kwargs(det_cfg) -> dict:
     """HaarDetector kwargs from an ``edge.config.DetectorConfig``."""
     from edge.faces import find_cascade
-    return {"scale_factor": det_cfg.scale_factor, "min_neighbors": det_cfg.min_neighbors,
-            "min_face_fraction": det_cfg.min_face_fraction, "detect_width": det_cfg.detect_width,
-            "cascade": find_cascade(det_cfg.cascade)}
+    kw = {"scale_factor": det_cfg.scale_factor, "min_neighbors": det_cfg.min_neighbors,
+          "min_face_fraction": det_cfg.min_face_fraction, "detect_width": det_cfg.detect_width,
+          "cascade": find_cascade(det_cfg.cascade)}
+    if det_cfg.upscale != 1.0:  # only when set, so crop-cache keys made before the option stay valid
+        kw["upscale"] = det_cfg.upscale
+    return kw
 
 
 _WORKER = {}
