@@ -119,7 +119,7 @@ def main(args) -> int:
     from edge.cli import load_config
     from edge.runtime import Runtime
     from training import data as D
-    from training.evaluate import choose_threshold, metrics, write_json_atomic
+    from training.evaluate import choose_threshold, write_json_atomic
     from training.train import per_root_metrics
 
     mpath = Path(args.model)

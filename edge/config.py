@@ -49,6 +49,7 @@ class DetectorConfig:
     scale_factor: float = opt(1.15, "Haar scale step between pyramid levels", min=1.01, max=2.0)
     min_neighbors: int = opt(5, "Haar minimum neighbours (higher = fewer, surer faces)", min=0, max=50)
     upscale: float = opt(1.0, "enlarge the (shrunk) frame by this factor before detection: finds faces smaller than the cascade's 24 px window, e.g. in small stock photos; costs about upscale^2 the time", min=1.0, max=4.0)
+    min_confidence: float = opt(0.0, "drop detections whose Haar confidence (the cascade's last-stage score, about -1 to 12, real faces mostly above 2) is below this; 0 = keep all. Weeds out false faces when min_neighbors is low", min=0.0, max=50.0)
     min_face_fraction: float = opt(0.15, "smallest face to find, as a fraction of the frame height", min=0.0, max=1.0)
     full_every: int = opt(10, "run a full-frame detection every N frames; between them search near the last faces (1 = always full; a new face is found within N frames)", min=1, max=1000)
     track_margin: float = opt(0.5, "when tracking, search a region this fraction of the face size around the last box", min=0.0, max=3.0)
@@ -245,6 +246,27 @@ def from_dict(data: dict, base: Config | None = None) -> Config:
             setattr(section, key, _check(f, f"{sec_name}.{key}", value))
     cross_check(cfg)
     return cfg
+
+
+def parse_value(text: str):
+    """A --set value as TOML would read it (true, 3, 0.5, "x"); bare words are strings."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # pragma: no cover
+        import tomli as tomllib  # type: ignore
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except Exception:
+        return text
+
+
+def apply_sets(cfg: Config, items) -> None:
+    """Apply ``--set SECTION.KEY=VALUE`` overrides (same checks as a file)."""
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        cfg.set(key.strip(), parse_value(value.strip()))
 
 
 def cross_check(cfg: Config) -> None:

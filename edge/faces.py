@@ -72,11 +72,14 @@ class HaarDetector:
     :param upscale: then enlarge the frame by this factor (finds faces smaller
         than the cascade's 24 px window, e.g. in small photos; costs about
         ``upscale**2`` the time).
+    :param min_confidence: drop boxes whose Haar confidence (the cascade's
+        last-stage score, OpenCV's ``levelWeights``) is below this; 0 = keep all.
+        Weeds out the extra false faces that a low ``min_neighbors`` lets in.
     """
 
     def __init__(self, scale_factor: float = 1.15, min_neighbors: int = 5,
                  min_face_fraction: float = 0.15, detect_width: int = 320,
-                 cascade: str = "", upscale: float = 1.0):
+                 cascade: str = "", upscale: float = 1.0, min_confidence: float = 0.0):
         self.cascade_path = find_cascade(cascade)
         self._cascade = cv2.CascadeClassifier(self.cascade_path)
         if self._cascade.empty():
@@ -86,20 +89,28 @@ class HaarDetector:
         self.min_face_fraction = min_face_fraction
         self.detect_width = detect_width
         self.upscale = float(upscale)
+        self.min_confidence = float(min_confidence)
 
     @classmethod
     def from_config(cls, det) -> "HaarDetector":
         return cls(scale_factor=det.scale_factor, min_neighbors=det.min_neighbors,
                    min_face_fraction=det.min_face_fraction, detect_width=det.detect_width,
-                   cascade=det.cascade, upscale=det.upscale)
+                   cascade=det.cascade, upscale=det.upscale, min_confidence=det.min_confidence)
 
     def _run(self, small: np.ndarray, min_px: int):
         min_px = max(20, int(min_px))  # the cascade's own window is 24 px
         if small.shape[0] < min_px or small.shape[1] < min_px:
             return []
-        found = self._cascade.detectMultiScale(
-            small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-            minSize=(min_px, min_px))
+        if self.min_confidence > 0:
+            found, _levels, weights = self._cascade.detectMultiScale3(
+                small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+                minSize=(min_px, min_px), outputRejectLevels=True)
+            weights = np.asarray(weights, np.float64).reshape(-1)
+            found = [b for b, w in zip(found, weights) if w >= self.min_confidence]
+        else:
+            found = self._cascade.detectMultiScale(
+                small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
+                minSize=(min_px, min_px))
         return [tuple(int(v) for v in b) for b in (found if len(found) else [])]
 
     def detect(self, gray: np.ndarray, frame_height: int | None = None):

@@ -36,7 +36,7 @@ import warnings
 
 from .cli import positive_int
 from . import __version__, config
-from .errors import EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, ConfigError, GpioError
+from .errors import EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, GpioError
 from .faces import FaceFinder
 from .model import SmileModel
 from .notify import Notifier
@@ -177,25 +177,9 @@ def add_arguments(p) -> None:
                    help="override one config key (repeatable), e.g. --set trigger.hold_frames=5")
 
 
-def _parse_value(text: str):
-    """A --set value as TOML would read it (true, 3, 0.5, "x"); bare words are strings."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # pragma: no cover
-        import tomli as tomllib  # type: ignore
-    try:
-        return tomllib.loads(f"v = {text}")["v"]
-    except Exception:
-        return text
-
-
 def apply_overrides(cfg, args) -> None:
     """Command-line flags win over the config file (same checks as the file)."""
-    for item in getattr(args, "set", None) or []:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--set {item!r}: expected SECTION.KEY=VALUE")
-        cfg.set(key.strip(), _parse_value(value.strip()))
+    config.apply_sets(cfg, getattr(args, "set", None) or [])
     flags = [("source", "camera.source"), ("state_dir", "storage.state_dir"), ("model", "model.path"),
              ("sensitivity", "trigger.sensitivity"), ("policy", "trigger.policy")]
     for attr, key in flags:

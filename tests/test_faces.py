@@ -45,3 +45,22 @@ def test_upscale_comes_from_the_config_and_defaults_off():
     assert cfg.detector.upscale == 1.0
     cfg.set("detector.upscale", 2.0)
     assert HaarDetector.from_config(cfg.detector).upscale == 2.0
+
+
+def test_min_confidence_drops_weak_detections_only(shared_datasets):
+    scene = _small_face_scene(shared_datasets, face_px=40)
+    kw = dict(min_face_fraction=0.0, min_neighbors=3)
+    plain = HaarDetector(**kw).detect(scene)
+    assert len(plain) >= 1
+    # a low bar keeps exactly what the plain detector finds; an impossible one keeps nothing
+    assert HaarDetector(min_confidence=1e-6, **kw).detect(scene) == plain
+    assert HaarDetector(min_confidence=50.0, **kw).detect(scene) == []
+
+
+def test_photos_detector_preset_loads_and_upscales():
+    from pathlib import Path
+    from edge import config
+    cfg = config.load(Path(__file__).resolve().parents[1] / "training" / "photos-detector.toml")
+    det = HaarDetector.from_config(cfg.detector)
+    assert det.upscale == 2.0 and det.min_confidence > 0
+    assert cfg.camera == Config().camera        # only [detector] changes

@@ -30,7 +30,7 @@ import hashlib
 import json
 import logging
 import os
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -212,8 +212,11 @@ def _detector_kwargs(det_cfg) -> dict:
     kw = {"scale_factor": det_cfg.scale_factor, "min_neighbors": det_cfg.min_neighbors,
           "min_face_fraction": det_cfg.min_face_fraction, "detect_width": det_cfg.detect_width,
           "cascade": find_cascade(det_cfg.cascade)}
-    if det_cfg.upscale != 1.0:  # only when set, so crop-cache keys made before the option stay valid
+    # only when set, so crop-cache keys made before these options stay valid
+    if det_cfg.upscale != 1.0:
         kw["upscale"] = det_cfg.upscale
+    if det_cfg.min_confidence != 0.0:
+        kw["min_confidence"] = det_cfg.min_confidence
     return kw
 
 

@@ -291,13 +291,18 @@ def add_arguments(parser) -> None:
                         help="decision threshold (default: the one in the model's metadata)")
     parser.add_argument("--threads", type=int, default=None, help="interpreter threads (default: model.num_threads)")
     parser.add_argument("--errors", metavar="FILE", help="write the misclassified files (one per line, with p_smile)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one config key (repeatable), e.g. --set detector.upscale=2")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
 
 
 def main(args) -> int:
     from edge.cli import load_config
     from edge.model import SmileModel
+    from edge import config
     cfg = load_config(args)
+    config.apply_sets(cfg, args.set)
+    config.cross_check(cfg)
     data_dir = Path(args.data_dir)
     if not data_dir.is_dir():
         raise DataError(f"data folder {data_dir} not found")

@@ -57,6 +57,9 @@ def add_arguments(parser) -> None:
                         help="small arch: 3x3 flatten (keeps where features are) or global average pool")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=3e-3, help="initial learning rate (Adam, cosine decay; default 3e-3)")
+    parser.add_argument("--label-smoothing", type=_smoothing, default=0.0, metavar="E",
+                        help="train on labels E/2 and 1-E/2 instead of 0 and 1 (the djsmile labels come from search "
+                             "terms and are a few percent wrong; default 0)")
     parser.add_argument("--patience", type=int, default=8, help="epochs without val improvement before stopping")
     parser.add_argument("--cache", metavar="DIR", default=str(D.DEFAULT_CACHE), help="crop cache folder (default .cache)")
     parser.add_argument("--workers", type=int, default=2, help="processes for cropping (default 2)")
@@ -69,6 +72,17 @@ def add_arguments(parser) -> None:
                              "the split is still computed over all DATA_ROOTs, so it is the same split")
     parser.add_argument("--limit", type=int, default=0, help=argparse_suppress())
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _smoothing(text: str) -> float:
+    import argparse
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not 0.0 <= v < 0.5:
+        raise argparse.ArgumentTypeError(f"expected a number 0 <= E < 0.5, got {text!r}")
+    return v
 
 
 def argparse_suppress():
@@ -297,7 +311,9 @@ def train(args, params, roots, items, crops, split_stats, t_data) -> int:
 
     widths = [int(v) for v in args.widths.split(",")] if args.widths else list(nets.SMALL_WIDTHS)
     model = nets.build(args.arch, S, widths=widths, head=args.head)
-    loss = "categorical_crossentropy" if output == "softmax" else "binary_crossentropy"
+    ls = args.label_smoothing
+    loss = (keras.losses.CategoricalCrossentropy(label_smoothing=ls) if output == "softmax"
+            else keras.losses.BinaryCrossentropy(label_smoothing=ls))
     steps = len(seq)
     sched = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=max(1, args.epochs * steps), alpha=0.02)
     model.compile(optimizer=keras.optimizers.Adam(sched), loss=loss, metrics=["accuracy"],
@@ -337,14 +353,14 @@ def train(args, params, roots, items, crops, split_stats, t_data) -> int:
         "split_sizes": {s: int(M[s].sum()) for s in D.SPLITS}, "train_used": int(len(tr)),
         "detector": {k: v for k, v in params.detector.items() if k != "cascade"},
         "training": {"epochs_max": args.epochs, "epochs_run": len(h.get("loss", [])), "best_epoch": best_epoch,
-                     "batch_size": args.batch_size, "lr": args.lr, "lr_schedule": "cosine", "patience": args.patience, "seed": args.seed,
+                     "batch_size": args.batch_size, "lr": args.lr, "lr_schedule": "cosine", "patience": args.patience,
+                     "label_smoothing": args.label_smoothing, "seed": args.seed,
                      "widths": widths if args.arch == "small" else None, "stem_stride": 2 if args.arch == "small" else None,
                      "head": args.head if args.arch == "small" else None, "class_weight": cw.tolist(), "augment": aug.to_dict() if aug else None,
                      "seconds_data": round(t_data, 1), "seconds_train": round(t_train, 1)},
         "history": h, "metrics": res,
     }
     write_json_atomic(out / "summary.json", summary)
-    a = res["test"].get("all", {})
     print(f"model {model_path}  ({n_params} parameters, {len(h.get('loss', []))} epochs, best {best_epoch}, "
           f"{t_train / 60:.1f} min)")
     for split in ("val", "test"):
