@@ -62,5 +62,5 @@ def test_photos_detector_preset_loads_and_upscales():
     from edge import config
     cfg = config.load(Path(__file__).resolve().parents[1] / "training" / "photos-detector.toml")
     det = HaarDetector.from_config(cfg.detector)
-    assert det.upscale == 2.0 and det.min_confidence > 0
+    assert det.upscale == 2.0 and det.min_neighbors < Config().detector.min_neighbors
     assert cfg.camera == Config().camera        # only [detector] changes
