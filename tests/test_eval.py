@@ -174,12 +174,11 @@ def test_eval_photos_mode_counts_missing_faces(tmp_path, brightness_model):
     assert rep["n"] == 2 and rep["face_found_rate"] == 0.0 and rep["accuracy"] == 0.0
 
 
-def test_eval_set_changes_the_detector_and_is_checked(tmp_path, brightness_model, shared_datasets):
-    from tests.test_faces import _small_face_scene
+def test_eval_set_changes_the_detector_and_is_checked(tmp_path, brightness_model, small_face_scene):
     data = tmp_path / "data"
     (data / "smile").mkdir(parents=True)
     (data / "no_smile").mkdir()
-    cv2.imwrite(str(data / "smile" / "small.png"), _small_face_scene(shared_datasets, face_px=16))
+    cv2.imwrite(str(data / "smile" / "small.png"), small_face_scene(16))
     _write(data / "no_smile", "blank.png", 20, size=(213, 320))
     out = tmp_path / "r.json"
     r = _djsmile("eval", data, "--model", brightness_model, "--mode", "photos", "--json", out)
