@@ -8,12 +8,12 @@
   input scale is 1/255 with zero point -128, so a pixel maps exactly to
   ``pixel - 128``), calibrated on a representative set of training crops;
 - a float32 model for comparison;
-- both are run through ``edge.runtime`` (the device's interpreter) on the
+- both are run through ``djsmile.runtime`` (the device's interpreter) on the
   val split (to choose each model's decision threshold) and on the test split
   (to compare): if int8 accuracy on test is more than ``--max-drop`` points
   below float32, nothing is written and the exit status is 1;
 - ``<name>_int8.json`` / ``<name>_float32.json`` sidecars carry what the
-  device needs (``edge.model.ModelMeta``: input size, colour, normalisation,
+  device needs (``djsmile.model.ModelMeta``: input size, colour, normalisation,
   crop margin, labels, output, threshold) plus the measured figures.
 
 The data roots and crop parameters come from the ``summary.json`` that
@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import DataError, MissingDependencyError, ModelError
-from edge.fsutil import atomic_write
+from djsmile.errors import DataError, MissingDependencyError, ModelError
+from djsmile.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def add_arguments(parser) -> None:
     parser.add_argument("--representative", type=int, default=500, help="training crops used to calibrate int8 (default 500)")
     parser.add_argument("--max-drop", type=float, default=1.0,
                         help="largest allowed int8 accuracy drop on test, in points (default 1.0)")
-    parser.add_argument("--cache", metavar="DIR", default=None, help="crop cache folder (default .cache)")
+    parser.add_argument("--cache", metavar="DIR", default=None, help="crop cache folder (default: $DJSMILE_CACHE, else $XDG_CACHE_HOME/djsmile, else ~/.cache/djsmile)")
     parser.add_argument("--no-float", action="store_true", help="do not write the float32 model (it is still checked)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
@@ -87,8 +87,8 @@ def _finish(conv, rep, tf):
 
 
 def tflite_p(rt, crops_u8: np.ndarray, meta_output: str, batch: int = 256) -> np.ndarray:
-    """p_smile from an edge.runtime.Runtime for uint8 crops (N, S, S), via edge.preprocess.to_input."""
-    from edge.preprocess import to_input
+    """p_smile from an djsmile.runtime.Runtime for uint8 crops (N, S, S), via djsmile.preprocess.to_input."""
+    from djsmile.preprocess import to_input
     out = []
     for s in range(0, len(crops_u8), batch):
         y = rt.run(to_input(crops_u8[s:s + batch], 1.0 / 255.0, 0.0))
@@ -97,8 +97,8 @@ def tflite_p(rt, crops_u8: np.ndarray, meta_output: str, batch: int = 256) -> np
 
 
 def latency_ms(path: Path, input_size: int, runs: int = 300) -> dict:
-    """Single-threaded time of one face (batch 1) through edge.runtime.Runtime: median and mean ms."""
-    from edge.runtime import Runtime
+    """Single-threaded time of one face (batch 1) through djsmile.runtime.Runtime: median and mean ms."""
+    from djsmile.runtime import Runtime
     rt = Runtime(path, num_threads=1)
     x = np.random.default_rng(0).random((1, input_size, input_size, 1), np.float32)
     for _ in range(30):
@@ -116,11 +116,11 @@ def latency_ms(path: Path, input_size: int, runs: int = 300) -> dict:
 def main(args) -> int:
     tf = _tf()  # noqa: F841  (fail early without TensorFlow)
     import keras
-    from edge.cli import load_config
-    from edge.runtime import Runtime
-    from training import data as D
-    from training.evaluate import choose_threshold, write_json_atomic
-    from training.train import per_root_metrics
+    from djsmile.cli import load_config
+    from djsmile.runtime import Runtime
+    from djsmile.training import data as D
+    from djsmile.training.evaluate import choose_threshold, write_json_atomic
+    from djsmile.training.train import per_root_metrics
 
     mpath = Path(args.model)
     if not mpath.is_file():
@@ -141,7 +141,7 @@ def main(args) -> int:
     cfg = load_config(args)
     det = dict(summary.get("detector") or D._detector_kwargs(cfg.detector))
     if "cascade" not in det:
-        from edge.faces import find_cascade
+        from djsmile.faces import find_cascade
         det["cascade"] = find_cascade(cfg.detector.cascade)
     params = D.CropParams(input_size=S, crop_margin=float(summary["crop_margin"]), detector=det)
     specs = args.data or [f"{r['path']}:{r['kind']}" for r in summary["data_roots"]]

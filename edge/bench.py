@@ -1,9 +1,9 @@
 """``djsmile bench``: time the detector's loop, stage by stage, on this machine.
 
-The bench runs the classes ``djsmile run`` uses — :mod:`edge.sources`
+The bench runs the classes ``djsmile run`` uses — :mod:`djsmile.sources`
 (``FolderSource``, ``OpenCVSource``, ``PiCamera2Source``),
-:class:`edge.faces.FaceFinder` / :class:`~edge.faces.HaarDetector`,
-:class:`edge.model.SmileModel` and :class:`edge.trigger.Trigger` — over
+:class:`djsmile.faces.FaceFinder` / :class:`~djsmile.faces.HaarDetector`,
+:class:`djsmile.model.SmileModel` and :class:`djsmile.trigger.Trigger` — over
 ``--frames`` frames after ``--warmup`` frames. Actions are mocked (no GPIO,
 no photo, no speech) but the trigger runs and its shots are counted.
 
@@ -414,7 +414,7 @@ def open_feed(spec, cfg, *, frames_needed: int, hold: int, one_face: bool = Fals
 
 # --------------------------------------------------------------------------- variants
 class BenchActions:
-    """Stands in for :class:`edge.actions.Actions`: no GPIO, no photo, no speech; counts shots."""
+    """Stands in for :class:`djsmile.actions.Actions`: no GPIO, no photo, no speech; counts shots."""
 
     def __init__(self):
         self.shots = 0
@@ -461,7 +461,7 @@ class Variant:
         t1 = pc()
         boxes = self.finder.find(frame.gray)
         t2 = pc()
-        probs = self.model.predict(frame.gray, boxes) if boxes else []  # as edge.service.run does
+        probs = self.model.predict(frame.gray, boxes) if boxes else []  # as djsmile.service.run does
         t3 = pc()
         result = self.trigger.update(frame.index, frame.t, boxes, probs)
         self.actions.update(result, frame)

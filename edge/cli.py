@@ -20,13 +20,13 @@ log = logging.getLogger("djsmile")
 
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS = {
-    "run": ("edge.service", "run the smile detector (camera -> faces -> model -> trigger -> actions)"),
-    "train": ("training.train", "train the smile CNN on class-folder datasets (needs TensorFlow)"),
-    "convert": ("convert.tflite", "convert a trained Keras model to int8 / float32 TFLite (needs TensorFlow)"),
-    "eval": ("training.evaluate", "measure a model's accuracy on a smile/ no_smile folder"),
-    "bench": ("edge.bench", "time the detector's stages on this machine"),
-    "joke": ("edge.jokes", "print (and --say) a dad joke"),
-    "config": ("edge.config_cmd", "print the default config or check a config file"),
+    "run": ("djsmile.service", "run the smile detector (camera -> faces -> model -> trigger -> actions)"),
+    "train": ("djsmile.training.train", "train the smile CNN on class-folder datasets (needs TensorFlow)"),
+    "convert": ("djsmile.convert.tflite", "convert a trained Keras model to int8 / float32 TFLite (needs TensorFlow)"),
+    "eval": ("djsmile.training.evaluate", "measure a model's accuracy on a smile/ no_smile folder"),
+    "bench": ("djsmile.bench", "time the detector's stages on this machine"),
+    "joke": ("djsmile.jokes", "print (and --say) a dad joke"),
+    "config": ("djsmile.config_cmd", "print the default config or check a config file"),
 }
 
 TRAIN_HINT = "TensorFlow is not installed: pip install '.[train]'"

@@ -3,7 +3,7 @@
 Every key has a default and a one-line description (``djsmile config
 --default`` prints them as a commented TOML file). Loading a file checks every
 key: an unknown key, a wrong type or an out-of-range value raises
-:class:`~edge.errors.ConfigError` (exit code 78) naming the key, the bad value
+:class:`~djsmile.errors.ConfigError` (exit code 78) naming the key, the bad value
 and what is allowed.
 """
 

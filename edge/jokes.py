@@ -11,7 +11,7 @@ Where a joke comes from, in order:
 2. **cache** — every fetched joke is kept in ``<state_dir>/jokes_cache.json``
    (atomic writes, at most ``jokes.cache_size`` jokes, survives restarts, a
    corrupt file is logged and set aside).
-3. **bundled** — :mod:`edge.jokes_bundled`, our own offline list.
+3. **bundled** — :mod:`djsmile.jokes_bundled`, our own offline list.
 
 None of the last ``jokes.no_repeat`` jokes told is told again (the recent list
 is saved in the cache file too), unless every joke known has been told lately.

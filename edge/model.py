@@ -25,18 +25,16 @@ from .runtime import Runtime
 
 log = logging.getLogger(__name__)
 
-#: The shipped model, used when ``model.path`` is empty.
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-DEFAULT_MODEL = MODELS_DIR / "smile_int8.tflite"
+#: File name of the shipped model (package data ``djsmile.models``), used when ``model.path`` is empty.
+DEFAULT_MODEL_NAME = "smile_int8.tflite"
 
 
 def default_model_path() -> Path:
-    """The shipped model: ``models/`` beside the source tree, else ``<prefix>/share/djsmile/models``."""
-    if DEFAULT_MODEL.is_file():
-        return DEFAULT_MODEL
-    import sys
-    installed = Path(sys.prefix) / "share" / "djsmile" / "models" / DEFAULT_MODEL.name
-    return installed if installed.is_file() else DEFAULT_MODEL
+    """The shipped model, read as package data (``djsmile.models``) wherever djsmile is installed."""
+    from importlib import resources
+    # The package is a real folder on disk (editable, --user, venv or wheel installs alike),
+    # so the resource is a plain file the TFLite interpreter can open by path.
+    return Path(str(resources.files("djsmile.models").joinpath(DEFAULT_MODEL_NAME)))
 
 
 def sidecar_path(model_path) -> Path:

@@ -1,7 +1,7 @@
 """Crop a face box out of a frame into the model's input.
 
-This is the one preprocessing function shared by training (``training.data``)
-and the device (``edge.model``), so the model sees the same pixels in both
+This is the one preprocessing function shared by training (``djsmile.training.data``)
+and the device (``djsmile.model``), so the model sees the same pixels in both
 places. Frames are 2-D uint8 gray images (the Pi's lores Y plane, or a photo
 converted with :func:`to_gray`).
 """

@@ -3,7 +3,7 @@
 Every engine offers the same calls:
 
 * ``say(text) -> bool`` — speak (blocking, in the caller's thread; the
-  :class:`~edge.teller.JokeTeller` calls it from its worker thread). One
+  :class:`~djsmile.teller.JokeTeller` calls it from its worker thread). One
   utterance at a time: while an engine speaks, another ``say`` is dropped at
   once (returns ``False``), never queued.
 * ``render(text, path)`` — write the speech to a WAV file (tests, benchmarks).

@@ -24,7 +24,7 @@ log = logging.getLogger(__name__)
 class JokeTeller:
     """Tells dad jokes out loud, one at a time.
 
-    ``cfg``: the whole :class:`~edge.config.Config` (``jokes`` and ``speech`` are used).
+    ``cfg``: the whole :class:`~djsmile.config.Config` (``jokes`` and ``speech`` are used).
     ``engine`` / ``source`` may be given (tests, benchmarks); by default they come from ``cfg``.
     """
 

@@ -30,10 +30,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from edge.config import Config  # noqa: E402
-from edge.jokes_bundled import JOKES  # noqa: E402
-from edge.speech import Espeak  # noqa: E402
-from edge.teller import JokeTeller, attach_button  # noqa: E402
+from djsmile.config import Config  # noqa: E402
+from djsmile.jokes_bundled import JOKES  # noqa: E402
+from djsmile.speech import Espeak  # noqa: E402
+from djsmile.teller import JokeTeller, attach_button  # noqa: E402
 
 
 class _Api(BaseHTTPRequestHandler):

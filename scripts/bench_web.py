@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Does a live-view viewer slow detection? FPS of the real loop with no viewer vs one MJPEG viewer.
 
-Runs ``edge.service.run`` (the loop of ``djsmile run``) over the same clip as
+Runs ``djsmile.service.run`` (the loop of ``djsmile run``) over the same clip as
 fast as it can (``--no-realtime``, the harder case: with ``--realtime`` a clip
 plays at its own rate anyway), in back-to-back pairs of:
 
@@ -41,12 +41,12 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from edge import service  # noqa: E402
-from edge.config import Config  # noqa: E402
-from edge.faces import FaceFinder  # noqa: E402
-from edge.model import SmileModel, default_model_path  # noqa: E402
-from edge.sources import open_source  # noqa: E402
-from edge.web import BOUNDARY, WebServer  # noqa: E402
+from djsmile import service  # noqa: E402
+from djsmile.config import Config  # noqa: E402
+from djsmile.faces import FaceFinder  # noqa: E402
+from djsmile.model import SmileModel, default_model_path  # noqa: E402
+from djsmile.sources import open_source  # noqa: E402
+from djsmile.web import BOUNDARY, WebServer  # noqa: E402
 
 SHARED_PHOTOS = ROOT.parent / "shared" / "datasets" / "djsmile" / "photos"
 

@@ -14,12 +14,12 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import actions as actions_mod
-from edge.actions import Actions
-from edge.config import Config
-from edge.errors import ConfigError, GpioError
-from edge.sources import Frame
-from edge.trigger import TrackedFace, TriggerResult
+from djsmile import actions as actions_mod
+from djsmile.actions import Actions
+from djsmile.config import Config
+from djsmile.errors import ConfigError, GpioError
+from djsmile.sources import Frame
+from djsmile.trigger import TrackedFace, TriggerResult
 
 LED_PIN, SHUTTER_PIN = 17, 27
 EVENT_KEYS = {"time", "frame", "faces", "photo"}
@@ -273,7 +273,7 @@ def test_free_space_floor_skips_photos_with_one_warning(make_actions, monkeypatc
     monkeypatch.setattr(actions_mod.shutil, "disk_usage",
                         lambda p: Usage(10_000 * 2**20, 0, free["mb"] * 2**20))
     act = make_actions(make_cfg(storage__min_free_mb=200.0))
-    with caplog.at_level(logging.WARNING, logger="edge.actions"):
+    with caplog.at_level(logging.WARNING, logger="djsmile.actions"):
         for i in range(4):
             shoot(act, i)
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]

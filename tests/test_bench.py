@@ -18,9 +18,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import bench, cli
-from edge.config import Config
-from edge.errors import EX_UNAVAILABLE
+from djsmile import bench, cli
+from djsmile.config import Config
+from djsmile.errors import EX_UNAVAILABLE
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -188,7 +188,7 @@ def test_bad_source_is_one_clear_line(source, words, tmp_path, tiny_models):
     if source == "camera" and bench.pi_camera_present():
         pytest.skip("a Pi camera is present here")
     (tmp_path / "empty").mkdir()
-    r = subprocess.run([sys.executable, "-m", "edge", "bench", "--source", source.format(tmp=tmp_path),
+    r = subprocess.run([sys.executable, "-m", "djsmile", "bench", "--source", source.format(tmp=tmp_path),
                         "--model", str(tiny_models[0]), "--frames", "2"],
                        capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert r.returncode == EX_UNAVAILABLE

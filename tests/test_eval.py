@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from notf import BLOCK_TF
 
-from training import evaluate as E
+from djsmile.training import evaluate as E
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -101,7 +101,7 @@ def _write(d: Path, name: str, value: int, size=(30, 30)):
 
 
 def _djsmile(*args):
-    return subprocess.run([sys.executable, "-m", "edge", *map(str, args)], cwd=ROOT,
+    return subprocess.run([sys.executable, "-m", "djsmile", *map(str, args)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
 
 
@@ -156,7 +156,7 @@ def test_eval_runs_without_tensorflow(tmp_path, brightness_model):
     data = tmp_path / "data"
     _write(data / "smile", "a.png", 200)
     _write(data / "no_smile", "b.png", 10)
-    block = BLOCK_TF + "from edge.cli import main\nsys.exit(main(sys.argv[1:]))\n"
+    block = BLOCK_TF + "from djsmile.cli import main\nsys.exit(main(sys.argv[1:]))\n"
     r = subprocess.run([sys.executable, "-c", block, "eval", str(data), "--model", str(brightness_model)],
                        cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr

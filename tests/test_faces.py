@@ -1,7 +1,7 @@
 """The Haar detector's size options, on a real face from the shared data."""
 
-from edge.config import Config
-from edge.faces import HaarDetector
+from djsmile.config import Config
+from djsmile.faces import HaarDetector
 
 
 def test_upscale_finds_faces_smaller_than_the_cascade_window(small_face_scene):
@@ -36,7 +36,7 @@ def test_min_confidence_drops_weak_detections_only(small_face_scene):
 
 def test_photos_detector_preset_loads_and_upscales():
     from pathlib import Path
-    from edge import config
+    from djsmile import config
     cfg = config.load(Path(__file__).resolve().parents[1] / "training" / "photos-detector.toml")
     det = HaarDetector.from_config(cfg.detector)
     assert det.upscale == 2.0 and det.min_neighbors < Config().detector.min_neighbors

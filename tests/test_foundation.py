@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from notf import BLOCK_TF
 
-from edge import config
-from edge.errors import ConfigError, ModelError
+from djsmile import config
+from djsmile.errors import ConfigError, ModelError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -23,13 +23,13 @@ def _py(code: str, *args, **kw):
 
 
 def edge_modules():
-    return sorted("edge." + p.stem for p in (ROOT / "edge").glob("*.py")
+    return sorted("djsmile." + p.stem for p in (ROOT / "edge").glob("*.py")
                   if p.stem not in ("__init__", "__main__"))
 
 
 def test_edge_imports_without_tensorflow():
     mods = edge_modules()
-    assert "edge.runtime" in mods and "edge.cli" in mods
+    assert "djsmile.runtime" in mods and "djsmile.cli" in mods
     code = ("import importlib, sys\n"
             f"for m in {mods!r}: importlib.import_module(m)\n"
             "bad = sorted(k for k in sys.modules if k.split('.')[0] in ('tensorflow', 'keras'))\n"
@@ -42,7 +42,7 @@ def test_edge_imports_without_tensorflow():
 
 def test_edge_runtime_loads_without_tensorflow():
     """With TensorFlow made unimportable, the runtime still finds a TFLite interpreter."""
-    r = _py(BLOCK_TF + "from edge.runtime import find_interpreter\n"
+    r = _py(BLOCK_TF + "from djsmile.runtime import find_interpreter\n"
             "name, ver, cls = find_interpreter()\nprint(name, ver)\n"
             "assert 'tensorflow' not in sys.modules\n")
     assert r.returncode == 0, r.stderr
@@ -50,7 +50,7 @@ def test_edge_runtime_loads_without_tensorflow():
 
 
 def test_train_without_tensorflow_says_how_to_install(tmp_path):
-    r = _py(BLOCK_TF + "from edge.cli import main\nsys.exit(main(sys.argv[1:]))\n",
+    r = _py(BLOCK_TF + "from djsmile.cli import main\nsys.exit(main(sys.argv[1:]))\n",
             "train", str(tmp_path), "--out", str(tmp_path / "out"))
     assert r.returncode != 0
     assert "pip install '.[train]'" in r.stderr
@@ -59,7 +59,7 @@ def test_train_without_tensorflow_says_how_to_install(tmp_path):
 
 @pytest.mark.parametrize("cmd", ["run", "train", "convert", "eval", "bench", "joke", "config"])
 def test_every_subcommand_has_help(cmd):
-    r = subprocess.run([sys.executable, "-m", "edge", cmd, "--help"], cwd=ROOT,
+    r = subprocess.run([sys.executable, "-m", "djsmile", cmd, "--help"], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
     assert f"djsmile {cmd}" in r.stdout and "--log-level" in r.stdout
@@ -102,15 +102,15 @@ def test_config_check_command_exit_codes(tmp_path):
     good, bad = tmp_path / "good.toml", tmp_path / "bad.toml"
     good.write_text(config.default_toml())
     bad.write_text("[detector]\nscale_factor = 0.5\n")
-    ok = subprocess.run([sys.executable, "-m", "edge", "config", "--check", str(good)],
+    ok = subprocess.run([sys.executable, "-m", "djsmile", "config", "--check", str(good)],
                         cwd=ROOT, capture_output=True, text=True)
     assert ok.returncode == 0, ok.stderr
-    r = subprocess.run([sys.executable, "-m", "edge", "config", "--check", str(bad)],
+    r = subprocess.run([sys.executable, "-m", "djsmile", "config", "--check", str(bad)],
                        cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 78
     assert "detector.scale_factor" in r.stderr and "0.5" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
-    missing = subprocess.run([sys.executable, "-m", "edge", "config", "--check", str(tmp_path / "nope.toml")],
+    missing = subprocess.run([sys.executable, "-m", "djsmile", "config", "--check", str(tmp_path / "nope.toml")],
                              cwd=ROOT, capture_output=True, text=True)
     assert missing.returncode == 78 and "nope.toml" in missing.stderr
 
@@ -135,7 +135,7 @@ def test_state_dir_precedence(monkeypatch, tmp_path):
 # -- the runtime loader ---------------------------------------------------
 
 def test_missing_and_corrupt_model_are_one_clear_line(tmp_path):
-    from edge.runtime import Runtime
+    from djsmile.runtime import Runtime
     with pytest.raises(ModelError, match=str(tmp_path / "none.tflite")):
         Runtime(tmp_path / "none.tflite")
     junk = tmp_path / "junk.tflite"
@@ -176,7 +176,7 @@ def tiny_models(tmp_path_factory):
 
 
 def test_runtime_float_and_int8_give_the_keras_answer(tiny_models):
-    from edge.runtime import Runtime
+    from djsmile.runtime import Runtime
     d, x, want = tiny_models
     f32 = Runtime(d / "f32.tflite", num_threads=1)
     assert f32.input_dtype == np.float32
@@ -191,7 +191,7 @@ def test_runtime_float_and_int8_give_the_keras_answer(tiny_models):
 
 
 def test_runtime_logs_which_backend(tiny_models, caplog):
-    from edge.runtime import Runtime
+    from djsmile.runtime import Runtime
     caplog.set_level("INFO")
     rt = Runtime(tiny_models[0] / "i8.tflite")
     assert rt.name in caplog.text and rt.version in caplog.text

@@ -14,10 +14,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from edge import jokes
-from edge.config import Config
-from edge.jokes import FetchError, JokeSource, fetch_joke
-from edge.jokes_bundled import JOKES as BUNDLED
+from djsmile import jokes
+from djsmile.config import Config
+from djsmile.jokes import FetchError, JokeSource, fetch_joke
+from djsmile.jokes_bundled import JOKES as BUNDLED
 
 TIMEOUT = 0.6     # jokes.timeout_s used against the test server
 
@@ -248,7 +248,7 @@ def test_cache_is_bounded_and_written_atomically(server, tmp_path):
 @pytest.mark.parametrize("content", [b"{not json", b"\xff\xfe\x00garbage", b'["a", "list"]', b'{"jokes": 5}'])
 def test_corrupt_cache_is_set_aside(tmp_path, caplog, content):
     (tmp_path / "jokes_cache.json").write_bytes(content)
-    with caplog.at_level(logging.WARNING, logger="edge.jokes"):
+    with caplog.at_level(logging.WARNING, logger="djsmile.jokes"):
         src = JokeSource(jcfg("", no_repeat=3), tmp_path)
     assert "corrupt" in caplog.text
     j = src.next_joke()
@@ -270,7 +270,7 @@ def test_cache_keeps_only_clean_text(tmp_path):
 def test_unwritable_state_dir_still_tells_jokes(tmp_path, caplog):
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")
-    with caplog.at_level(logging.WARNING, logger="edge.jokes"):
+    with caplog.at_level(logging.WARNING, logger="djsmile.jokes"):
         src = JokeSource(jcfg("", no_repeat=3), blocker / "state")
         assert src.next_joke().text in BUNDLED
         src.close()
@@ -283,7 +283,7 @@ def run_cli(tmp_path, url, *extra, no_repeat=20):
     cfg.write_text(f'[jokes]\napi_url = "{url}"\nno_repeat = {no_repeat}\n[speech]\nengine = "none"\n')
     env = dict(os.environ, NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
     t0 = time.monotonic()
-    r = subprocess.run([sys.executable, "-m", "edge", "joke", "--config", str(cfg),
+    r = subprocess.run([sys.executable, "-m", "djsmile", "joke", "--config", str(cfg),
                         "--state-dir", str(tmp_path / "state"), *extra],
                        cwd=tmp_path, capture_output=True, text=True, timeout=30, env=env)
     return r, time.monotonic() - t0

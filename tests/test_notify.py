@@ -19,7 +19,7 @@ import uuid
 
 import pytest
 
-from edge.notify import Notifier
+from djsmile.notify import Notifier
 
 
 class FakeSystemd:
@@ -207,7 +207,7 @@ def test_relative_notify_socket_is_refused(caplog):
 
 
 # --------------------------------------------------------------------------------------------
-# end to end: the frame loop (edge.service) drives the notifier
+# end to end: the frame loop (djsmile.service) drives the notifier
 
 WATCHDOG_USEC = 800_000        # WatchdogSec=0.8 s -> a ping every 0.4 s
 PING_S = WATCHDOG_USEC / 2e6
@@ -233,7 +233,7 @@ class StallingSource:
     def _frames(self, start: int, seconds: float):
         import numpy as np
 
-        from edge.sources import Frame
+        from djsmile.sources import Frame
 
         gray = np.zeros((120, 160), np.uint8)
         end = time.monotonic() + seconds
@@ -301,8 +301,8 @@ def _check_watchdog_rhythm(messages: list[tuple[float, str]]) -> None:
 
 
 def test_frame_loop_pings_while_frames_flow_and_goes_silent_when_they_stall(systemd):
-    from edge import service
-    from edge.config import Config
+    from djsmile import service
+    from djsmile.config import Config
 
     systemd.start()
     notifier = Notifier.from_env(systemd.env(watchdog_usec=WATCHDOG_USEC, watchdog_pid=os.getpid()))
@@ -324,7 +324,7 @@ RUN_WRAPPER = r"""
 import os, sys
 sys.path.insert(0, {tests!r})
 os.environ["WATCHDOG_PID"] = str(os.getpid())   # as systemd sets it for the main process
-from edge import cli, service
+from djsmile import cli, service
 from test_notify import FakeModel, StallingSource
 
 service.open_source = lambda spec, cfg: StallingSource(os.environ["NOTIFY_SOCKET"])

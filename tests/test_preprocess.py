@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import preprocess
-from training import data as D
-from training.augment import AugParams, augment, center_crops
+from djsmile import preprocess
+from djsmile.training import data as D
+from djsmile.training.augment import AugParams, augment, center_crops
 
 
 def _photo(path: Path, seed: int = 0, shape=(213, 320)):
@@ -27,14 +27,14 @@ class _MetaOnly:
     """SmileModel.crop without a runtime: the same method on the same metadata."""
 
     def __init__(self, size, margin):
-        from edge.model import ModelMeta
+        from djsmile.model import ModelMeta
         self.meta = ModelMeta(input_size=size, crop_margin=margin)
 
 
 @pytest.mark.parametrize("box,size,margin", [((100, 50, 90, 90), 48, -0.075), ((-20, 150, 80, 80), 48, 0.1),
                                              ((250, 10, 120, 100), 32, 0.0), ((5, 5, 20, 20), 64, -0.075)])
 def test_training_crop_equals_device_crop(tmp_path, box, size, margin):
-    from edge.model import SmileModel
+    from djsmile.model import SmileModel
     path = _photo(tmp_path / "p.jpg")
     # device: a colour frame -> gray -> SmileModel.crop (which is crop_face)
     frame = cv2.imread(str(path))
@@ -47,7 +47,7 @@ def test_training_crop_equals_device_crop(tmp_path, box, size, margin):
 
 def test_cached_crops_equal_device_crops_for_faces_and_photos(tmp_path):
     """Through the whole cache path (detector included) the crop is the device's crop."""
-    from edge.faces import HaarDetector
+    from djsmile.faces import HaarDetector
     root = tmp_path / "data"
     faces = root / "faces"
     for c, v in (("smile", 1), ("no_smile", 2)):
@@ -56,7 +56,7 @@ def test_cached_crops_equal_device_crops_for_faces_and_photos(tmp_path):
     assert roots[0].kind == "faces"
     items = D.list_items(roots)
     params = D.CropParams(input_size=48, crop_margin=-0.075, detector=D._detector_kwargs(
-        __import__("edge.config", fromlist=["Config"]).Config().detector))
+        __import__("djsmile.config", fromlist=["Config"]).Config().detector))
     crops = D.load_crops(items, params, cache_dir=tmp_path / "cache", workers=1, progress=False)
     for i, it in enumerate(items):
         g = preprocess.to_gray(cv2.imread(it.path))

@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import service
-from edge.config import Config
-from edge.errors import EX_CONFIG, EX_UNAVAILABLE
-from edge.faces import FaceFinder, HaarDetector, iou
-from edge.sources import Frame, Source
+from djsmile import service
+from djsmile.config import Config
+from djsmile.errors import EX_CONFIG, EX_UNAVAILABLE
+from djsmile.faces import FaceFinder, HaarDetector, iou
+from djsmile.sources import Frame, Source
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "models" / "smile_int8.tflite"
@@ -148,7 +148,7 @@ def test_realtime_plays_a_file_source_at_its_own_rate():
 def test_cli_flags_override_the_config_file(tmp_path):
     conf = tmp_path / "djsmile.toml"
     conf.write_text('[trigger]\npolicy = "any"\nhold_frames = 2\n[camera]\nsource = "elsewhere"\n')
-    from edge.cli import build_parser, load_config
+    from djsmile.cli import build_parser, load_config
     argv = ["run", "--config", str(conf), "--policy", "all", "--source", "clip.mp4", "--state-dir", "/tmp/x",
             "--sensitivity", "big", "--web", "127.0.0.1:9999", "--no-gpio", "--realtime",
             "--set", "trigger.cooldown_s=2.5"]
@@ -164,7 +164,7 @@ def test_cli_flags_override_the_config_file(tmp_path):
 
 @pytest.mark.parametrize("extra, want", [([], True), (["--no-realtime"], False)])
 def test_web_plays_file_sources_in_real_time_by_default(extra, want):
-    from edge.cli import build_parser, load_config
+    from djsmile.cli import build_parser, load_config
     argv = ["run", "--source", "clip.mp4", "--web", "127.0.0.1:0", *extra]
     args = build_parser(argv).parse_args(argv)
     cfg = load_config(args)
@@ -178,7 +178,7 @@ def test_web_plays_file_sources_in_real_time_by_default(extra, want):
 
 
 def test_bad_set_value_names_the_key(tmp_path, capfd):
-    from edge.cli import main
+    from djsmile.cli import main
     rc = main(["run", "--source", str(tmp_path), "--set", "trigger.hold_frames=lots"])
     assert rc == EX_CONFIG
     assert "trigger.hold_frames" in capfd.readouterr().err
@@ -239,7 +239,7 @@ def any_model(tmp_path_factory):
         return SHIPPED
     tf = pytest.importorskip("tensorflow", reason="no shipped model and no TensorFlow to build a tiny one")
     import keras
-    from convert.tflite import convert
+    from djsmile.convert.tflite import convert
     d = tmp_path_factory.mktemp("tiny")
     inp = keras.Input((48, 48, 1))
     x = keras.layers.Conv2D(4, 3, strides=2, activation="relu")(inp)
@@ -261,7 +261,7 @@ def _env():
 
 
 def test_run_missing_source_is_one_clear_line():
-    p = subprocess.run([PY, "-m", "edge", "run", "--source", "no/such/clip.mp4"], cwd=ROOT, env=_env(),
+    p = subprocess.run([PY, "-m", "djsmile", "run", "--source", "no/such/clip.mp4"], cwd=ROOT, env=_env(),
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == EX_UNAVAILABLE
     errors = [ln for ln in p.stderr.splitlines() if ln.startswith("ERROR")]
@@ -275,7 +275,7 @@ def test_run_folder_source_ends_with_exit_0(tmp_path, any_model):
     for i in range(6):
         cv2.imwrite(str(folder / f"{i:03d}.png"), np.full((120, 160, 3), 40 * i, np.uint8))
     state = tmp_path / "state"
-    p = subprocess.run([PY, "-m", "edge", "run", "--source", str(folder), "--model", str(any_model),
+    p = subprocess.run([PY, "-m", "djsmile", "run", "--source", str(folder), "--model", str(any_model),
                         "--state-dir", str(state), *QUIET], cwd=ROOT, env=_env(), capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 0, p.stderr
@@ -289,7 +289,7 @@ def test_run_folder_source_ends_with_exit_0(tmp_path, any_model):
 STOP_SCRIPT = textwrap.dedent("""
     import sys, threading, time
     from gpiozero import Device
-    from edge import cli
+    from djsmile import cli
     def led():
         f = Device.pin_factory
         for info, pin in list(getattr(f, "pins", {}).items()):
@@ -376,8 +376,8 @@ def _clip_photos(shared: Path, model, n_each: int):
 def test_clip_of_real_photos_fires_on_smiles_only(tmp_path, shared_datasets, mock_factory):
     if not SHIPPED.is_file():
         pytest.skip(f"needs the shipped model {SHIPPED} (written by the training issue)")
-    from edge.cli import main
-    from edge.model import SmileModel
+    from djsmile.cli import main
+    from djsmile.model import SmileModel
     model = SmileModel(SHIPPED)
     n = 5
     picked, agree, total = _clip_photos(shared_datasets, model, n)

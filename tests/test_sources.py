@@ -9,10 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edge import sources
-from edge.config import Config
-from edge.errors import EX_UNAVAILABLE, NoCameraError, SourceError
-from edge.sources import FolderSource, Frame, OpenCVSource, PiCamera2Source, open_source
+from djsmile import sources
+from djsmile.config import Config
+from djsmile.errors import EX_UNAVAILABLE, NoCameraError, SourceError
+from djsmile.sources import FolderSource, Frame, OpenCVSource, PiCamera2Source, open_source
 
 
 # --------------------------------------------------------------------------- fake picamera2

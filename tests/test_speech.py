@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from edge.config import Config
-from edge.speech import Espeak, Piper, Silent, clean_text, make_engine
+from djsmile.config import Config
+from djsmile.speech import Espeak, Piper, Silent, clean_text, make_engine
 
 EVIL = [
     "$(touch pwned.txt); echo hi",
@@ -138,7 +138,7 @@ def test_hung_engine_is_killed_after_timeout(tmp_path, caplog):
     exe, rec = fake(tmp_path, "espeak-ng", mode="hang")
     eng = Espeak(str(exe), output="engine", timeout_s=1.0)
     t0 = time.monotonic()
-    with caplog.at_level(logging.WARNING, logger="edge.speech"):
+    with caplog.at_level(logging.WARNING, logger="djsmile.speech"):
         assert eng.say("never ends") is False
     assert 0.9 < time.monotonic() - t0 < 3.0
     assert "killed" in caplog.text
@@ -151,7 +151,7 @@ def test_hung_engine_is_killed_after_timeout(tmp_path, caplog):
 def test_missing_binary_says_so_once_then_silent(tmp_path, caplog):
     cfg = Config()
     cfg.set("speech.espeak_binary", str(tmp_path / "no-such-espeak"))
-    with caplog.at_level(logging.INFO, logger="edge.speech"):
+    with caplog.at_level(logging.INFO, logger="djsmile.speech"):
         eng = make_engine(cfg.speech)
         assert isinstance(eng, Silent)
         assert eng.say("still works") is True
@@ -166,7 +166,7 @@ def test_piper_needs_binary_and_model(tmp_path, caplog):
     cfg.set("speech.engine", "piper")
     exe, _ = fake(tmp_path, "piper", mode="piper")
     cfg.set("speech.piper_binary", str(exe))
-    with caplog.at_level(logging.ERROR, logger="edge.speech"):
+    with caplog.at_level(logging.ERROR, logger="djsmile.speech"):
         assert isinstance(make_engine(cfg.speech), Silent)
     assert "piper_model" in caplog.text
     model = tmp_path / "voice.onnx"
@@ -210,7 +210,7 @@ def test_espeak_renders_a_wav_with_speech(tmp_path):
 @pytest.mark.skipif(not shutil.which("aplay"), reason="aplay (alsa-utils) is not installed")
 def test_no_audio_device_is_logged_once_no_crash(caplog):
     eng = Espeak("espeak-ng", device="djsmile_no_such_device", timeout_s=10)
-    with caplog.at_level(logging.WARNING, logger="edge.speech"):
+    with caplog.at_level(logging.WARNING, logger="djsmile.speech"):
         assert eng.say("Is anybody listening?") is False
         assert eng.say("Hello?") is False
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]

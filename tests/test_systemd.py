@@ -139,8 +139,8 @@ def test_every_service_option_has_a_comment():
 
 
 def test_execstart_arguments_are_accepted_by_djsmile_run(unit):
-    pytest.importorskip("edge.service", reason="edge/service.py ('djsmile run') is not written yet")
-    from edge import cli
+    pytest.importorskip("djsmile.service", reason="edge/service.py ('djsmile run') is not written yet")
+    from djsmile import cli
 
     argv = shlex.split(unit["Service"]["ExecStart"][0])[1:]
     args = cli.build_parser(argv).parse_args(argv)
@@ -157,7 +157,7 @@ BAD_CONFIG = "[trigger]\ncooldown_s = -3\n"
 def _djsmile(*args, cwd=None, timeout=120):
     env = dict(os.environ)
     env.pop("NOTIFY_SOCKET", None)
-    return subprocess.run([sys.executable, "-m", "edge", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "djsmile", *args], capture_output=True, text=True,
                           cwd=cwd or ROOT, env=env, timeout=timeout)
 
 
@@ -170,7 +170,7 @@ def test_config_check_of_a_bad_file_exits_78_naming_the_key(tmp_path):
 
 
 def test_run_with_a_bad_config_exits_78_naming_the_key(tmp_path):
-    pytest.importorskip("edge.service", reason="edge/service.py ('djsmile run') is not written yet")
+    pytest.importorskip("djsmile.service", reason="edge/service.py ('djsmile run') is not written yet")
     bad = tmp_path / "bad.toml"
     bad.write_text(BAD_CONFIG)
     r = _djsmile("run", "--config", str(bad), "--state-dir", str(tmp_path / "state"))

@@ -11,10 +11,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from edge.config import Config
-from edge.jokes_bundled import JOKES as BUNDLED
-from edge.speech import Engine, Espeak
-from edge.teller import JokeTeller, attach_button
+from djsmile.config import Config
+from djsmile.jokes_bundled import JOKES as BUNDLED
+from djsmile.speech import Engine, Espeak
+from djsmile.teller import JokeTeller, attach_button
 
 EVIL = "$(touch pwned.txt); echo hi"
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from notf import BLOCK_TF
 
-from training import data as D
+from djsmile.training import data as D
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -87,7 +87,7 @@ def test_duplicates_and_face_photo_pairs_share_a_side():
 
 
 def test_missing_or_empty_class_folder_is_one_clear_error(tmp_path):
-    from edge.errors import DataError
+    from djsmile.errors import DataError
     (tmp_path / "smile").mkdir()
     cv2.imwrite(str(tmp_path / "smile" / "a.png"), face(True, 0))
     with pytest.raises(DataError, match=str(tmp_path / "no_smile")):
@@ -108,8 +108,8 @@ def test_corrupt_images_are_skipped_and_counted(tmp_path):
 
 
 def test_training_modules_import_without_tensorflow():
-    code = BLOCK_TF + ("import training.train, training.evaluate, training.data, training.nets, convert.tflite\n"
-                       "from edge.cli import main\n"
+    code = BLOCK_TF + ("import djsmile.training.train, djsmile.training.evaluate, djsmile.training.data, djsmile.training.nets, djsmile.convert.tflite\n"
+                       "from djsmile.cli import main\n"
                        "sys.exit(main(['train', 'nowhere']))\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert r.returncode == 69, r.stderr
@@ -120,8 +120,8 @@ def test_training_modules_import_without_tensorflow():
 @pytest.mark.slow
 def test_tiny_train_convert_eval(tmp_path, capsys):
     pytest.importorskip("tensorflow")
-    from edge.cli import main
-    from edge.model import SmileModel
+    from djsmile.cli import main
+    from djsmile.model import SmileModel
     data = make_faces(tmp_path / "data", n=30)
     cache, run, models = tmp_path / "cache", tmp_path / "run", tmp_path / "models"
     rc = main(["train", str(data), "--out", str(run), "--epochs", "3", "--input-size", "32",
@@ -168,8 +168,8 @@ def test_shipped_model_on_held_out_djsmile_faces(shared_datasets):
     (no near-duplicate merging, which needs every image decoded): that moves
     well under 1% of the groups, fine for a regression check.
     """
-    from edge.model import SmileModel
-    from training.evaluate import metrics
+    from djsmile.model import SmileModel
+    from djsmile.training.evaluate import metrics
     model = SmileModel()
     roots = D.resolve_roots([str(shared_datasets / "djsmile" / "faces") + ":faces"])
     items = D.list_items(roots)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge.config import ConfigError, TriggerConfig, from_dict
-from edge.trigger import Trigger, thresholds
+from djsmile.config import ConfigError, TriggerConfig, from_dict
+from djsmile.trigger import Trigger, thresholds
 
 FPS = 30.0
 FACE = (100, 80, 120, 120)

@@ -15,9 +15,9 @@ import cv2
 import numpy as np
 import pytest
 
-from edge.config import WebConfig
-from edge.errors import ConfigError
-from edge.web import BOUNDARY, WebServer, parse_listen
+from djsmile.config import WebConfig
+from djsmile.errors import ConfigError
+from djsmile.web import BOUNDARY, WebServer, parse_listen
 
 
 # ---------------------------------------------------------------- small fakes of the loop's types

@@ -1,6 +1,6 @@
 """Augmentation that looks like what the device sees (numpy + OpenCV, no TensorFlow).
 
-Every training face comes with a *context* square (``training.data.CTX_MARGIN``
+Every training face comes with a *context* square (``djsmile.training.data.CTX_MARGIN``
 around the model crop). From it we cut a jittered crop: Haar boxes wander
 from frame to frame and are looser and higher than dlib's (measured: dlib's
 side is 0.85 of Haar's, its centre 6.6% of the side lower), so the box is

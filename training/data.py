@@ -4,8 +4,8 @@ A *data root* holds ``smile/`` and ``no_smile/`` folders of images (or is a
 folder of such roots, e.g. ``../shared/datasets/djsmile`` with ``faces/`` and
 ``photos/``). Each root is one of two kinds:
 
-- ``photos``: whole photos. The device's Haar detector (``edge.faces``) finds
-  faces and the largest one is cropped with ``edge.preprocess.crop_face``
+- ``photos``: whole photos. The device's Haar detector (``djsmile.faces``) finds
+  faces and the largest one is cropped with ``djsmile.preprocess.crop_face``
   (exactly what the device does). Photos with no face are counted and left out.
 - ``faces``: images that already are face crops; the whole image is the face
   (``crop_face`` with the whole-image box and no margin: what ``djsmile eval
@@ -36,10 +36,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edge import preprocess
-from edge.errors import DataError
-from edge.fsutil import atomic_open, atomic_write
-from edge.faces import HaarDetector
+from djsmile import preprocess
+from djsmile.errors import DataError
+from djsmile.fsutil import atomic_open, atomic_write
+from djsmile.faces import HaarDetector
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +55,23 @@ CACHE_VERSION = 2
 CTX_SIZE = 112
 CTX_MARGIN = 0.3
 
-DEFAULT_CACHE = Path(__file__).resolve().parent.parent / ".cache"
+def _user_cache() -> Path:
+    """``$DJSMILE_CACHE``, else ``$XDG_CACHE_HOME/djsmile``, else ``~/.cache/djsmile`` (never inside site-packages)."""
+    import os
+    if os.environ.get("DJSMILE_CACHE"):
+        return Path(os.environ["DJSMILE_CACHE"]).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base).expanduser() / "djsmile"
+
+
+DEFAULT_CACHE = _user_cache()
 
 
 # --------------------------------------------------------------------- images
 def load_gray(path) -> np.ndarray | None:
     """A file as a 2-D uint8 gray image, or None when it cannot be decoded.
 
-    ``cv2.imread`` (colour) then :func:`edge.preprocess.to_gray`: the same
+    ``cv2.imread`` (colour) then :func:`djsmile.preprocess.to_gray`: the same
     conversion the device applies to a colour frame or photo.
     """
     try:
@@ -207,8 +216,8 @@ class CropParams:
 
 
 def _detector_kwargs(det_cfg) -> dict:
-    """HaarDetector kwargs from an ``edge.config.DetectorConfig``."""
-    from edge.faces import find_cascade
+    """HaarDetector kwargs from an ``djsmile.config.DetectorConfig``."""
+    from djsmile.faces import find_cascade
     kw = {"scale_factor": det_cfg.scale_factor, "min_neighbors": det_cfg.min_neighbors,
           "min_face_fraction": det_cfg.min_face_fraction, "detect_width": det_cfg.detect_width,
           "cascade": find_cascade(det_cfg.cascade)}

@@ -1,7 +1,7 @@
 """``djsmile eval``: a TFLite model's accuracy on a ``smile/`` + ``no_smile/`` folder.
 
-Runs the model exactly as the device does (``edge.model.SmileModel`` on the
-``edge.runtime`` TFLite interpreter; no TensorFlow needed):
+Runs the model exactly as the device does (``djsmile.model.SmileModel`` on the
+``djsmile.runtime`` TFLite interpreter; no TensorFlow needed):
 
 - ``--mode faces``: every image already is a face crop; the whole image is
   the box (``crop_face`` with the whole-image box, no margin).
@@ -27,8 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import DataError
-from edge.fsutil import atomic_write
+from djsmile.errors import DataError
+from djsmile.fsutil import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -120,7 +120,7 @@ def choose_threshold(y, p, lo: float = 0.05, hi: float = 0.95) -> float:
 # ------------------------------------------------------------- running a model
 def list_class_folder(data_dir) -> list:
     """[(path, label)] for DATA_DIR/no_smile and DATA_DIR/smile; DataError naming a missing/empty folder."""
-    from training.data import CLASSES, IMAGE_EXTS, check_class_root
+    from djsmile.training.data import CLASSES, IMAGE_EXTS, check_class_root
     d = Path(data_dir)
     if not d.is_dir():
         raise DataError(f"data folder {d} not found")
@@ -135,8 +135,8 @@ def list_class_folder(data_dir) -> list:
 
 def run_eval(data_dir, model, mode: str = "faces", detector=None, progress: bool = False) -> dict:
     """Score every image; returns a dict of arrays: y, p (NaN = no face), found, ms, paths, and counts."""
-    from edge import preprocess
-    from training.data import load_gray
+    from djsmile import preprocess
+    from djsmile.training.data import load_gray
     files = list_class_folder(data_dir)
     ys, ps, found, ms, paths, corrupt = [], [], [], [], [], []
     bar = None
@@ -297,23 +297,23 @@ def add_arguments(parser) -> None:
 
 
 def main(args) -> int:
-    from edge.cli import load_config
-    from edge.model import SmileModel
-    from edge import config
+    from djsmile.cli import load_config
+    from djsmile.model import SmileModel
+    from djsmile import config
     cfg = load_config(args)
     config.apply_sets(cfg, args.set)
     config.cross_check(cfg)
     data_dir = Path(args.data_dir)
     if not data_dir.is_dir():
         raise DataError(f"data folder {data_dir} not found")
-    from training.data import check_class_root
+    from djsmile.training.data import check_class_root
     check_class_root(data_dir)
     model_path = args.model or cfg.model.path or None
     threads = args.threads or cfg.model.num_threads
     model = SmileModel(model_path, num_threads=threads)
     detector = None
     if args.mode == "photos":
-        from edge.faces import HaarDetector
+        from djsmile.faces import HaarDetector
         detector = HaarDetector.from_config(cfg.detector)
     thr = model.threshold if args.threshold is None else float(args.threshold)
     res = run_eval(data_dir, model, args.mode, detector, progress=args.progress)

@@ -6,7 +6,7 @@ is cheap and works without TensorFlow.
 
 from __future__ import annotations
 
-from edge.errors import MissingDependencyError
+from djsmile.errors import MissingDependencyError
 
 TF_HINT = "TensorFlow is not installed: pip install '.[train]'"
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.errors import DataError, MissingDependencyError
+from djsmile.errors import DataError, MissingDependencyError
 
 from . import data as D
 from .augment import AugParams, augment, resize_ctx
@@ -61,7 +61,7 @@ def add_arguments(parser) -> None:
                         help="train on labels E/2 and 1-E/2 instead of 0 and 1 (the djsmile labels come from search "
                              "terms and are a few percent wrong; default 0)")
     parser.add_argument("--patience", type=int, default=8, help="epochs without val improvement before stopping")
-    parser.add_argument("--cache", metavar="DIR", default=str(D.DEFAULT_CACHE), help="crop cache folder (default .cache)")
+    parser.add_argument("--cache", metavar="DIR", default=str(D.DEFAULT_CACHE), help="crop cache folder (default: $DJSMILE_CACHE, else $XDG_CACHE_HOME/djsmile, else ~/.cache/djsmile)")
     parser.add_argument("--workers", type=int, default=2, help="processes for cropping (default 2)")
     parser.add_argument("--export-split", metavar="DIR",
                         help="write the held-out test split as symlinks DIR/<root>/test/<class>/ and exit")
@@ -243,7 +243,7 @@ def plot_curves(hist: dict, path: Path, title: str) -> bool:
 
 
 def main(args) -> int:
-    from edge.cli import load_config
+    from djsmile.cli import load_config
     cfg = load_config(args)
     params = crop_params(args, cfg)
     progress = not args.no_progress and sys.stderr.isatty()
