@@ -64,6 +64,23 @@ def thresholds(tcfg, model_threshold: float = 0.5) -> tuple[float, float]:
     return on, off
 
 
+def policy_faces(policy: str, seen: list, tracked: list | None = None, hold_frames: int = 1) -> list:
+    """The faces whose smile counts under ``policy`` (``seen``: this frame's faces, largest first).
+
+    ``largest``: the biggest face; ``any``: the faces that held their smile
+    ``hold_frames`` frames, else the biggest; ``all``: every face being
+    tracked (``tracked``, a face missed for a frame still counts; default ``seen``).
+    Works on anything with a ``frames_smiling`` attribute (tracks, :class:`TrackedFace`).
+    """
+    if not seen:
+        return []
+    if policy == "largest":
+        return [seen[0]]
+    if policy == "any":
+        return [f for f in seen if f.frames_smiling >= hold_frames] or [seen[0]]
+    return list(seen if tracked is None else tracked)
+
+
 @dataclass
 class TrackedFace:
     """One face in one frame, with its state carried over from earlier frames."""
@@ -192,15 +209,7 @@ class Trigger:
                 tr.smiling = tr.p_smooth >= self.on_threshold
             tr.frames_smiling = tr.frames_smiling + 1 if tr.smiling else 0
 
-        # whose smile counts
-        if not seen:
-            group = []
-        elif self.policy == "largest":
-            group = [seen[0]]
-        elif self.policy == "any":
-            group = [tr for tr in seen if tr.frames_smiling >= self.hold_frames] or [seen[0]]
-        else:  # all: every face being tracked (a face missed for a frame still counts)
-            group = list(self._tracks)
+        group = policy_faces(self.policy, seen, self._tracks, self.hold_frames)
         held = bool(group) and all(tr.frames_smiling >= self.hold_frames for tr in group)
         smiling = bool(group) and (any(tr.smiling for tr in seen) if self.policy == "any"
                                    else all(tr.smiling for tr in group))

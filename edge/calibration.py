@@ -1,0 +1,230 @@
+"""Calibration: thresholds learnt from the person in front of this camera.
+
+Pure logic plus the ``calibration.json`` file; no camera, no clock. A
+:class:`Collector` gets each frame's stream time and the trigger's faces; the
+first ``seconds`` of stream time are the straight face (``neutral``), the
+next ``seconds`` the smile. Per frame it keeps the ``p_smile`` of the face
+the trigger's policy picks (:func:`djsmile.trigger.policy_faces`); a frame
+with no face or several faces is skipped and counted.
+
+:func:`summarize` turns the two phases into the file's content, or refuses
+(:class:`CalibrationRefused`, exit 65) when a phase has too few face frames
+(< 50 %) or the distributions do not separate (smile p10 <= neutral p90 + 0.05).
+Thresholds sit between the distributions: ``on`` at the midpoint of neutral
+p90 and smile p10, ``off`` halfway between neutral p90 and ``on`` (the
+hysteresis gap kept), both clamped to [0.2, 0.9].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+from .fsutil import atomic_write
+from .trigger import policy_faces
+
+log = logging.getLogger(__name__)
+
+FILE_NAME = "calibration.json"
+PHASES = ("neutral", "smile")
+PROMPTS = {
+    "neutral": "look at the camera with a straight face",
+    "smile": "now smile",
+}
+REFUSAL = "could not tell your smile from your straight face; try more light or a bigger smile"
+DEFAULT_SECONDS = 5.0
+MIN_FACE_FRACTION = 0.5    # of a phase's frames must show exactly one face
+MIN_SEPARATION = 0.05      # smile p10 must exceed neutral p90 by more than this
+CLAMP = (0.2, 0.9)
+KEYS = ("created", "neutral", "smile", "on_threshold", "off_threshold", "model_sha256", "frames_skipped")
+
+
+class CalibrationRefused(DataError):
+    """The two phases could not be told apart (or showed too few faces). Exit code 65."""
+
+    def __init__(self, detail: str = ""):
+        super().__init__(REFUSAL)
+        self.detail = detail
+
+
+class Collector:
+    """Per-frame ``p_smile`` samples for the two phases, in stream time.
+
+    >>> col = Collector(seconds=5)
+    >>> phase = col.add(frame.t, result.faces)   # "neutral", "smile" or "done"
+    """
+
+    def __init__(self, seconds: float = DEFAULT_SECONDS, policy: str = "largest"):
+        if not seconds > 0:
+            raise ValueError(f"seconds must be positive, got {seconds!r}")
+        self.seconds = float(seconds)
+        self.policy = policy
+        self.t0: float | None = None
+        self.samples = {ph: [] for ph in PHASES}
+        self.skipped = {ph: 0 for ph in PHASES}
+
+    def phase_at(self, t: float) -> str:
+        if self.t0 is None:
+            return PHASES[0]
+        dt = t - self.t0
+        if dt < self.seconds:
+            return "neutral"
+        if dt < 2 * self.seconds:
+            return "smile"
+        return "done"
+
+    def add(self, t: float, faces) -> str:
+        """One frame: ``faces`` as the trigger reports them (largest first, each with ``p_smile``).
+
+        Returns the phase the frame belongs to; a frame of the ``done`` phase is not kept.
+        """
+        if self.t0 is None:
+            self.t0 = float(t)
+        phase = self.phase_at(float(t))
+        if phase == "done":
+            return phase
+        faces = list(faces)
+        if len(faces) != 1:
+            self.skipped[phase] += 1
+            return phase
+        face = policy_faces(self.policy, faces)[0]
+        self.samples[phase].append(float(face.p_smile))
+        return phase
+
+    def frames(self, phase: str) -> int:
+        return len(self.samples[phase]) + self.skipped[phase]
+
+    @property
+    def frames_skipped(self) -> int:
+        return sum(self.skipped.values())
+
+
+def stats(values) -> dict:
+    """``n``, ``median``, ``p10``, ``p90`` of the samples (``None`` figures when empty)."""
+    v = np.asarray(list(values), np.float64)
+    if v.size == 0:
+        return {"n": 0, "median": None, "p10": None, "p90": None}
+    p10, med, p90 = np.percentile(v, [10, 50, 90])
+    return {"n": int(v.size), "median": round(float(med), 4), "p10": round(float(p10), 4),
+            "p90": round(float(p90), 4)}
+
+
+def choose_thresholds(neutral: dict, smile: dict) -> tuple[float, float]:
+    """``(on, off)`` between the two distributions (see the module docstring)."""
+    lo, hi = float(neutral["p90"]), float(smile["p10"])
+    on = (lo + hi) / 2.0
+    off = (lo + on) / 2.0
+    on = min(max(on, CLAMP[0]), CLAMP[1])
+    off = min(max(off, CLAMP[0]), CLAMP[1], on)
+    return round(on, 4), round(off, 4)
+
+
+def check(col: Collector) -> None:
+    """Raise :class:`CalibrationRefused` unless both phases have enough faces and separate."""
+    for ph in PHASES:
+        total = col.frames(ph)
+        n = len(col.samples[ph])
+        if total == 0 or n < MIN_FACE_FRACTION * total:
+            raise CalibrationRefused(f"{ph} phase: one face in {n} of {total} frames "
+                                     f"(needs {MIN_FACE_FRACTION:.0%})")
+    s_neu, s_smi = stats(col.samples["neutral"]), stats(col.samples["smile"])
+    if s_smi["p10"] <= s_neu["p90"] + MIN_SEPARATION:
+        raise CalibrationRefused(f"smile p10 {s_smi['p10']:.3f} is not above neutral p90 "
+                                 f"{s_neu['p90']:.3f} + {MIN_SEPARATION}")
+
+
+def summarize(col: Collector, model_sha256: str, now: datetime | None = None) -> dict:
+    """The content of ``calibration.json``, or :class:`CalibrationRefused`."""
+    check(col)
+    neutral, smile = stats(col.samples["neutral"]), stats(col.samples["smile"])
+    on, off = choose_thresholds(neutral, smile)
+    now = now or datetime.now(timezone.utc)
+    return {"created": now.isoformat(timespec="seconds"), "neutral": neutral, "smile": smile,
+            "on_threshold": on, "off_threshold": off, "model_sha256": model_sha256,
+            "frames_skipped": col.frames_skipped}
+
+
+# --------------------------------------------------------------------------- the file
+def path_in(state_dir) -> Path:
+    return Path(state_dir) / FILE_NAME
+
+
+def file_sha256(path) -> str:
+    """SHA-256 of a file (the model), read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def write(state_dir, data: dict) -> Path:
+    """Write ``calibration.json`` whole or not at all."""
+    missing = [k for k in KEYS if k not in data]
+    if missing:
+        raise ValueError(f"calibration data lacks {', '.join(missing)}")
+    p = path_in(state_dir)
+    atomic_write(p, (json.dumps({k: data[k] for k in KEYS}, indent=2) + "\n").encode())
+    return p
+
+
+def remove(state_dir) -> bool:
+    """Delete ``calibration.json``; ``True`` if there was one."""
+    try:
+        path_in(state_dir).unlink()
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def _valid(d) -> bool:
+    if not isinstance(d, dict) or any(k not in d for k in KEYS):
+        return False
+    try:
+        on, off = float(d["on_threshold"]), float(d["off_threshold"])
+    except (TypeError, ValueError):
+        return False
+    return (all(math.isfinite(v) and CLAMP[0] <= v <= CLAMP[1] for v in (on, off)) and off <= on
+            and isinstance(d["model_sha256"], str))
+
+
+def trigger_config(tcfg, calib: dict | None):
+    """The trigger config to run with: the calibration's thresholds, unless the config sets its own.
+
+    Returns ``(config, source)``; ``source`` is ``"calibration"``, ``"config"`` (explicit
+    ``trigger.on_threshold`` / ``off_threshold`` win) or ``"sensitivity"`` (no calibration).
+    """
+    if tcfg.on_threshold or tcfg.off_threshold:
+        return tcfg, "config"
+    if not calib:
+        return tcfg, "sensitivity"
+    return (dataclasses.replace(tcfg, on_threshold=float(calib["on_threshold"]),
+                                off_threshold=float(calib["off_threshold"])), "calibration")
+
+
+def load(state_dir, model_sha256: str | None = None) -> dict | None:
+    """The calibration for this model, or ``None`` (absent; unreadable, or for another model: one warning)."""
+    p = path_in(state_dir)
+    try:
+        d = json.loads(p.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        log.warning("calibration %s cannot be read (%s); ignored: run 'djsmile calibrate' again", p, e)
+        return None
+    if not _valid(d):
+        log.warning("calibration %s is not a valid calibration; ignored: run 'djsmile calibrate' again", p)
+        return None
+    if model_sha256 is not None and d["model_sha256"] != model_sha256:
+        log.warning("calibration %s was made for another model (sha256 %s...); ignored: "
+                    "run 'djsmile calibrate' again", p, str(d["model_sha256"])[:12])
+        return None
+    return d

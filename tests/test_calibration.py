@@ -1,0 +1,152 @@
+"""The calibration core: phases in stream time, skips, stats, thresholds, refusals, the file."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from types import SimpleNamespace
+
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from djsmile import calibration as cal
+from djsmile.config import Config
+from djsmile.errors import EX_DATAERR
+
+
+def face(p, w=100):
+    return SimpleNamespace(p_smile=p, box=(0, 0, w, w), frames_smiling=0)
+
+
+def collect(neutral, smile, fps=10.0, seconds=1.0):
+    """A collector fed ``neutral`` then ``smile`` frames (each a list of faces)."""
+    col = cal.Collector(seconds=seconds)
+    frames = list(neutral) + list(smile)
+    for i, faces in enumerate(frames):
+        col.add(i / fps, faces)
+    return col
+
+
+def test_phases_follow_stream_time_and_count_skips():
+    col = cal.Collector(seconds=1.0)
+    t0 = 100.0   # stream time need not start at 0
+    phases = [col.add(t0 + i / 10, [face(0.1)] if i % 5 else []) for i in range(25)]
+    assert phases[:10] == ["neutral"] * 10
+    assert phases[10:20] == ["smile"] * 10
+    assert phases[20:] == ["done"] * 5
+    assert len(col.samples["neutral"]) == 8 and len(col.samples["smile"]) == 8
+    assert col.skipped == {"neutral": 2, "smile": 2}
+    assert col.frames_skipped == 4
+
+
+def test_several_faces_are_skipped_not_sampled():
+    col = collect([[face(0.1), face(0.9, w=50)]] * 10, [[face(0.9)]] * 10)
+    assert col.samples["neutral"] == [] and col.skipped["neutral"] == 10
+
+
+def test_stats():
+    s = cal.stats([i / 100 for i in range(101)])
+    assert s["n"] == 101
+    assert s["median"] == pytest.approx(0.5)
+    assert s["p10"] == pytest.approx(0.1)
+    assert s["p90"] == pytest.approx(0.9)
+
+
+def test_thresholds_between_the_distributions_with_hysteresis():
+    col = collect([[face(0.1 + 0.01 * (i % 10))] for i in range(10)],
+                  [[face(0.8 + 0.01 * (i % 10))] for i in range(10)])
+    d = cal.summarize(col, "abc", now=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    assert set(d) == set(cal.KEYS)
+    assert d["neutral"]["p90"] < d["off_threshold"] < d["on_threshold"] < d["smile"]["p10"]
+    assert d["created"].startswith("2026-01-02T03:04:05")
+    assert d["model_sha256"] == "abc" and d["frames_skipped"] == 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.floats(0, 1), st.floats(0, 1))
+def test_thresholds_always_clamped_and_ordered(a, b):
+    lo, hi = min(a, b), max(a, b)
+    on, off = cal.choose_thresholds({"p90": lo}, {"p10": hi})
+    assert 0.2 <= off <= on <= 0.9
+
+
+def test_thresholds_clamped_for_extreme_faces():
+    on, off = cal.choose_thresholds({"p90": 0.001}, {"p10": 0.05})
+    assert (on, off) == (0.2, 0.2)
+    on, off = cal.choose_thresholds({"p90": 0.95}, {"p10": 0.999})
+    assert (on, off) == (0.9, 0.9)
+
+
+@pytest.mark.parametrize("neutral,smile,why", [
+    ([[face(0.1)]] * 10, [[face(0.12)]] * 10, "not above"),              # no separation
+    ([[face(0.3)]] * 10, [[face(0.34)]] * 10, "not above"),              # within the 0.05 margin
+    ([[face(0.1)]] * 4 + [[]] * 6, [[face(0.9)]] * 10, "neutral phase"),  # 40 % face frames
+    ([[face(0.1)]] * 10, [[face(0.9), face(0.9)]] * 10, "smile phase"),   # several faces throughout
+])
+def test_refusals(neutral, smile, why):
+    col = collect(neutral, smile)
+    with pytest.raises(cal.CalibrationRefused) as e:
+        cal.summarize(col, "abc")
+    assert str(e.value) == cal.REFUSAL
+    assert "could not tell your smile from your straight face; try more light or a bigger smile" == str(e.value)
+    assert e.value.exit_code == EX_DATAERR == 65
+    assert why in e.value.detail
+
+
+def test_half_the_frames_with_a_face_is_enough():
+    col = collect([[face(0.1)]] * 5 + [[]] * 5, [[face(0.9)]] * 10)
+    assert cal.summarize(col, "x")["frames_skipped"] == 5
+
+
+def good(sha="s" * 64):
+    col = collect([[face(0.1)]] * 10, [[face(0.9)]] * 10)
+    return cal.summarize(col, sha)
+
+
+def test_write_load_roundtrip_and_sha_check(tmp_path, caplog):
+    d = good("a" * 64)
+    p = cal.write(tmp_path, d)
+    assert p == tmp_path / "calibration.json"
+    assert json.loads(p.read_text()) == d
+    assert [f.name for f in tmp_path.iterdir()] == ["calibration.json"]   # no temp file left
+    assert cal.load(tmp_path, "a" * 64) == d
+    with caplog.at_level("WARNING"):
+        assert cal.load(tmp_path, "b" * 64) is None
+    assert sum("another model" in r.message for r in caplog.records) == 1
+    assert cal.remove(tmp_path) is True and not p.exists()
+    assert cal.remove(tmp_path) is False
+    assert cal.load(tmp_path, "a" * 64) is None
+
+
+@pytest.mark.parametrize("text", ["{", "[]", json.dumps({"on_threshold": 0.5}),
+                                  json.dumps({**dict.fromkeys(cal.KEYS, 1), "on_threshold": "x"})])
+def test_bad_file_is_ignored_with_a_warning(tmp_path, caplog, text):
+    (tmp_path / "calibration.json").write_text(text)
+    with caplog.at_level("WARNING"):
+        assert cal.load(tmp_path) is None
+    assert any("calibrate" in r.message for r in caplog.records)
+
+
+def test_write_refuses_incomplete_data(tmp_path):
+    with pytest.raises(ValueError):
+        cal.write(tmp_path, {"created": "now"})
+    assert not (tmp_path / "calibration.json").exists()
+
+
+def test_config_thresholds_win_over_calibration():
+    d = good()
+    tc, src = cal.trigger_config(Config().trigger, d)
+    assert src == "calibration" and (tc.on_threshold, tc.off_threshold) == (d["on_threshold"], d["off_threshold"])
+    cfg = Config()
+    cfg.set("trigger.on_threshold", 0.7)
+    tc, src = cal.trigger_config(cfg.trigger, d)
+    assert src == "config" and tc.on_threshold == 0.7 and tc.off_threshold == 0.0
+    tc, src = cal.trigger_config(Config().trigger, None)
+    assert src == "sensitivity" and tc.on_threshold == 0.0
+
+
+def test_file_sha256(tmp_path):
+    import hashlib
+    f = tmp_path / "m.tflite"
+    f.write_bytes(b"x" * 3_000_000)
+    assert cal.file_sha256(f) == hashlib.sha256(b"x" * 3_000_000).hexdigest()
