@@ -53,6 +53,28 @@ def iou(a, b) -> float:
     return inter / union if union > 0 else 0.0
 
 
+#: ``detector.equalize`` values, and the CLAHE settings ("clahe")
+EQUALIZE = ("none", "clahe", "hist")
+CLAHE_CLIP = 2.0
+CLAHE_TILES = (4, 4)
+
+
+def equalize_frame(small: np.ndarray, method: str, clahe=None) -> np.ndarray:
+    """The detection frame with its contrast equalized (``method`` from :data:`EQUALIZE`; "none": as it is).
+
+    ``"clahe"``: contrast-limited adaptive histogram equalization, 4x4 tiles,
+    clip limit 2 (dim, low-contrast frames get their faces' structure back
+    without blowing up bright ones); ``"hist"``: one histogram for the whole frame.
+    """
+    if method == "none":
+        return small
+    if method == "hist":
+        return cv2.equalizeHist(small)
+    if method == "clahe":
+        return (clahe or cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=CLAHE_TILES)).apply(small)
+    raise ValueError(f"unknown equalize method {method!r}; choose from {', '.join(EQUALIZE)}")
+
+
 def _nms(boxes, thresh: float = 0.3):
     """Drop boxes overlapping a larger one by more than ``thresh`` IoU."""
     keep = []
@@ -75,11 +97,16 @@ class HaarDetector:
     :param min_confidence: drop boxes whose Haar confidence (the cascade's
         last-stage score, OpenCV's ``levelWeights``) is below this; 0 = keep all.
         Weeds out the extra false faces that a low ``min_neighbors`` lets in.
+    :param equalize: contrast equalization of the small detection frame only
+        (the model still gets the original pixels): ``"none"``, ``"clahe"``
+        (:func:`equalize_frame`; finds faces in dim, flat frames) or
+        ``"hist"`` (global histogram equalization).
     """
 
     def __init__(self, scale_factor: float = 1.15, min_neighbors: int = 5,
                  min_face_fraction: float = 0.15, detect_width: int = 320,
-                 cascade: str = "", upscale: float = 1.0, min_confidence: float = 0.0):
+                 cascade: str = "", upscale: float = 1.0, min_confidence: float = 0.0,
+                 equalize: str = "none"):
         self.cascade_path = find_cascade(cascade)
         self._cascade = cv2.CascadeClassifier(self.cascade_path)
         if self._cascade.empty():
@@ -90,12 +117,18 @@ class HaarDetector:
         self.detect_width = detect_width
         self.upscale = float(upscale)
         self.min_confidence = float(min_confidence)
+        if equalize not in EQUALIZE:
+            raise ConfigError(f"config key detector.equalize = {equalize!r} is not valid: allowed are "
+                              + ", ".join(repr(e) for e in EQUALIZE))
+        self.equalize = equalize
+        self._clahe = cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=CLAHE_TILES) if equalize == "clahe" else None
 
     @classmethod
     def from_config(cls, det) -> "HaarDetector":
         return cls(scale_factor=det.scale_factor, min_neighbors=det.min_neighbors,
                    min_face_fraction=det.min_face_fraction, detect_width=det.detect_width,
-                   cascade=det.cascade, upscale=det.upscale, min_confidence=det.min_confidence)
+                   cascade=det.cascade, upscale=det.upscale, min_confidence=det.min_confidence,
+                   equalize=getattr(det, "equalize", "none"))
 
     def _run(self, small: np.ndarray, min_px: int):
         min_px = max(20, int(min_px))  # the cascade's own window is 24 px
@@ -124,6 +157,7 @@ class HaarDetector:
         if scale != 1.0:
             small = cv2.resize(gray, (max(1, int(round(W * scale))), max(1, int(round(H * scale)))),
                                interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR)
+        small = equalize_frame(small, self.equalize, self._clahe)
         ref_h = frame_height if frame_height else H
         min_px = self.min_face_fraction * ref_h * scale
         boxes = self._run(small, min_px)

@@ -41,3 +41,46 @@ def test_photos_detector_preset_loads_and_upscales():
     det = HaarDetector.from_config(cfg.detector)
     assert det.upscale == 2.0 and det.min_neighbors < Config().detector.min_neighbors
     assert cfg.camera == Config().camera        # only [detector] changes
+
+
+def test_equalize_defaults_off_and_rejects_unknown_methods():
+    import pytest
+    from djsmile.errors import ConfigError
+    cfg = Config()
+    assert cfg.detector.equalize == "none"
+    with pytest.raises(ConfigError, match="detector.equalize"):
+        cfg.set("detector.equalize", "retinex")
+    with pytest.raises(ConfigError, match="detector.equalize"):
+        HaarDetector(equalize="retinex")
+    cfg.set("detector.equalize", "clahe")
+    assert HaarDetector.from_config(cfg.detector).equalize == "clahe"
+
+
+def test_equalize_stretches_a_dim_flat_frame_and_keeps_none_untouched():
+    import numpy as np
+    from djsmile.faces import equalize_frame
+    rng = np.random.default_rng(0)
+    dim = rng.integers(5, 25, size=(120, 160)).astype(np.uint8)     # a dark room: 20 gray levels used
+    assert equalize_frame(dim, "none") is dim
+    for method in ("clahe", "hist"):
+        out = equalize_frame(dim, method)
+        assert out.shape == dim.shape and out.dtype == np.uint8
+        assert int(np.ptp(out)) >= 2 * int(np.ptp(dim))              # contrast spread out
+    # global equalization keeps the order of gray levels (darker stays darker)
+    out = equalize_frame(dim, "hist").ravel()
+    order = np.argsort(dim.ravel(), kind="stable")
+    assert np.all(np.diff(out[order].astype(int)) >= 0)
+
+
+def test_clahe_finds_a_face_in_a_dim_noisy_frame_that_plain_haar_misses(small_face_scene):
+    import numpy as np
+    from djsmile.training.dimlight import Degradation
+    scene = small_face_scene(60)
+    dim = Degradation(gamma=2.2, exposure=0.12, read_noise=1.5).apply(scene, np.random.default_rng(1))
+    kw = dict(min_face_fraction=0.1)
+    assert HaarDetector(**kw).detect(scene)                          # found in good light
+    assert HaarDetector(**kw).detect(dim) == []
+    boxes = HaarDetector(equalize="clahe", **kw).detect(dim)
+    assert len(boxes) == 1
+    x, y, w, h = boxes[0]
+    assert 150 <= x + w / 2 <= 210 and 90 <= y + h / 2 <= 150        # on the pasted face

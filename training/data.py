@@ -226,6 +226,8 @@ def _detector_kwargs(det_cfg) -> dict:
         kw["upscale"] = det_cfg.upscale
     if det_cfg.min_confidence != 0.0:
         kw["min_confidence"] = det_cfg.min_confidence
+    if getattr(det_cfg, "equalize", "none") != "none":
+        kw["equalize"] = det_cfg.equalize
     return kw
 
 
