@@ -23,10 +23,12 @@ and cache as ``djsmile run``.
 from __future__ import annotations
 
 import collections
+import http.client
 import json
 import logging
 import os
 import random
+import stat
 import sys
 import threading
 import time
@@ -35,7 +37,7 @@ from pathlib import Path
 from typing import Optional
 
 from . import __version__
-from .fsutil import atomic_write
+from .fsutil import TEMP_EXT, atomic_write
 from .jokes_bundled import JOKES as BUNDLED
 from .speech import clean_text
 
@@ -82,6 +84,7 @@ def fetch_joke(url: str, timeout_s: float = 2.0) -> tuple[str, str]:
     connect = max(0.05, 0.45 * timeout_s)
     read = max(0.05, 0.45 * timeout_s)
     headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+    r = None
     try:
         with requests.get(url, headers=headers, timeout=(connect, read), stream=True,
                           allow_redirects=True) as r:
@@ -98,17 +101,53 @@ def fetch_joke(url: str, timeout_s: float = 2.0) -> tuple[str, str]:
                 if time.monotonic() > deadline:
                     raise FetchError(f"answer too slow (over {timeout_s:g} s)")
             ctype = r.headers.get("Content-Type", "?")
-    except requests.Timeout:
-        raise FetchError(f"no answer within {timeout_s:g} s") from None
-    except requests.ConnectionError as e:
-        raise FetchError(f"cannot connect ({_short(e)})") from None
-    except requests.RequestException as e:
-        raise FetchError(_short(e)) from None
+    except FetchError:
+        raise
+    except Exception as e:     # requests, urllib3 (body reads), http.client, socket, zlib: one reason each
+        raise FetchError(_reason(e, r, timeout_s, read)) from None
     try:
         data = json.loads(bytes(body).decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         raise FetchError(f"answer is not JSON (Content-Type {ctype.split(';')[0]})") from None
     return parse_joke(data)
+
+
+def _reason(e: Exception, r, timeout_s: float, read_s: float) -> str:
+    """The true reason one request failed, in a few words (no traceback, no nested reprs)."""
+    import requests
+    from urllib3 import exceptions as u3
+
+    inner = e
+    while isinstance(inner, (u3.ProtocolError, requests.RequestException)) and len(inner.args) > 1 \
+            and isinstance(inner.args[1], BaseException):
+        inner = inner.args[1]           # urllib3 wraps the http.client error: ('Connection broken: ...', err)
+    if r is None:                       # nothing came back yet: connecting or waiting for the headers
+        if isinstance(e, requests.Timeout):
+            return f"no answer within {timeout_s:g} s"
+        if isinstance(e, requests.ConnectionError):
+            return f"cannot connect ({_short(e)})"
+        return _short(e)
+    chunked = "chunked" in r.headers.get("Transfer-Encoding", "").lower()
+    if isinstance(e, (u3.ReadTimeoutError, requests.Timeout, TimeoutError)):
+        return f"answer stalled mid-body (no data for {read_s:g} s)"
+    if isinstance(e, (u3.DecodeError, requests.exceptions.ContentDecodingError)):
+        enc = r.headers.get("Content-Encoding", "?")
+        return f"answer body is not valid {enc} (Content-Encoding)"
+    if isinstance(inner, u3.InvalidChunkLength) or (chunked and isinstance(inner, http.client.IncompleteRead)):
+        return "bad chunked encoding in the answer"
+    if isinstance(inner, (u3.IncompleteRead, http.client.IncompleteRead)):
+        got, more = _partial(inner), getattr(inner, "expected", None)
+        if isinstance(got, int) and isinstance(more, int):
+            return f"answer cut short ({got} of {got + more} bytes, Content-Length)"
+        return "answer cut short (body shorter than its Content-Length)"
+    if isinstance(e, (u3.ProtocolError, requests.ConnectionError, OSError)):
+        return f"connection broken mid-answer ({_short(inner)})"
+    return f"{type(inner).__name__}: {_short(inner)}"
+
+
+def _partial(err) -> object:
+    p = getattr(err, "partial", None)
+    return len(p) if isinstance(p, (bytes, bytearray)) else p
 
 
 def _chunks(r):
@@ -144,6 +183,16 @@ def parse_joke(data) -> tuple[str, str]:
     return jid, text
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except PermissionError:      # someone else's process
+        return True
+    except (ProcessLookupError, OverflowError, ValueError):
+        return False
+    return True
+
+
 def _short(e: Exception) -> str:
     s = str(e)
     # requests' messages nest the whole urllib3 repr; keep the innermost reason.
@@ -176,6 +225,7 @@ class JokeSource:
         self._save_warned = False
         self.last_error = "" if jcfg.api_url else "jokes.api_url is empty"
         self._failures = 0
+        self._last_logged_reason = ""
         self._retry_at = 0.0
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -293,6 +343,9 @@ class JokeSource:
         except FetchError as e:
             self._failed(str(e))
             return None
+        except Exception as e:   # a bug or a library error fetch_joke does not know: still one line, no traceback
+            self._failed(f"{type(e).__name__}: {_short(e)}")
+            return None
         if self._failures:
             log.info("joke API answers again")
         self._failures = 0
@@ -301,14 +354,20 @@ class JokeSource:
         return Joke(text, "api", jid)
 
     def _failed(self, reason: str) -> None:
+        """One failed request: one log line with its reason, and the next try backs off (5 s doubling to 300 s)."""
         self.last_error = reason
         self._failures += 1
-        if self._failures == 1 and self._warn:
-            log.warning("joke API %s: %s; telling cached and bundled jokes until it answers",
-                        self.cfg.api_url, reason)
+        delay = min(RETRY_MAX_S, RETRY_MIN_S * 2 ** min(self._failures - 1, 30))
+        self._retry_at = time.monotonic() + delay
+        if not self._warn:
+            level = logging.DEBUG
+        elif self._failures == 1 or reason != self._last_logged_reason:
+            level = logging.WARNING
         else:
-            log.debug("joke API still failing: %s", reason)
-        self._retry_at = time.monotonic() + min(RETRY_MAX_S, RETRY_MIN_S * 2 ** (self._failures - 1))
+            level = logging.INFO
+        self._last_logged_reason = reason
+        log.log(level, "joke API %s: %s; next try in %g s, telling cached and bundled jokes meanwhile",
+                self.cfg.api_url, reason, delay)
 
     def _fetch_bounded(self, budget: float) -> Optional[Joke]:
         """API jokes until one not told lately, in a helper thread; gives up after ``budget`` seconds."""
@@ -316,12 +375,15 @@ class JokeSource:
         end = time.monotonic() + budget
 
         def work():
-            for _ in range(3):
-                j = self._fetch_once()
-                if j is None or _key(j.text) not in self._recent_keys() or time.monotonic() > end:
-                    box.append(j)
-                    return
-            box.append(None)
+            try:
+                for _ in range(3):
+                    j = self._fetch_once()
+                    if j is None or _key(j.text) not in self._recent_keys() or time.monotonic() > end:
+                        box.append(j)
+                        return
+            finally:
+                if not box:
+                    box.append(None)
 
         t = threading.Thread(target=work, name="joke-fetch", daemon=True)
         t.start()
@@ -348,29 +410,36 @@ class JokeSource:
     def _loop(self) -> None:
         dups = 0
         while not self._stop.is_set():
-            if self._dirty:
-                self.save()
-            want = self.api_enabled and len(self._ready) < self.cfg.prefetch
-            now = time.monotonic()
-            if not want or now < self._retry_at:
-                self._wake.wait(None if not want else self._retry_at - now)
-                self._wake.clear()
-                continue
-            j = self._fetch_once()
-            if j is None or self._stop.is_set():
-                continue
-            with self._lock:
-                k = _key(j.text)
-                if k in self._recent_keys() or any(_key(r.text) == k for r in self._ready):
-                    dups += 1
-                    if dups >= 5:          # the API keeps repeating itself: pause a little
-                        self._retry_at = time.monotonic() + 30.0
-                        dups = 0
-                    continue
-                dups = 0
-                self._ready.append(j)
+            try:
+                dups = self._step(dups)
+            except Exception as e:   # never let one bad answer (or a bug) end the prefetch for the run
+                self._failed(f"{type(e).__name__}: {_short(e)}")
         if self._dirty:
             self.save()
+
+    def _step(self, dups: int) -> int:
+        """One round of the background thread: save if needed, wait, or fetch one joke."""
+        if self._dirty:
+            self.save()
+        want = self.api_enabled and len(self._ready) < self.cfg.prefetch
+        now = time.monotonic()
+        if not want or now < self._retry_at:
+            self._wake.wait(None if not want else self._retry_at - now)
+            self._wake.clear()
+            return dups
+        j = self._fetch_once()
+        if j is None or self._stop.is_set():
+            return dups
+        with self._lock:
+            k = _key(j.text)
+            if k in self._recent_keys() or any(_key(r.text) == k for r in self._ready):
+                dups += 1
+                if dups >= 5:          # the API keeps repeating itself: pause a little
+                    self._retry_at = time.monotonic() + 30.0
+                    dups = 0
+                return dups
+            self._ready.append(j)
+        return 0
 
     def _request_save(self) -> None:
         self._dirty = True
@@ -381,10 +450,14 @@ class JokeSource:
 
     # -- persistence ---------------------------------------------------------
     def _load(self) -> None:
+        """Read the cache file. Whatever fails to load is set aside (``.corrupt``) and logged, never raised."""
         if self.path is None:
             return
+        self._clean_temp()
         try:
             st = self.path.stat()
+            if not stat.S_ISREG(st.st_mode):
+                raise ValueError("not a regular file")
             if st.st_size > MAX_CACHE_FILE_BYTES:
                 raise ValueError(f"{st.st_size} bytes is too big")
             data = json.loads(self.path.read_bytes().decode("utf-8"))
@@ -393,17 +466,11 @@ class JokeSource:
                 raise ValueError("not a djsmile joke cache")
         except FileNotFoundError:
             return
-        except OSError as e:
-            log.warning("joke cache %s unreadable (%s): starting with an empty cache", self.path, e)
+        except RecursionError:
+            self._set_aside("nested too deep")
             return
-        except ValueError as e:     # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            bad = self.path.with_name(self.path.name + ".corrupt")
-            log.warning("joke cache %s is corrupt (%s): starting with an empty cache (old file kept as %s)",
-                        self.path, str(e)[:120], bad.name)
-            try:
-                os.replace(self.path, bad)
-            except OSError:
-                pass
+        except Exception as e:     # JSONDecodeError, UnicodeDecodeError, OSError (unreadable, a folder), MemoryError...
+            self._set_aside(_short(e) or type(e).__name__)
             return
         cache = []
         for e in data.get("jokes", []):
@@ -417,6 +484,35 @@ class JokeSource:
         self._recent = [clean_text(t, MAX_JOKE_CHARS) for t in data.get("recent", [])
                         if isinstance(t, str) and t.strip()][-max(1, self.cfg.no_repeat):]
         log.debug("joke cache %s: %d jokes, %d told lately", self.path, len(self._cache), len(self._recent))
+
+    def _set_aside(self, why: str) -> None:
+        bad = self.path.with_name(self.path.name + ".corrupt")
+        try:
+            if bad.is_dir() and not bad.is_symlink():
+                bad = self.path.with_name(f"{self.path.name}.corrupt.{os.getpid()}")
+            os.replace(self.path, bad)
+            kept = f"old file kept as {bad.name}"
+        except OSError as e:
+            kept = f"could not set it aside: {e.strerror or e}"
+        log.warning("joke cache %s cannot be loaded (%s): starting with an empty cache (%s)",
+                    self.path, why[:120], kept)
+
+    def _clean_temp(self) -> None:
+        """Remove ``.jokes_cache.json.<pid>.tmp`` files left by a crash or power cut (not a live process's)."""
+        prefix = f".{self.path.name}."
+        try:
+            names = [n for n in os.listdir(self.path.parent) if n.startswith(prefix) and n.endswith(TEMP_EXT)]
+        except OSError:
+            return
+        for name in names:
+            pid = name[len(prefix):-len(TEMP_EXT)]
+            if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+                continue      # another djsmile (run and `djsmile joke` share the cache) is writing it now
+            try:
+                os.unlink(self.path.parent / name)
+                log.info("removed leftover temp file %s", self.path.parent / name)
+            except OSError as e:
+                log.warning("cannot remove leftover temp file %s: %s", self.path.parent / name, e)
 
     def save(self) -> None:
         """Write the cache file now (atomic). Errors are logged once, never raised."""

@@ -259,6 +259,54 @@ def test_corrupt_cache_is_set_aside(tmp_path, caplog, content):
     assert (tmp_path / "jokes_cache.json.corrupt").read_bytes() == content
 
 
+DEEP = b"[" * 100_000 + b"]" * 100_000
+
+
+@pytest.mark.parametrize("kind", ["nested 100,000 deep", "a folder", "jokes nested deep"])
+def test_cache_that_cannot_load_is_set_aside_not_fatal(tmp_path, caplog, kind):
+    cache = tmp_path / "jokes_cache.json"
+    if kind == "a folder":
+        cache.mkdir()
+    elif kind == "jokes nested deep":
+        cache.write_bytes(b'{"version": 1, "jokes": ' + DEEP + b', "recent": []}')
+    else:
+        cache.write_bytes(DEEP)
+    with caplog.at_level(logging.WARNING, logger="djsmile.jokes"):
+        src = JokeSource(jcfg("", no_repeat=3), tmp_path)
+    assert "jokes_cache.json.corrupt" in caplog.text
+    lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 1 and lines[0].exc_info is None
+    j = src.next_joke()
+    src.close()
+    assert json.loads(cache.read_text())["recent"] == [j.text]       # a fresh cache in its place
+    assert (tmp_path / "jokes_cache.json.corrupt").exists()
+
+
+def test_cli_joke_with_a_deeply_nested_cache_still_tells_a_joke(tmp_path):
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "jokes_cache.json").write_bytes(DEEP)
+    for _ in range(2):      # and the next start is clean
+        r, _ = run_cli(tmp_path, "")
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.strip() in BUNDLED
+        assert "Traceback" not in r.stderr
+    assert (tmp_path / "state" / "jokes_cache.json.corrupt").read_bytes() == DEEP
+
+
+def test_stale_temp_files_are_cleaned_at_start(tmp_path):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    stale = [tmp_path / f".jokes_cache.json.{dead.stdout.strip()}.tmp", tmp_path / ".jokes_cache.json.4194305.tmp"]
+    live = tmp_path / f".jokes_cache.json.{os.getppid()}.tmp"      # a process still writing it
+    other = tmp_path / ".photo.jpg.123.tmp"                          # not ours
+    for p in (*stale, live, other):
+        p.write_bytes(b'{"version": 1, "jo')
+    src = JokeSource(jcfg("", no_repeat=3), tmp_path)
+    src.close()
+    assert not any(p.exists() for p in stale)
+    assert live.exists() and other.exists()
+
+
 def test_cache_keeps_only_clean_text(tmp_path):
     (tmp_path / "jokes_cache.json").write_text(json.dumps(
         {"version": 1, "jokes": [{"id": "x", "joke": "Bell\x07 and\x1b[31m escape"}, {"joke": 7}], "recent": []}))
@@ -275,6 +323,124 @@ def test_unwritable_state_dir_still_tells_jokes(tmp_path, caplog):
         assert src.next_joke().text in BUNDLED
         src.close()
     assert "cannot be written" in caplog.text
+
+
+# --------------------------------------------------------------------------- malformed answers (raw sockets)
+_JSON_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+_GOOD_BODY = json.dumps({"id": "G", "joke": "A good joke after the bad ones.", "status": 200}).encode()
+MALFORMED = {   # name: (raw answer, seconds to keep the socket open after it, words the reason must hold)
+    "short": (_JSON_HEAD + b"Content-Length: 100\r\n\r\n" + b'{"joke": "Why did the', 0.0, "cut short"),
+    "stalled": (_JSON_HEAD + b"Content-Length: 100\r\n\r\n" + b'{"joke": "Why did the', 5.0, "stalled"),
+    "bad-gzip": (_JSON_HEAD + b"Content-Encoding: gzip\r\nContent-Length: 20\r\n\r\nthis is not gzip!!!!",
+                 0.0, "gzip"),
+    "bad-chunking": (_JSON_HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n" + b'{"joke"' + b"\r\n0\r\n\r\n",
+                     0.0, "chunked"),
+}
+GOOD = (_JSON_HEAD + b"Content-Length: %d\r\n\r\n" % len(_GOOD_BODY) + _GOOD_BODY, 0.0, "")
+
+
+class RawServer:
+    """A 127.0.0.1 socket server that answers each request with the next raw bytes from ``answers``
+    (the last one repeats), so answers can break HTTP in ways http.server never would."""
+
+    def __init__(self, answers):
+        self.answers = list(answers)
+        self.times: list[float] = []
+        self._stop = threading.Event()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.sock.getsockname()[1]}/j"
+
+    def _serve(self):
+        while not self._stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except (socket.timeout, OSError):
+                continue
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, conn):
+        with conn:
+            conn.settimeout(5)
+            data = b""
+            try:
+                while b"\r\n\r\n" not in data:
+                    more = conn.recv(4096)
+                    if not more:
+                        return
+                    data += more
+                self.times.append(time.monotonic())
+                raw, hold, _ = self.answers.pop(0) if len(self.answers) > 1 else self.answers[0]
+                conn.sendall(raw)
+                self._stop.wait(hold)
+            except OSError:
+                pass
+
+    def close(self):
+        self._stop.set()
+        self.thread.join(2)
+        self.sock.close()
+
+
+@pytest.fixture
+def raw_server(monkeypatch):
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    made = []
+
+    def make(answers):
+        made.append(RawServer(answers))
+        return made[-1]
+
+    yield make
+    for s in made:
+        s.close()
+
+
+@pytest.mark.parametrize("name", list(MALFORMED))
+def test_malformed_answer_is_a_fetch_error_with_its_true_reason(raw_server, name):
+    srv = raw_server([MALFORMED[name]])
+    t0 = time.monotonic()
+    with pytest.raises(FetchError) as err:
+        fetch_joke(srv.url, TIMEOUT)
+    assert MALFORMED[name][2] in str(err.value)
+    assert "no answer within" not in str(err.value)
+    assert time.monotonic() - t0 < 3 * TIMEOUT + 1.0
+
+
+def test_prefetch_survives_malformed_answers_with_one_line_each_and_backoff(raw_server, tmp_path, caplog,
+                                                                             monkeypatch):
+    monkeypatch.setattr(jokes, "RETRY_MIN_S", 0.1)
+    crashed = []
+    monkeypatch.setattr(threading, "excepthook", crashed.append)
+    srv = raw_server([*MALFORMED.values(), GOOD])
+    with caplog.at_level(logging.INFO, logger="djsmile.jokes"):
+        src = JokeSource(jcfg(srv.url, prefetch=1, no_repeat=0), tmp_path).start()
+        try:
+            assert src.wait_ready(1, timeout=20), f"prefetch gave up; log: {caplog.text}"
+            assert src.prefetching
+            joke = src.next_joke()
+        finally:
+            src.close()
+    assert crashed == []
+    assert (joke.origin, joke.text) == ("api", "A good joke after the bad ones.")
+    failures = [r for r in caplog.records if r.name == "djsmile.jokes" and "next try in" in r.getMessage()]
+    assert [w for *_, w in MALFORMED.values()] == [
+        next((w for *_, w in MALFORMED.values() if w in r.getMessage()), r.getMessage()) for r in failures]
+    for r in caplog.records:
+        assert r.exc_info is None and "\n" not in r.getMessage(), r.getMessage()
+    # backoff: each retry waits at least twice as long as the one before (0.1, 0.2, 0.4, 0.8 s)
+    gaps = [b - a for a, b in zip(srv.times, srv.times[1:])][:len(MALFORMED)]
+    assert len(gaps) == len(MALFORMED)
+    for i, gap in enumerate(gaps):
+        assert gap >= 0.1 * 2 ** i * 0.9, gaps
 
 
 # --------------------------------------------------------------------------- `djsmile joke`
