@@ -525,8 +525,9 @@ def variant_result(v: Variant, runtime_import_ms: float = 0.0) -> dict:
         "frames_with_face": v.frames_with_face,
         "full_detections": v.full_detections,
         "shots": v.actions.shots,
-        "wall_s": round(v.wall_s, 3),
-        "cpu_s": round(v.cpu_s, 3),
+        # to the microsecond: frames / wall_s gives back fps even for a few fast frames
+        "wall_s": round(v.wall_s, 6),
+        "cpu_s": round(v.cpu_s, 6),
         # frames per second of process CPU time: what one free core would give a single-thread variant
         # (on a shared machine wall-clock fps falls with other programs' load; this much less)
         "fps_per_cpu": round(v.measured / v.cpu_s, 2) if v.cpu_s > 0 else None,
