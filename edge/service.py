@@ -24,6 +24,7 @@ camera that stops delivering frames ends it with exit 69 (systemd restarts).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import os
@@ -47,13 +48,19 @@ log = logging.getLogger(__name__)
 
 STATUS_EVERY_S = 5.0       # systemd STATUS= line
 LOG_STATUS_EVERY_S = 60.0  # the same line in the log
+FPS_WINDOW_S = 2.0         # the fps figure counts the frames of this many seconds
 STOP_GRACE_S = 1.5         # after a stop signal, force the exit if the loop has not ended
 MAX_ERRORS_IN_A_ROW = 30   # frames failing one after another before the run gives up
 
 
 # --------------------------------------------------------------------------- the loop
 class LoopStats:
-    """Frames per second (moving average) and the numbers in the status line."""
+    """Frames per second and the numbers in the status line.
+
+    ``fps`` is the frames over the elapsed time of the last ``FPS_WINDOW_S``
+    seconds (not an average of 1/dt, which uneven frame gaps inflate); one
+    frame older than the window is kept, so a stall shows as a low rate.
+    """
 
     def __init__(self):
         self.frames = 0
@@ -62,15 +69,16 @@ class LoopStats:
         self.fps = 0.0
         self.last_shot_wall: float | None = None
         self.started = time.monotonic()
-        self._last = None
+        self._times: collections.deque = collections.deque()
 
     def tick(self, now: float, faces: int, fired: bool) -> None:
-        if self._last is not None:
-            dt = now - self._last
-            if dt > 0:
-                inst = 1.0 / dt
-                self.fps = inst if self.fps == 0.0 else 0.95 * self.fps + 0.05 * inst
-        self._last = now
+        times = self._times
+        times.append(now)
+        while len(times) > 2 and times[1] <= now - FPS_WINDOW_S:
+            times.popleft()
+        span = times[-1] - times[0]
+        if len(times) >= 2 and span > 0:
+            self.fps = (len(times) - 1) / span
         self.frames += 1
         self.faces = faces
         if fired:

@@ -145,6 +145,33 @@ def test_realtime_plays_a_file_source_at_its_own_rate():
     assert time.monotonic() - t < 1.0  # 5 s of stream time, as fast as possible
 
 
+def test_fps_is_frames_over_elapsed_time_even_with_uneven_frame_gaps():
+    """A true 30 fps whose frames arrive in pairs (1 ms, then 65.7 ms apart) reads 30, not an average of 1/dt."""
+    stats = service.LoopStats()
+    t = 1000.0
+    for i in range(300):  # 10 s of stream
+        stats.tick(t, 1, False)
+        t += 0.001 if i % 2 == 0 else 2 / 30 - 0.001
+    assert stats.fps == pytest.approx(30.0, rel=0.02)
+    assert stats.line().startswith(f"{stats.fps:.1f} fps")
+    for i in range(100):  # the rate drops to 10 fps: the figure follows within its window
+        stats.tick(t, 1, False)
+        t += 0.1
+    assert stats.fps == pytest.approx(10.0, rel=0.05)
+    stats.tick(t + 20.0, 1, False)  # a 20 s stall shows as a rate near zero, not as the old rate
+    assert stats.fps < 1.0
+
+
+def test_the_loop_reports_the_rate_it_runs_at():
+    """Live view, STATUS line and log share one figure: a 20 fps real-time file reads about 20."""
+    cfg = quiet_cfg()
+    cfg.camera.realtime = True
+    rec = Recorder()
+    service.run(cfg, ListSource([0.1] * 60, fps=20.0), model=FakeModel(), finder=FixedFinder(), web=rec)
+    fps = [f for i, f in rec.published if i >= 40]
+    assert fps and all(15.0 <= f <= 25.0 for f in fps), fps
+
+
 def test_cli_flags_override_the_config_file(tmp_path):
     conf = tmp_path / "djsmile.toml"
     conf.write_text('[trigger]\npolicy = "any"\nhold_frames = 2\n[camera]\nsource = "elsewhere"\n')
