@@ -6,7 +6,7 @@ Small pieces, in gpiozero's spirit, each usable on its own:
   blinks once per shot (``blink``), in gpiozero's background thread.
 * :class:`ShutterPulse` - a GPIO output pulsed for ``shutter_pulse_ms`` on a
   shot (active high or low) for an external camera; never blocks.
-* :class:`PhotoStore` - writes a JPEG and its JSON sidecar atomically (temp
+* :class:`PhotoStore` - writes a JSON sidecar, then its JPEG, each atomically (temp
   file in the same folder, flush + fsync, ``os.replace``), keeps the folder
   within a count and a size bound (oldest first) and skips photos, with one
   warning, while free disk space is below a floor.
@@ -24,6 +24,7 @@ clock only names photos and stamps events.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -188,7 +189,7 @@ class PhotoStore:
 
     def __init__(self, folder: Path, *, jpeg_quality: int = 90, max_photos: int = 0,
                  max_mb: float = 0.0, min_free_mb: float = 0.0):
-        self.folder = Path(folder)
+        self.folder = Path(folder).absolute()  # events.jsonl names photos by absolute path
         self.jpeg_quality = int(jpeg_quality)
         self.max_photos = int(max_photos)
         self.max_mb = float(max_mb)
@@ -199,16 +200,19 @@ class PhotoStore:
         self.clean_temp()
 
     def clean_temp(self) -> int:
-        """Remove temp files a crash or power cut left behind; returns how many."""
+        """Remove what a crash or power cut left behind: temp files, sidecars without their photo."""
         n = 0
-        for p in self.folder.glob("*" + TEMP_EXT):
+        leftovers = list(self.folder.glob("*" + TEMP_EXT))
+        leftovers += [p for p in self.folder.glob("*" + SIDECAR_EXT)
+                      if not p.name.startswith(".") and not p.with_suffix(PHOTO_EXT).exists()]
+        for p in leftovers:
             try:
                 p.unlink()
                 n += 1
             except OSError as e:
-                log.warning("cannot remove leftover temp file %s: %s", p, e)
+                log.warning("cannot remove leftover file %s: %s", p, e)
         if n:
-            log.info("removed %d leftover temp file(s) from %s", n, self.folder)
+            log.info("removed %d leftover file(s) (unfinished photos) from %s", n, self.folder)
         return n
 
     def has_space(self) -> bool:
@@ -252,21 +256,21 @@ class PhotoStore:
             raise ValueError(f"JPEG encoding failed for an image of shape {getattr(image, 'shape', '?')}")
         name = self._free_name(stem)
         photo = self.folder / (name + PHOTO_EXT)
-        atomic_write(photo, buf.tobytes())
+        side_path = photo.with_suffix(SIDECAR_EXT)
+        # The sidecar lands first: a kill between the two leaves a sidecar without its photo (removed at
+        # the next start), never a photo without its sidecar.
         if meta is not None:
             side = dict(meta)
             side["photo"] = photo.name
             side["width"], side["height"] = int(image.shape[1]), int(image.shape[0])
-            try:
-                atomic_write(photo.with_suffix(SIDECAR_EXT),
-                             (json.dumps(side, indent=1) + "\n").encode("utf-8"))
-            except Exception:
-                # A photo without its sidecar would look complete: take both back.
-                try:
-                    photo.unlink()
-                except OSError:
-                    pass
-                raise
+            atomic_write(side_path, (json.dumps(side, indent=1) + "\n").encode("utf-8"))
+        try:
+            atomic_write(photo, buf.tobytes())
+        except BaseException:
+            if meta is not None:
+                with contextlib.suppress(OSError):
+                    side_path.unlink()
+            raise
         self.prune(keep=photo)
         return photo
 
@@ -575,7 +579,8 @@ class Actions:
                 log.error("cannot grab the still of frame %s: %s: %s", result.frame,
                           e.__class__.__name__, e)
             shot.sidecar = {"time": event["time"], "frame": int(result.frame), "t": float(result.t),
-                            "state": result.state, "faces": sidecar_faces(result)}
+                            # the state that fired (the trigger has already moved on to "cooldown")
+                            "state": "smiling", "faces": sidecar_faces(result)}
         elif self.writer.store is not None:
             self.writer.note_dropped(result.frame)
         self.writer.submit(shot)

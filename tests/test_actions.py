@@ -234,6 +234,66 @@ def test_no_partial_photo_after_failure_mid_write(make_actions, monkeypatch, fai
     assert events(act)[-1]["photo"] == str(files(act.photo_dir, "*.jpg")[0])
 
 
+def test_a_photo_never_exists_without_its_sidecar(make_actions, monkeypatch):
+    """Whenever the process could be killed (between any two file operations), every photo has its sidecar."""
+    act = make_actions()
+    real = actions_mod.atomic_write
+    orphans = []
+
+    def watched(path, data, *a, **kw):
+        real(path, data, *a, **kw)
+        for p in act.photo_dir.glob("*.jpg"):
+            if not p.with_suffix(".json").exists():
+                orphans.append(p.name)
+    monkeypatch.setattr(actions_mod, "atomic_write", watched)
+    for i in range(3):
+        shoot(act, i)
+    assert len(files(act.photo_dir, "*.jpg")) == 3
+    assert orphans == [], f"photos seen without their sidecar: {orphans}"
+
+
+def test_sidecar_left_without_its_photo_is_removed_at_start(mock_factory, tmp_path):
+    photos = tmp_path / "state" / "photos"
+    photos.mkdir(parents=True)
+    (photos / "20260101-000000-000_f000001.json").write_text("{}")  # killed before the photo landed
+    (photos / "20260101-000000-000_f000002.jpg").write_bytes(b"\xff\xd8")
+    (photos / "20260101-000000-000_f000002.json").write_text("{}")
+    act = Actions(make_cfg(), tmp_path / "state")
+    try:
+        assert [p.name for p in files(photos, "*.json")] == ["20260101-000000-000_f000002.json"]
+    finally:
+        act.close()
+
+
+def test_event_photo_path_is_absolute_with_a_relative_state_dir(mock_factory, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    act = Actions(make_cfg(), Path("state"))
+    try:
+        shoot(act, 3)
+        (ev,) = events(act)
+    finally:
+        act.close()
+    monkeypatch.chdir("/")  # read from elsewhere, as a script would
+    assert Path(ev["photo"]).is_absolute() and Path(ev["photo"]).is_file()
+
+
+def test_sidecar_records_the_state_that_fired(make_actions):
+    from djsmile.trigger import Trigger
+    cfg = make_cfg()
+    trig = Trigger(cfg.trigger, 0.5)
+    act = make_actions(cfg)
+    fired = None
+    for i in range(30):
+        res = trig.update(i, i / 30.0, [(10, 20, 30, 30)], [0.95])
+        act.update(res, frame(i))
+        if res.fired:
+            fired = res
+            break
+    assert fired is not None and act.wait_idle(10.0)
+    (photo,) = files(act.photo_dir, "*.jpg")
+    assert json.loads(photo.with_suffix(".json").read_text())["state"] == "smiling"
+
+
 def test_leftover_temp_files_removed_at_start(mock_factory, tmp_path):
     photos = tmp_path / "state" / "photos"
     photos.mkdir(parents=True)
