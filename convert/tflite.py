@@ -23,6 +23,7 @@ the same one training used.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 import logging
@@ -34,6 +35,7 @@ import numpy as np
 
 from djsmile.errors import DataError, MissingDependencyError, ModelError
 from djsmile.fsutil import atomic_write
+from djsmile.model import ModelMeta
 
 log = logging.getLogger(__name__)
 
@@ -86,13 +88,9 @@ def _finish(conv, rep, tf):
     return conv.convert()
 
 
-def tflite_p(rt, crops_u8: np.ndarray, meta_output: str, batch: int = 256) -> np.ndarray:
-    """p_smile from an djsmile.runtime.Runtime for uint8 crops (N, S, S), via djsmile.preprocess.to_input."""
-    from djsmile.preprocess import to_input
-    out = []
-    for s in range(0, len(crops_u8), batch):
-        y = rt.run(to_input(crops_u8[s:s + batch], 1.0 / 255.0, 0.0))
-        out.append(y[:, 1] if (meta_output == "softmax" or (y.ndim == 2 and y.shape[1] > 1)) else y.reshape(-1))
+def tflite_p(rt, crops_u8: np.ndarray, meta: ModelMeta, batch: int = 256) -> np.ndarray:
+    """p_smile from a djsmile.runtime.Runtime for uint8 crops (N, S, S): the device's input and output decoding."""
+    out = [meta.decode(rt.run(meta.to_input(crops_u8[s:s + batch]))) for s in range(0, len(crops_u8), batch)]
     return np.concatenate(out).astype(np.float64) if out else np.zeros(0)
 
 
@@ -138,6 +136,8 @@ def main(args) -> int:
         raise ModelError(f"model file {mpath} could not be loaded by Keras: {e}") from None
     S = int(summary["input_size"])
     output = summary.get("output", "sigmoid")
+    meta0 = ModelMeta(input_size=S, scale=1.0 / 255.0, offset=0.0, crop_margin=float(summary["crop_margin"]),
+                      labels=list(D.CLASSES), smile_index=1, output=output)
     cfg = load_config(args)
     det = dict(summary.get("detector") or D._detector_kwargs(cfg.detector))
     if "cascade" not in det:
@@ -174,9 +174,9 @@ def main(args) -> int:
         tpath = tmpdir / f"{args.name}_{kind}.tflite"
         tpath.write_bytes(blob)
         rt = Runtime(tpath, num_threads=2)
-        p_va = tflite_p(rt, crops.crop[M["val"]], output)
+        p_va = tflite_p(rt, crops.crop[M["val"]], meta0)
         thr = choose_threshold(labels[M["val"]], p_va)
-        p_te = tflite_p(rt, crops.crop[M["test"]], output)
+        p_te = tflite_p(rt, crops.crop[M["test"]], meta0)
         results[kind] = {"path": tpath, "threshold": thr, "p_test": p_te, "size_bytes": len(blob),
                          "val": per_root_metrics(items, M["val"], p_va, thr),
                          "test": per_root_metrics(items, M["test"], p_te, thr),
@@ -203,10 +203,7 @@ def main(args) -> int:
         if kind == "float32" and args.no_float:
             continue
         path = out / f"{args.name}_{kind}.tflite"
-        meta = {
-            "input_size": S, "color": "gray", "normalize": {"scale": 1.0 / 255.0, "offset": 0.0},
-            "crop_margin": float(summary["crop_margin"]), "labels": list(D.CLASSES), "smile_index": 1,
-            "output": output, "threshold": float(r["threshold"]),
+        meta = dataclasses.replace(meta0, threshold=float(r["threshold"]), extra={
             "faces_mode_crop": "whole image, no margin",
             "quantization": "full-integer int8 (input scale 1/255, zero point -128)" if kind == "int8" else "none",
             "arch": summary.get("arch"), "model_name": summary.get("model_name"),
@@ -220,7 +217,7 @@ def main(args) -> int:
             "detector_for_training_crops": {k: v for k, v in det.items() if k != "cascade"},
             "source": {"keras_model": str(mpath), "summary": str(spath), "created": created,
                        "tensorflow": tf.__version__, "keras": keras.__version__},
-        }
+        }).to_json()
         atomic_write(path, path_bytes := r["path"].read_bytes())
         write_json_atomic(path.with_suffix(".json"), meta)
         log.info("wrote %s (%d bytes) and %s", path, len(path_bytes), path.with_suffix(".json").name)

@@ -77,6 +77,17 @@ class ModelMeta:
             raise ModelError(f"model metadata {p}: color {meta.color!r} is not supported (only 'gray')")
         return meta
 
+    def to_input(self, crops) -> np.ndarray:
+        """The model's input tensor for uint8 crops of ``input_size`` squared (float, normalised as trained)."""
+        return preprocess.to_input(crops, self.scale, self.offset)
+
+    def decode(self, y: np.ndarray) -> np.ndarray:
+        """p_smile per row of the model's (dequantised) output: the one decoder, used by the device and convert."""
+        y = np.asarray(y)
+        if self.output == "softmax" or (y.ndim == 2 and y.shape[1] > 1):
+            return y[:, self.smile_index].astype(np.float32)
+        return y.reshape(len(y)).astype(np.float32)
+
     def to_json(self) -> dict:
         d = dict(self.extra)
         d.update({"input_size": self.input_size, "color": self.color,
@@ -121,11 +132,7 @@ class SmileModel:
         """p_smile for uint8 crops of ``input_size`` squared."""
         if len(crops) == 0:
             return np.zeros((0,), np.float32)
-        x = preprocess.to_input(crops, self.meta.scale, self.meta.offset)
-        y = self.runtime.run(x)
-        if self.meta.output == "softmax" or (y.ndim == 2 and y.shape[1] > 1):
-            return y[:, self.meta.smile_index].astype(np.float32)
-        return y.reshape(len(crops)).astype(np.float32)
+        return self.meta.decode(self.runtime.run(self.meta.to_input(crops)))
 
     def predict(self, gray: np.ndarray, boxes) -> np.ndarray:
         """p_smile for each box in ``gray``."""
