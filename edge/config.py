@@ -55,6 +55,7 @@ class DetectorConfig:
     full_every: int = opt(10, "run a full-frame detection every N frames; between them search near the last faces (1 = always full; a new face is found within N frames)", min=1, max=1000)
     track_margin: float = opt(0.5, "when tracking, search a region this fraction of the face size around the last box", min=0.0, max=3.0)
     tracker: str = opt("template", "how faces are followed between full detections: 'template' (match the face's patch, ~0.15 ms) or 'haar' (the cascade near the face, ~2-8 ms)", choices=("template", "haar"))
+    async_full: str = opt("auto", "where full detections run: 'on' = on a worker thread while the frame loop keeps tracking (no late frame), 'off' = in the frame loop, 'auto' = 'on' for cameras and real-time playback; for a file or folder run flat out the worker is waited for, so a clip gives the same events however fast it runs", choices=("auto", "on", "off"))
     track_min_score: float = opt(0.8, "template tracking: lowest match score (normalised correlation) that still counts as the same face; below it a full detection runs at once", min=0.0, max=1.0)
 
 

@@ -3,15 +3,20 @@
 :class:`HaarDetector` runs one detection on a whole gray frame (shrunk to
 ``detect_width``) and maps the boxes back to the frame's coordinates.
 :class:`FaceFinder` adds the cheap path used between full detections:
-search only a window around each face found last time.
+search only a window around each face found last time. :class:`AsyncDetector`
+runs the full detections on a worker thread (``detector.async_full``), so the
+frame loop keeps tracking every frame while one runs.
 
 Boxes are ``(x, y, w, h)`` tuples of ints in the analysis frame's pixels.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
+import threading
+from collections import deque
 from dataclasses import dataclass
 
 import cv2
@@ -123,6 +128,12 @@ class HaarDetector:
         self.equalize = equalize
         self._clahe = cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=CLAHE_TILES) if equalize == "clahe" else None
 
+    def clone(self) -> "HaarDetector":
+        """The same settings with its own cascade (one cascade object is not shared between threads)."""
+        twin = copy.copy(self)
+        twin._cascade = cv2.CascadeClassifier(self.cascade_path)
+        return twin
+
     @classmethod
     def from_config(cls, det) -> "HaarDetector":
         return cls(scale_factor=det.scale_factor, min_neighbors=det.min_neighbors,
@@ -168,6 +179,134 @@ class HaarDetector:
         return sorted(_nms(boxes), key=lambda b: b[2] * b[3], reverse=True)
 
 
+ASYNC_MODES = ("auto", "on", "off")
+
+
+def resolve_async_full(setting: str, paced: bool) -> str:
+    """What ``detector.async_full`` means for a source: ``'on'``, ``'wait'`` or ``'off'``.
+
+    ``auto`` is ``'on'`` for cameras and sources played at their own rate
+    (``paced``) and ``'wait'`` for a file or folder run flat out: the
+    detection still runs on the worker, but the loop waits for it, so a
+    recorded clip gives the same events as ``'off'`` however fast it runs.
+    """
+    if setting not in ASYNC_MODES:
+        raise ConfigError(f"config key detector.async_full = {setting!r} is not valid: "
+                          f"allowed are {', '.join(repr(m) for m in ASYNC_MODES)}")
+    if setting == "auto":
+        return "on" if paced else "wait"
+    return setting
+
+
+class AsyncDetector:
+    """Full detections on a worker thread, fed through a one-slot mailbox.
+
+    :meth:`post` leaves a frame for the worker; a frame still waiting is
+    replaced by the newer one (counted in ``replaced``): the worker always
+    takes the newest. :meth:`poll` returns the newest finished detection as
+    ``(tag, gray, boxes)`` once, or ``None``; :meth:`detect` posts and waits
+    (the deterministic path). The thread starts at the first post and ends
+    with :meth:`close`.
+    """
+
+    def __init__(self, detector: HaarDetector, name: str = "face-detect"):
+        self.detector = detector.clone()   # its own cascade: the frame thread may use the other
+        self.name = name
+        self._cond = threading.Condition()
+        self._pending = None     # (tag, gray) waiting for the worker
+        self._result = None      # (tag, gray, boxes, error) newest finished, not yet polled
+        self._busy = False
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self.replaced = 0        # frames replaced in the mailbox before the worker took them
+        self.detections = 0      # detections the worker finished
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waiting, nothing running."""
+        with self._cond:
+            return self._pending is None and not self._busy
+
+    def post(self, tag, gray: np.ndarray) -> None:
+        """Leave ``gray`` for the worker (replacing a frame it has not taken yet)."""
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("AsyncDetector is closed")
+            if self._pending is not None:
+                self.replaced += 1
+            self._pending = (tag, gray)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
+                self._thread.start()
+            self._cond.notify_all()
+
+    def poll(self):
+        """The newest finished detection ``(tag, gray, boxes)``, once; ``None`` if none is new."""
+        with self._cond:
+            res, self._result = self._result, None
+        return self._unpack(res)
+
+    def wait_result(self, timeout: float | None = None):
+        """Wait until a detection has finished, then :meth:`poll` it (``None`` on timeout)."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._result is not None or self._closed, timeout)
+            res, self._result = self._result, None
+        return self._unpack(res)
+
+    def detect(self, gray: np.ndarray):
+        """Detect on the worker and wait for it: the same boxes as ``detector.detect(gray)``."""
+        tag = object()
+        self.post(tag, gray)
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._result is not None or self._closed)
+                if self._closed and self._result is None:
+                    raise RuntimeError("AsyncDetector closed while detecting")
+                res = self._result
+                if res[0] is tag:
+                    self._result = None
+                    return self._unpack(res)[2]
+                self._result = None  # an older frame's result: not the one waited for
+
+    @staticmethod
+    def _unpack(res):
+        if res is None:
+            return None
+        tag, gray, boxes, err = res
+        if err is not None:
+            raise err
+        return tag, gray, boxes
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                self._cond.wait_for(lambda: self._pending is not None or self._closed)
+                if self._closed:
+                    return
+                (tag, gray), self._pending = self._pending, None
+                self._busy = True
+            boxes, err = [], None
+            try:
+                boxes = self.detector.detect(gray)
+            except Exception as e:  # handed to the frame loop, which logs it like any frame fault
+                err = e
+            with self._cond:
+                self._busy = False
+                self._result = (tag, gray, boxes, err)
+                self.detections += 1
+                self._cond.notify_all()
+
+    def close(self, timeout: float = 1.0) -> None:
+        """Stop the worker (a detection running finishes in the background)."""
+        with self._cond:
+            self._closed = True
+            self._pending = None
+            self._cond.notify_all()
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout)
+
+
 @dataclass
 class _Face:
     """A face being followed: its box and the template taken at its last full detection."""
@@ -195,13 +334,37 @@ class FaceFinder:
     no face is left). A face that one full detection misses but that tracking
     still finds is kept once (Haar misses single frames), so the loop does not
     see it vanish for a frame.
+
+    Where the full detection runs (``async_full``):
+
+    * ``"off"``: in :meth:`find`, on the frame that asks for it (that frame
+      costs 20-30x a tracked one);
+    * ``"wait"``: on an :class:`AsyncDetector` worker, and :meth:`find` waits
+      for it: the same boxes as ``"off"`` (a recorded clip run flat out);
+    * ``"on"``: on the worker while :meth:`find` goes on tracking. The frame
+      it was given is kept; when its boxes arrive a few frames later, each is
+      tracked forward frame by frame to the current one (lost on the way =
+      dropped, so a person who left does not come back as a ghost), then
+      merged as a full detection merges: a detected face replaces the tracked
+      face it overlaps, a tracked face the detection missed is kept once. With
+      no face to track, the newest frame is posted every frame.
     """
 
+    RECENT = 12   # frames kept to track a late detection forward ("on")
+
     def __init__(self, detector: HaarDetector, full_every: int = 5, track_margin: float = 0.5,
-                 tracker: str = "template", template_width: int = 40, min_score: float = 0.8):
+                 tracker: str = "template", template_width: int = 40, min_score: float = 0.8,
+                 async_full: str = "off"):
         if tracker not in ("template", "haar"):
             raise ConfigError(f"config key detector.tracker = {tracker!r} is not valid: "
                               "allowed are 'template', 'haar'")
+        if async_full not in ("off", "wait", "on"):
+            raise ValueError(f"async_full = {async_full!r}: 'off', 'wait' or 'on'")
+        self.async_full = async_full
+        self.worker = AsyncDetector(detector) if async_full != "off" else None
+        self._n = 0                  # frames seen ("on": the worker's tags)
+        self._ignore_upto = 0        # "on": results for frames up to this are stale (reset)
+        self._recent: deque = deque(maxlen=self.RECENT)
         self.detector = detector
         self.full_every = max(1, int(full_every))
         self.track_margin = float(track_margin)
@@ -214,10 +377,17 @@ class FaceFinder:
         self.full_detections = 0   # how many full-frame detections ran (bench and tests read it)
 
     @classmethod
-    def from_config(cls, det) -> "FaceFinder":
+    def from_config(cls, det, paced: bool = False) -> "FaceFinder":
+        """Built from the ``[detector]`` section; ``paced``: a camera, or a file played in real time."""
         return cls(HaarDetector.from_config(det), full_every=det.full_every,
                    track_margin=det.track_margin, tracker=getattr(det, "tracker", "template"),
-                   min_score=getattr(det, "track_min_score", 0.8))
+                   min_score=getattr(det, "track_min_score", 0.8),
+                   async_full=resolve_async_full(getattr(det, "async_full", "off"), paced))
+
+    def close(self) -> None:
+        """Stop the detection worker, if any."""
+        if self.worker is not None:
+            self.worker.close()
 
     @property
     def _last(self) -> list:
@@ -226,9 +396,13 @@ class FaceFinder:
     def reset(self) -> None:
         self._faces = []
         self._since_full = 0
+        self._recent.clear()
+        self._ignore_upto = self._n
 
     def find(self, gray: np.ndarray):
         """Faces in this frame, largest first."""
+        if self.async_full == "on":
+            return self._find_async(gray)
         if self.full_every == 1 or not self._faces or self._since_full >= self.full_every - 1:
             return self._full(gray)
         faces = self._track_all(gray)
@@ -241,12 +415,12 @@ class FaceFinder:
 
     # -- full detection ------------------------------------------------------
     def _full(self, gray: np.ndarray):
-        dets = self.detector.detect(gray)
+        dets = self.worker.detect(gray) if self.worker is not None else self.detector.detect(gray)
         self._since_full = 0
         self.last_was_full = True
         self.full_detections += 1
         faces = [self._new_face(gray, d) for d in dets]
-        if self.tracker == "template" and self.full_every > 1:
+        if self._keeps_missed():
             for f in self._faces:  # kept once through a full detection that missed it
                 if f.missed_full >= 1 or any(iou(f.box, d) > 0.3 for d in dets):
                     continue
@@ -256,6 +430,59 @@ class FaceFinder:
         faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
         self._faces = faces
         return [f.box for f in faces]
+
+    def _keeps_missed(self) -> bool:
+        return self.tracker == "template" and self.full_every > 1
+
+    # -- full detection on the worker, tracking meanwhile ("on") ---------------
+    def _find_async(self, gray: np.ndarray):
+        self._n += 1
+        n = self._n
+        self._recent.append((n, gray))
+        faces = self._track_all(gray) if self._faces else []
+        self.last_was_full = False
+        res = self.worker.poll()
+        if res is not None and res[0] > self._ignore_upto:
+            k, gray_k, dets = res
+            fresh = self._forward(k, gray_k, dets, n)
+            faces = self._merge(faces, fresh)
+            self.last_was_full = True
+            self.full_detections += 1
+        self._faces = faces
+        self._since_full += 1
+        if not faces or self._since_full >= self.full_every:
+            self.worker.post(n, gray)   # replaces a frame the worker has not taken yet
+            self._since_full = 0
+        return [f.box for f in faces]
+
+    def _forward(self, k: int, gray_k: np.ndarray, dets, n: int) -> list:
+        """Faces detected in frame ``k``, tracked frame by frame to frame ``n`` (lost = dropped)."""
+        later = [(m, g) for m, g in self._recent if k < m <= n]
+        out = []
+        for d in dets:
+            f = self._new_face(gray_k, d)
+            for _m, g in later:
+                box = self._haar_near(g, f.box) if self.tracker == "haar" else self._match(g, f)
+                if box is None:
+                    break
+                f = _Face(box, f.template, f.scale, 0)
+            else:
+                out.append(f)
+        return out
+
+    def _merge(self, tracked: list, fresh: list) -> list:
+        """A detection's faces (already at this frame) merged with the faces tracked to it."""
+        faces = []
+        for f in sorted(fresh, key=lambda f: f.box[2] * f.box[3], reverse=True):
+            if all(iou(f.box, k.box) <= 0.3 for k in faces):  # two detections onto one face
+                faces.append(f)
+        if self._keeps_missed():
+            for f in tracked:  # kept once through a full detection that missed it
+                if f.missed_full >= 1 or any(iou(f.box, d.box) > 0.3 for d in faces):
+                    continue
+                faces.append(_Face(f.box, f.template, f.scale, f.missed_full + 1))
+        faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
+        return faces
 
     def _new_face(self, gray: np.ndarray, box) -> _Face:
         if self.tracker != "template":
@@ -317,33 +544,37 @@ class FaceFinder:
         return (nx, ny, w, h)
 
     def _track_haar(self, gray: np.ndarray):
-        H, W = gray.shape[:2]
-        found = []
-        for (x, y, w, h) in self._last:
-            m = self.track_margin
-            x0, y0 = max(0, int(x - m * w)), max(0, int(y - m * h))
-            x1, y1 = min(W, int(x + w + m * w)), min(H, int(y + h + m * h))
-            roi = gray[y0:y1, x0:x1]
-            if roi.size == 0:
-                continue
-            # faces between 0.7x and 1.4x the last size: a fast, narrow search
-            det = self.detector
-            rh, rw = roi.shape
-            scale = 1.0
-            target = 80.0  # detect tracked faces at about 80 px: plenty for Haar
-            if w > target:
-                scale = target / w
-                roi = cv2.resize(roi, (max(1, int(rw * scale)), max(1, int(rh * scale))),
-                                 interpolation=cv2.INTER_AREA)
-            min_px = 0.7 * w * scale
-            cand = det._cascade.detectMultiScale(
-                roi, scaleFactor=det.scale_factor, minNeighbors=det.min_neighbors,
-                minSize=(max(20, int(min_px)),) * 2, maxSize=(int(1.4 * w * scale) + 1,) * 2)
-            if len(cand):
-                bx, by, bw, bh = max(cand, key=lambda b: b[2] * b[3])
-                inv = 1.0 / scale
-                found.append((int(x0 + bx * inv), int(y0 + by * inv), int(bw * inv), int(bh * inv)))
+        found = [b for b in (self._haar_near(gray, box) for box in self._last) if b is not None]
         return sorted(_nms(found), key=lambda b: b[2] * b[3], reverse=True)
+
+    def _haar_near(self, gray: np.ndarray, box):
+        """The largest Haar face 0.7-1.4x the size of ``box`` in a window around it, or None."""
+        H, W = gray.shape[:2]
+        x, y, w, h = box
+        m = self.track_margin
+        x0, y0 = max(0, int(x - m * w)), max(0, int(y - m * h))
+        x1, y1 = min(W, int(x + w + m * w)), min(H, int(y + h + m * h))
+        roi = gray[y0:y1, x0:x1]
+        if roi.size == 0:
+            return None
+        # faces between 0.7x and 1.4x the last size: a fast, narrow search
+        det = self.detector
+        rh, rw = roi.shape
+        scale = 1.0
+        target = 80.0  # detect tracked faces at about 80 px: plenty for Haar
+        if w > target:
+            scale = target / w
+            roi = cv2.resize(roi, (max(1, int(rw * scale)), max(1, int(rh * scale))),
+                             interpolation=cv2.INTER_AREA)
+        min_px = 0.7 * w * scale
+        cand = det._cascade.detectMultiScale(
+            roi, scaleFactor=det.scale_factor, minNeighbors=det.min_neighbors,
+            minSize=(max(20, int(min_px)),) * 2, maxSize=(int(1.4 * w * scale) + 1,) * 2)
+        if not len(cand):
+            return None
+        bx, by, bw, bh = max(cand, key=lambda b: b[2] * b[3])
+        inv = 1.0 / scale
+        return (int(x0 + bx * inv), int(y0 + by * inv), int(bw * inv), int(bh * inv))
 
 
 def _subpixel(res: np.ndarray, x: int, y: int, axis: int) -> float:

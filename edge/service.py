@@ -5,7 +5,7 @@ the web view, gpiozero's pulse timers) lives on its own threads, fed without
 waiting. The loop:
 
     for frame in source:
-        boxes  = finder.find(frame.gray)            # Haar + tracking
+        boxes  = finder.find(frame.gray)            # tracking; full Haar on a worker
         probs  = model.predict(frame.gray, boxes)   # int8 TFLite
         result = trigger.update(frame.index, frame.t, boxes, probs)
         actions.update(result, frame)               # LED, shutter, photo, event, joke
@@ -299,7 +299,7 @@ def _describe_runtime(model) -> str:
 class _Closers:
     """Things to close, in a fixed order whatever order they were opened in."""
 
-    ORDER = ("notifier", "actions", "source", "button", "web", "teller")
+    ORDER = ("notifier", "actions", "source", "finder", "button", "web", "teller")
 
     def __init__(self):
         self._fns: dict = {}
@@ -351,7 +351,12 @@ def main(args) -> int:
             model = SmileModel.from_config(cfg.model)
             runtime = _describe_runtime(model)
             log.info("model %s (%s, threshold %.3f)", model.path, runtime, model.threshold)
-            finder = FaceFinder.from_config(cfg.detector)
+            paced = not source.finite or bool(cfg.camera.realtime)
+            finder = FaceFinder.from_config(cfg.detector, paced=paced)
+            closers.add("finder", finder.close)
+            log.info("full face detection: %s", {"on": "on a worker thread, tracking meanwhile",
+                                                  "wait": "on a worker thread, waited for (deterministic)",
+                                                  "off": "in the frame loop"}[finder.async_full])
             log.info("state dir %s", state_dir)
 
             if gpio_in_use(cfg):

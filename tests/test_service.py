@@ -400,20 +400,23 @@ def _clip_photos(shared: Path, model, n_each: int):
     return picked, agree, total
 
 
-def test_clip_of_real_photos_fires_on_smiles_only(tmp_path, shared_datasets, mock_factory):
+@pytest.fixture(scope="module")
+def photo_clip(tmp_path_factory):
+    """A folder of frames N S N S ... from real photos, and where the smiles start."""
+    shared = Path(os.environ.get("DJSMILE_SHARED", ROOT.parent / "shared")) / "datasets"
+    if not (shared / "djsmile" / "photos" / "smile").is_dir():
+        pytest.skip(f"needs the shared datasets at {shared} (absent on this machine)")
     if not SHIPPED.is_file():
         pytest.skip(f"needs the shipped model {SHIPPED} (written by the training issue)")
-    from djsmile.cli import main
     from djsmile.model import SmileModel
     model = SmileModel(SHIPPED)
     n = 5
-    picked, agree, total = _clip_photos(shared_datasets, model, n)
+    picked, agree, total = _clip_photos(shared, model, n)
     assert total >= 30 and agree / total >= 0.7, f"the shipped model agrees with only {agree}/{total} labels"
     assert len(picked["smile"]) == n and len(picked["no_smile"]) == n
 
     # N S N S ... : 24 frames (0.8 s) per photo, drifting 2 px a frame; a new person each stretch
-    folder = tmp_path / "clip"
-    folder.mkdir()
+    folder = tmp_path_factory.mktemp("clip")
     stretch, idx, smile_starts = 24, 0, []
     for k in range(n):
         for label in ("no_smile", "smile"):
@@ -425,6 +428,13 @@ def test_clip_of_real_photos_fires_on_smiles_only(tmp_path, shared_datasets, moc
                 frame = cv2.warpAffine(img, m, (640, 480), borderMode=cv2.BORDER_REPLICATE)
                 cv2.imwrite(str(folder / f"{idx:05d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
                 idx += 1
+    return folder, smile_starts
+
+
+def test_clip_of_real_photos_fires_on_smiles_only(tmp_path, photo_clip, mock_factory):
+    from djsmile.cli import main
+    folder, smile_starts = photo_clip
+    n = len(smile_starts)
     state = tmp_path / "state"
     rc = main(["run", "--source", str(folder), "--model", str(SHIPPED), "--state-dir", str(state),
                *QUIET, "--no-jokes", "--set", "trigger.cooldown_s=0.5"])
@@ -439,3 +449,24 @@ def test_clip_of_real_photos_fires_on_smiles_only(tmp_path, shared_datasets, moc
         assert set(e) >= {"time", "frame", "faces", "photo"}
         assert e["faces"] and e["faces"][0]["p_smile"] >= 0.5
         assert e["photo"] and Path(e["photo"]).is_file()
+
+
+def test_clip_gives_the_same_events_with_full_detection_on_the_worker(tmp_path, photo_clip, mock_factory,
+                                                                       capfd):
+    # a folder run flat out: 'auto' runs full detections on the worker and waits for each
+    from djsmile.cli import main
+    folder, _ = photo_clip
+    runs = {}
+    for mode in ("off", "auto"):
+        state = tmp_path / mode
+        rc = main(["run", "--source", str(folder), "--model", str(SHIPPED), "--state-dir", str(state),
+                   *QUIET, "--no-jokes", "--set", "trigger.cooldown_s=0.5",
+                   "--set", f'detector.async_full="{mode}"', "--set", "detector.full_every=7"])
+        assert rc == 0
+        runs[mode] = [json.loads(ln) for ln in (state / "events.jsonl").read_text().splitlines()]
+    err = capfd.readouterr().err
+    assert "full face detection: in the frame loop" in err
+    assert "full face detection: on a worker thread, waited for" in err
+    key = [[(e["frame"], [f["box"] for f in e["faces"]], [f["p_smile"] for f in e["faces"]]) for e in runs[m]]
+           for m in ("off", "auto")]
+    assert key[0] and key[0] == key[1]
