@@ -25,6 +25,7 @@ SUBCOMMANDS = {
     "convert": ("djsmile.convert.tflite", "convert a trained Keras model to int8 / float32 TFLite (needs TensorFlow)"),
     "eval": ("djsmile.training.evaluate", "measure a model's accuracy on a smile/ no_smile folder"),
     "bench": ("djsmile.bench", "time the detector's stages on this machine"),
+    "calibrate": ("djsmile.calibrate", "learn the smile thresholds from the person in front of the camera"),
     "joke": ("djsmile.jokes", "print (and --say) a dad joke"),
     "config": ("djsmile.config_cmd", "print the default config or check a config file"),
 }

@@ -1,0 +1,139 @@
+"""One guided calibration, fed frame by frame: prompts (printed, spoken, LED) + the collector.
+
+Used by ``djsmile calibrate`` (its own frame loop) and by ``djsmile run``
+(the running loop feeds it when the joke button is held or the live view's
+*Calibrate* button is pressed: no second camera user).
+
+LED: slow blink = straight-face phase, fast blink = smile phase, solid 1 s =
+done (off at once on a refusal). Speech runs on a worker thread so the frame
+loop never waits for it; the last line is waited for by :meth:`Guide.close`.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from datetime import datetime, timezone
+
+from . import calibration as cal
+
+log = logging.getLogger(__name__)
+
+#: LED (on_time, off_time) per phase
+BLINK = {"neutral": (0.5, 0.5), "smile": (0.1, 0.1)}
+DONE_SOLID_S = 1.0
+
+
+class Guide:
+    """Says each prompt three ways: ``out(text)`` (print or log), the speech engine, the LED."""
+
+    def __init__(self, engine=None, led=None, out=print, err=None):
+        self.engine = engine
+        self.led = led          # a gpiozero LED (or None)
+        self.out = out
+        self.err = err or out   # the refusal line
+        self._q: queue.Queue = queue.Queue(maxsize=4)
+        self._worker = None
+        if engine is not None:
+            self._worker = threading.Thread(target=self._speak, name="calibration-speech", daemon=True)
+            self._worker.start()
+
+    def _speak(self) -> None:
+        while True:
+            text = self._q.get()
+            if text is None:
+                return
+            try:
+                self.engine.say(text)
+            except Exception:
+                log.exception("speaking a calibration prompt failed")
+
+    def say(self, text: str, out=None) -> None:
+        (out or self.out)(text)
+        if self._worker is not None:
+            try:
+                self._q.put_nowait(text)
+            except queue.Full:
+                log.info("speech busy: calibration prompt not spoken: %s", text)
+
+    def _led(self, fn) -> None:
+        if self.led is None:
+            return
+        try:
+            fn(self.led)
+        except Exception:
+            log.exception("calibration LED failed")
+
+    def phase(self, name: str) -> None:
+        on, off = BLINK[name]
+        self._led(lambda led: led.blink(on_time=on, off_time=off, background=True))
+        self.say(cal.PROMPTS[name])
+
+    def done(self, ok: bool, text: str) -> None:
+        if ok:
+            self._led(lambda led: led.blink(on_time=DONE_SOLID_S, off_time=0, n=1, background=True))
+        else:
+            self._led(lambda led: led.off())
+        self.say(text, self.err if not ok else None)
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Wait (up to ``timeout``) for the queued speech to finish."""
+        if self._worker is not None:
+            try:
+                self._q.put(None, timeout=timeout)
+            except queue.Full:
+                pass
+            self._worker.join(timeout)
+            self._worker = None
+
+
+class Session:
+    """A calibration in progress: ``feed(t, faces)`` per frame until it returns ``False``.
+
+    On the end of the smile phase (or :meth:`finish` when the source ends first) it
+    writes ``<state dir>/calibration.json`` and sets :attr:`result`, or sets
+    :attr:`error` (the refusal) and writes nothing.
+    """
+
+    def __init__(self, state_dir, model_sha256: str, guide: Guide, *, seconds: float = cal.DEFAULT_SECONDS,
+                 policy: str = "largest"):
+        self.state_dir = state_dir
+        self.model_sha256 = model_sha256
+        self.guide = guide
+        self.collector = cal.Collector(seconds, policy)
+        self.phase: str | None = None
+        self.result: dict | None = None
+        self.error: cal.CalibrationRefused | None = None
+        self.finished = False
+
+    def feed(self, t: float, faces) -> bool:
+        """One frame's stream time and the trigger's faces; ``False`` once finished."""
+        if self.finished:
+            return False
+        phase = self.collector.add(t, faces)
+        if phase != self.phase:
+            self.phase = phase
+            if phase == "done":
+                self.finish()
+                return False
+            self.guide.phase(phase)
+        return True
+
+    def finish(self, now: datetime | None = None) -> dict | None:
+        """Summarize and write the file (or refuse); idempotent."""
+        if self.finished:
+            return self.result
+        self.finished = True
+        try:
+            data = cal.summarize(self.collector, self.model_sha256, now or datetime.now(timezone.utc))
+        except cal.CalibrationRefused as e:
+            self.error = e
+            log.info("calibration refused: %s", e.detail)
+            self.guide.done(False, cal.REFUSAL)
+            return None
+        cal.write(self.state_dir, data)
+        self.result = data
+        self.guide.done(True, f"calibrated: smile at {data['on_threshold']:.2f}, "
+                              f"straight face below {data['off_threshold']:.2f}")
+        return data

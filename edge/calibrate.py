@@ -1,0 +1,147 @@
+"""``djsmile calibrate``: learn the trigger's thresholds from the person in front of the camera.
+
+Two phases of ``--seconds`` each (stream time, so a recorded clip calibrates
+the same way every time): a straight face, then a smile. Each frame goes
+through the same face finder, model and trigger as ``djsmile run``; the
+p_smile of the face the policy picks is collected (frames with no face or
+several faces are skipped and counted). The result is
+``<state dir>/calibration.json``, which ``djsmile run`` loads; a refusal
+(exit 65) writes nothing. ``--reset`` removes the file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+
+from . import calibration as cal
+from .calib_session import DONE_SOLID_S, Guide, Session
+from .errors import DjsmileError
+from .fsutil import atomic_write
+
+log = logging.getLogger(__name__)
+
+EX_CANTCREAT = 73
+
+
+class OutputError(DjsmileError):
+    """An output file cannot be written. Exit code 73."""
+
+    exit_code = EX_CANTCREAT
+
+
+def positive_seconds(s: str) -> float:
+    import argparse
+    try:
+        v = float(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a number of seconds") from None
+    if not 0.5 <= v <= 600:
+        raise argparse.ArgumentTypeError(f"{s!r} must be between 0.5 and 600 seconds")
+    return v
+
+
+def add_arguments(p) -> None:
+    p.add_argument("--source", metavar="SPEC",
+                   help="'' = Pi camera, else webcam 0; a webcam index; a video file; an image folder "
+                        "(default: camera.source). With a file, the first N seconds are the straight face")
+    p.add_argument("--state-dir", metavar="DIR", help="where calibration.json goes (default: storage.state_dir)")
+    p.add_argument("--seconds", type=positive_seconds, default=cal.DEFAULT_SECONDS, metavar="N",
+                   help=f"length of each phase in seconds (default: {cal.DEFAULT_SECONDS:g})")
+    p.add_argument("--json", metavar="OUT", help="also write the result to OUT ('-' = stdout)")
+    p.add_argument("--reset", action="store_true", help="remove calibration.json and exit")
+
+
+def _led(cfg):
+    """A gpiozero LED on gpio.led_pin (MockFactory off a Pi, as ``djsmile run``), or None."""
+    if not cfg.gpio.led_enabled:
+        return None
+    from .service import setup_gpio
+    setup_gpio(cfg)
+    try:
+        from gpiozero import LED
+        return LED(cfg.gpio.led_pin, initial_value=False)
+    except Exception as e:
+        log.warning("LED on GPIO%d unavailable (%s): prompts are printed and spoken only",
+                    cfg.gpio.led_pin, e)
+        return None
+
+
+def main(args) -> int:
+    from .cli import load_config
+    from .faces import FaceFinder
+    from .model import SmileModel
+    from .sources import open_source
+    from .speech import make_engine
+    from .trigger import Trigger
+
+    cfg = load_config(args)
+    if args.source is not None:
+        cfg.set("camera.source", args.source)
+    if args.state_dir is not None:
+        cfg.set("storage.state_dir", args.state_dir)
+    state_dir = cfg.state_dir()
+    if args.reset:
+        gone = cal.remove(state_dir)
+        print(f"removed {cal.path_in(state_dir)}" if gone else f"no calibration at {cal.path_in(state_dir)}")
+        return 0
+
+    model = SmileModel.from_config(cfg.model)
+    sha = cal.file_sha256(model.path)
+    finder = FaceFinder.from_config(cfg.detector)
+    trigger = Trigger(cfg.trigger, model.threshold)
+    source = open_source(cfg.camera.source, cfg)
+    led = None
+    guide = None
+    try:
+        led = _led(cfg)
+        guide = Guide(make_engine(cfg.speech), led, out=lambda s: print(s, flush=True),
+                      err=lambda s: print(s, file=sys.stderr, flush=True))
+        session = Session(state_dir, sha, guide, seconds=args.seconds, policy=cfg.trigger.policy)
+        log.info("calibrating from %s: %g s straight face, then %g s smile", source.name,
+                 args.seconds, args.seconds)
+        for frame in source:
+            boxes = finder.find(frame.gray)
+            probs = model.predict(frame.gray, boxes) if boxes else []
+            result = trigger.update(frame.index, frame.t, boxes, probs)
+            if not session.feed(frame.t, result.faces):
+                break
+        try:
+            data = session.finish()
+        except OSError as e:
+            raise OutputError(f"cannot write {cal.path_in(state_dir)} ({e.strerror or e}); "
+                              "use --state-dir with a writable folder") from None
+        guide.close(timeout=cfg.speech.timeout_s)
+        if data is None:   # refused: the guide has printed and spoken the one line
+            return session.error.exit_code
+        if led is not None:   # "solid 1 s = done": let it show before the pin is released
+            time.sleep(DONE_SOLID_S)
+        log.info("wrote %s", cal.path_in(state_dir))
+        if args.json:
+            text = json.dumps(data, indent=2) + "\n"
+            if args.json == "-":
+                sys.stdout.write(text)
+            else:
+                try:
+                    atomic_write(args.json, text.encode())
+                except OSError as e:
+                    raise OutputError(f"cannot write --json {args.json} ({e.strerror or e})") from None
+        n, s = data["neutral"], data["smile"]
+        print(f"straight face p_smile median {n['median']:.2f} (p90 {n['p90']:.2f}, {n['n']} frames); "
+              f"smile median {s['median']:.2f} (p10 {s['p10']:.2f}, {s['n']} frames); "
+              f"{data['frames_skipped']} frames skipped", flush=True)
+        print(f"thresholds: on {data['on_threshold']:.3f}, off {data['off_threshold']:.3f} "
+              f"-> {cal.path_in(state_dir)}", flush=True)
+        return 0
+    finally:
+        if guide is not None:
+            guide.close(timeout=1.0)
+        source.close()
+        if led is not None:
+            try:
+                led.off()     # stops a blink in progress; then release the pin low
+                led.close()
+            except Exception:
+                pass

@@ -1,0 +1,180 @@
+"""``djsmile calibrate`` end to end on clips made from the shared test photos."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from djsmile import calibration as cal
+from djsmile.cli import main
+
+FPS = 10.0
+HOLD = 2          # frames each photo is shown
+PER_PHASE = 5     # photos per phase -> 10 frames = 1 s of stream time per phase
+SECONDS = "1"     # --seconds: the clip is exactly the two phases
+
+
+def _frame(img):
+    """A 640x480 gray frame with the (about 320x213) photo scaled to the full width."""
+    import cv2
+    h, w = img.shape[:2]
+    img = cv2.resize(img, (640, int(round(h * 640 / w))))[:480]
+    out = np.full((480, 640), 128, np.uint8)
+    out[:img.shape[0]] = img
+    return out
+
+
+@pytest.fixture(scope="module")
+def test_photos():
+    """Test-split shared photos, as frames, whose one face the device finds and the model reads right.
+
+    ``{"smile": [...], "no_smile": [...]}``, PER_PHASE frames each: a person the model sees
+    smiling and not smiling (the split rule is the training one, so none was trained on).
+    """
+    import hashlib
+    import cv2
+    from conftest import SHARED
+    from djsmile.config import Config
+    from djsmile.faces import HaarDetector
+    from djsmile.model import SmileModel
+    from djsmile.training.data import split_of
+
+    root = SHARED / "djsmile" / "photos"
+    if not (root / "smile").is_dir():
+        pytest.skip(f"needs the shared datasets at {SHARED}")
+    det = HaarDetector.from_config(Config().detector)
+    model = SmileModel()
+    out = {}
+    for cls, ok in (("no_smile", lambda p: p < 0.3), ("smile", lambda p: p > 0.7)):
+        got = []
+        for f in sorted((root / cls).glob("*.jpg"), key=lambda p: int(p.stem)):
+            if split_of(hashlib.sha1(f.read_bytes()).hexdigest()) != "test":
+                continue
+            g = _frame(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE))
+            boxes = det.detect(g)
+            if len(boxes) == 1 and ok(float(model.predict(g, boxes)[0])):
+                got.append(g)
+            if len(got) == PER_PHASE:
+                break
+        out[cls] = got
+    return out
+
+
+def write_clip(path, frames):
+    import cv2
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (640, 480))
+    assert vw.isOpened()
+    for g in frames:
+        for _ in range(HOLD):
+            vw.write(cv2.cvtColor(g, cv2.COLOR_GRAY2BGR))
+    vw.release()
+    return path
+
+
+@pytest.fixture
+def conf(tmp_path):
+    p = tmp_path / "djsmile.toml"
+    p.write_text('[speech]\nengine = "none"\n[gpio]\npin_factory = "mock"\n')
+    return p
+
+
+def calibrate(tmp_path, conf, clip, *extra):
+    return main(["calibrate", "--source", str(clip), "--state-dir", str(tmp_path / "state"),
+                 "--config", str(conf), "--seconds", SECONDS, *extra])
+
+
+def test_clip_calibrates_between_the_two_phases(tmp_path, conf, test_photos, capsys, mock_factory):
+    clip = write_clip(tmp_path / "clip.avi", test_photos["no_smile"] + test_photos["smile"])
+    rc = calibrate(tmp_path, conf, clip, "--json", str(tmp_path / "out.json"))
+    out = capsys.readouterr().out
+    assert rc == 0
+    d = json.loads((tmp_path / "state" / "calibration.json").read_text())
+    assert list(d) == ["created", "neutral", "smile", "on_threshold", "off_threshold",
+                       "model_sha256", "frames_skipped"]
+    assert json.loads((tmp_path / "out.json").read_text()) == d
+    # the phases are the clip's stream time: 10 frames each
+    for ph in ("neutral", "smile"):
+        assert 5 <= d[ph]["n"] <= 10
+    assert d["neutral"]["n"] + d["smile"]["n"] + d["frames_skipped"] == 20
+    assert d["neutral"]["p90"] < d["off_threshold"] <= d["on_threshold"] < d["smile"]["p10"]
+    assert 0.2 <= d["off_threshold"] <= d["on_threshold"] <= 0.9
+    assert d["model_sha256"] == cal.file_sha256(__import__("djsmile.model").model.default_model_path())
+    # the prompts were printed, in order
+    i, j = out.find("look at the camera with a straight face"), out.find("now smile")
+    assert 0 <= i < j
+    assert "thresholds: on" in out
+
+
+def test_smiles_in_both_phases_are_refused(tmp_path, conf, test_photos, capsys, mock_factory):
+    clip = write_clip(tmp_path / "smiles.avi", test_photos["smile"] + test_photos["smile"])
+    rc = calibrate(tmp_path, conf, clip, "--json", str(tmp_path / "out.json"))
+    err = capsys.readouterr().err
+    assert rc == 65
+    assert "could not tell your smile from your straight face; try more light or a bigger smile" in err
+    assert not (tmp_path / "state" / "calibration.json").exists()
+    assert not (tmp_path / "out.json").exists()
+    assert not list((tmp_path / "state").glob(".*.tmp"))
+
+
+def test_no_face_is_refused(tmp_path, conf, capsys, mock_factory):
+    clip = write_clip(tmp_path / "empty.avi", [np.full((480, 640), 90, np.uint8)] * 12)
+    assert calibrate(tmp_path, conf, clip) == 65
+    assert not (tmp_path / "state" / "calibration.json").exists()
+
+
+def test_reset_removes_the_file(tmp_path, conf, capsys):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "calibration.json").write_text("{}")
+    assert main(["calibrate", "--reset", "--state-dir", str(state), "--config", str(conf)]) == 0
+    assert not (state / "calibration.json").exists()
+    assert main(["calibrate", "--reset", "--state-dir", str(state), "--config", str(conf)]) == 0
+    assert "no calibration" in capsys.readouterr().out
+
+
+class FakeLed:
+    def __init__(self):
+        self.calls = []
+
+    def blink(self, **kw):
+        self.calls.append(("blink", kw))
+
+    def off(self):
+        self.calls.append(("off", {}))
+
+
+class FakeEngine:
+    def __init__(self):
+        self.said = []
+
+    def say(self, text):
+        self.said.append(text)
+        return True
+
+
+def test_guide_prompts_print_speak_and_blink():
+    from djsmile.calib_session import Guide
+    led, eng, printed = FakeLed(), FakeEngine(), []
+    g = Guide(eng, led, out=printed.append)
+    g.phase("neutral")
+    g.phase("smile")
+    g.done(True, "calibrated")
+    g.close()
+    assert printed == ["look at the camera with a straight face", "now smile", "calibrated"]
+    assert eng.said == printed
+    (k1, neutral), (k2, smile), (k3, done) = led.calls
+    assert k1 == k2 == k3 == "blink"
+    assert neutral["on_time"] > smile["on_time"] and neutral["off_time"] > smile["off_time"]  # slow, then fast
+    assert done == {"on_time": 1.0, "off_time": 0, "n": 1, "background": True}   # solid 1 s
+    led2, errs = FakeLed(), []
+    g = Guide(None, led2, out=printed.append, err=errs.append)
+    g.done(False, cal.REFUSAL)
+    assert led2.calls == [("off", {})] and errs == [cal.REFUSAL]
+
+
+def test_led_pin_is_off_after_calibrating(tmp_path, conf, test_photos, mock_factory, capsys):
+    clip = write_clip(tmp_path / "clip.avi", test_photos["no_smile"] + test_photos["smile"])
+    assert calibrate(tmp_path, conf, clip) == 0
+    assert mock_factory.pin(17).state == 0
