@@ -90,12 +90,14 @@ def main(args) -> int:
 
     model = SmileModel.from_config(cfg.model)
     sha = cal.file_sha256(model.path)
-    finder = FaceFinder.from_config(cfg.detector)
     trigger = Trigger(cfg.trigger, model.threshold)
     source = open_source(cfg.camera.source, cfg)
+    finder = None
     led = None
     guide = None
     try:
+        # a file runs flat out (stream time); a camera is paced: as in 'djsmile run'
+        finder = FaceFinder.from_config(cfg.detector, paced=not source.finite)
         led = _led(cfg)
         guide = Guide(make_engine(cfg.speech), led, out=lambda s: print(s, flush=True),
                       err=lambda s: print(s, file=sys.stderr, flush=True))
@@ -139,6 +141,8 @@ def main(args) -> int:
         if guide is not None:
             guide.close(timeout=1.0)
         source.close()
+        if finder is not None:
+            finder.close()
         if led is not None:
             try:
                 led.off()     # stops a blink in progress; then release the pin low
