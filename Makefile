@@ -14,12 +14,13 @@ $(BIN)/python:
 	$(PYTHON) -m venv --system-site-packages $(VENV) || { echo "python3-venv missing: sudo apt-get install -y python3-venv"; exit 1; }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
+# scripts/pip-install.sh keeps apt's numpy on a Pi (numpy==<apt's> for pip), so python3-picamera2 still imports.
 $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
-	$(BIN)/pip install --quiet -e .
+	./scripts/pip-install.sh $(BIN)/python $(PYTHON) --quiet -e .
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e '.[dev,train]'
+	./scripts/pip-install.sh $(BIN)/python $(PYTHON) --quiet -e '.[dev,train]'
 	touch $@
 
 venv: $(VENV)/.installed

@@ -19,6 +19,7 @@ a way to get the full-resolution colour still, only when a photo is taken.
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import re
@@ -107,10 +108,22 @@ def _import_picamera2():
 
 
 def pi_camera_present(picamera2_cls=None) -> bool:
-    """True if picamera2 imports and reports at least one camera."""
+    """True if picamera2 imports and reports at least one camera.
+
+    Raises :class:`SourceError` when picamera2 is installed but does not import (e.g. a
+    pip numpy 2 shadowing apt's numpy): "no camera found" would hide the real fault.
+    """
+    if picamera2_cls is None:
+        try:
+            from picamera2 import Picamera2 as picamera2_cls  # type: ignore
+        except Exception as e:
+            if importlib.util.find_spec("picamera2") is None:
+                return False
+            raise SourceError(f"picamera2 is installed but failed to import: {type(e).__name__}: {e} "
+                              "(a pip numpy over apt's? reinstall with 'make run' or "
+                              "systemd/install.sh, which keep apt's numpy)") from None
     try:
-        cls = picamera2_cls or _import_picamera2()
-        return bool(cls.global_camera_info())
+        return bool(picamera2_cls.global_camera_info())
     except Exception:
         return False
 

@@ -1,0 +1,159 @@
+"""Cross-architecture agreement: score every frame of an image folder, compare two such runs.
+
+Used by ``scripts/check-pi-emulated.sh`` to hold an emulated Raspberry Pi (arm) run of
+djsmile against the same run on x86::
+
+    python -m djsmile.crosscheck score PHOTOS --out arm.jsonl        # on each machine
+    python -m djsmile.crosscheck compare x86.jsonl arm.jsonl --tolerance 0.06 \\
+        --events x86/events.jsonl arm/events.jsonl
+
+``score`` runs the device's own loop parts (folder source, face finder, smile model; the
+default config unless ``--config``) and writes one JSON line per frame: ``frame``, ``file``,
+``gray_sha256`` (the decoded gray frame), ``boxes``, ``crop_sha256`` (each model input
+crop) and ``p_smile``. ``compare`` says whether two runs agree: the same frames, the same
+boxes, every ``|p_smile|`` difference within the tolerance, the same shots (the
+``frame`` values in two ``events.jsonl``). Exit 0 when they agree, 1 when not.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import config as config_mod
+from .faces import FaceFinder
+from .fsutil import atomic_write
+from .model import SmileModel
+from .sources import FolderSource
+
+
+def _sha(a) -> str:
+    return hashlib.sha256(memoryview(a).tobytes()).hexdigest()[:16]
+
+
+def score_folder(folder, cfg=None):
+    """Yield one dict per frame of the image folder, as ``djsmile run`` would see it."""
+    cfg = cfg or config_mod.Config()
+    source = FolderSource(folder, cfg)
+    finder = FaceFinder.from_config(cfg.detector)
+    model = SmileModel.from_config(cfg.model)
+    names = [p.name for p in source.files]
+    for frame in source:
+        boxes = [tuple(int(v) for v in b) for b in finder.find(frame.gray)]
+        crops = [model.crop(frame.gray, b) for b in boxes]
+        probs = model.predict_crops(crops) if crops else []
+        yield {
+            "frame": frame.index,
+            "file": names[frame.index] if frame.index < len(names) else "",
+            "gray_sha256": _sha(frame.gray),
+            "boxes": [list(b) for b in boxes],
+            "crop_sha256": [_sha(c) for c in crops],
+            "p_smile": [round(float(p), 6) for p in probs],
+        }
+
+
+@dataclass
+class Agreement:
+    """How two per-frame runs (and optionally their shots) compare."""
+    tolerance: float
+    frames: int = 0
+    faces: int = 0
+    p_equal: int = 0                 # faces whose p_smile is exactly equal
+    crops_equal: int = 0             # faces whose model input crop is bit-identical
+    max_diff: float = 0.0
+    worst: str = ""                  # where max_diff is
+    shots_a: list = field(default_factory=list)
+    shots_b: list = field(default_factory=list)
+    problems: list = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        return (f"{self.frames} frames, {self.faces} faces: p_smile equal on {self.p_equal}/{self.faces}, "
+                f"crops bit-identical on {self.crops_equal}/{self.faces}, max |diff| {self.max_diff:.4f}"
+                f"{' (' + self.worst + ')' if self.worst else ''}, tolerance {self.tolerance:g}; "
+                f"shots {len(self.shots_a)} vs {len(self.shots_b)}")
+
+
+def compare(rows_a, rows_b, tolerance: float, events_a=None, events_b=None) -> Agreement:
+    """Compare per-frame rows of run A (reference) and run B; events lists are optional."""
+    ag = Agreement(tolerance=tolerance)
+    a = {r["frame"]: r for r in rows_a}
+    b = {r["frame"]: r for r in rows_b}
+    if sorted(a) != sorted(b):
+        only_a, only_b = sorted(set(a) - set(b)), sorted(set(b) - set(a))
+        ag.problems.append(f"different frames: only in A {only_a[:5]}, only in B {only_b[:5]}")
+    for i in sorted(set(a) & set(b)):
+        ra, rb = a[i], b[i]
+        ag.frames += 1
+        where = f"frame {i}" + (f" {ra['file']}" if ra.get("file") else "")
+        if ra.get("gray_sha256") != rb.get("gray_sha256"):
+            ag.problems.append(f"{where}: gray frames differ")
+        if ra["boxes"] != rb["boxes"]:
+            ag.problems.append(f"{where}: boxes differ: {ra['boxes']} vs {rb['boxes']}")
+            continue
+        ag.faces += len(ra["boxes"])
+        ag.crops_equal += sum(x == y for x, y in zip(ra.get("crop_sha256", []), rb.get("crop_sha256", [])))
+        for k, (pa, pb) in enumerate(zip(ra["p_smile"], rb["p_smile"])):
+            d = abs(pa - pb)
+            ag.p_equal += d == 0
+            if d > ag.max_diff:
+                ag.max_diff, ag.worst = d, f"{where} face {k}: {pa:.4f} vs {pb:.4f}"
+            if d > tolerance:
+                ag.problems.append(f"{where} face {k}: p_smile {pa:.4f} vs {pb:.4f}, "
+                                   f"|diff| {d:.4f} > tolerance {tolerance:g}")
+    if events_a is not None and events_b is not None:
+        ag.shots_a = [e["frame"] for e in events_a]
+        ag.shots_b = [e["frame"] for e in events_b]
+        if ag.shots_a != ag.shots_b:
+            ag.problems.append(f"different shots: frames {ag.shots_a} vs {ag.shots_b}")
+    return ag
+
+
+def read_jsonl(path) -> list:
+    with open(path, encoding="utf-8") as f:
+        return [json.loads(line) for line in f if line.strip()]
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m djsmile.crosscheck", description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    s = sub.add_parser("score", help="score every frame of an image folder (JSON lines)")
+    s.add_argument("folder")
+    s.add_argument("--out", required=True, help="JSON lines file to write")
+    s.add_argument("--config", metavar="FILE", help="TOML config (default: the built-in defaults)")
+    c = sub.add_parser("compare", help="compare two 'score' outputs (A = reference)")
+    c.add_argument("a")
+    c.add_argument("b")
+    c.add_argument("--tolerance", type=float, required=True, help="largest allowed |p_smile| difference")
+    c.add_argument("--events", nargs=2, metavar=("A_EVENTS", "B_EVENTS"), help="two events.jsonl files")
+    c.add_argument("--json", metavar="OUT", help="write the figures as JSON")
+    args = p.parse_args(argv)
+    if args.cmd == "score":
+        cfg = config_mod.load(args.config)
+        text = "".join(json.dumps(r) + "\n" for r in score_folder(args.folder, cfg))
+        atomic_write(Path(args.out), text.encode())
+        return 0
+    ev = (read_jsonl(args.events[0]), read_jsonl(args.events[1])) if args.events else (None, None)
+    ag = compare(read_jsonl(args.a), read_jsonl(args.b), args.tolerance, *ev)
+    print(("agree: " if ag.ok else "DISAGREE: ") + ag.summary())
+    for line in ag.problems[:20]:
+        print("  " + line)
+    if len(ag.problems) > 20:
+        print(f"  ... and {len(ag.problems) - 20} more")
+    if args.json:
+        figures = {k: getattr(ag, k) for k in ("tolerance", "frames", "faces", "p_equal", "crops_equal",
+                                               "max_diff", "worst", "shots_a", "shots_b", "problems")}
+        figures["ok"] = ag.ok
+        atomic_write(Path(args.json), (json.dumps(figures, indent=1) + "\n").encode())
+    return 0 if ag.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
