@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import logging
 import os
@@ -41,7 +42,7 @@ import cv2
 import numpy as np
 
 from .errors import ConfigError, GpioError
-from .fsutil import TEMP_EXT, atomic_write
+from .fsutil import TEMP_EXT, atomic_write, fsync_dir
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from .config import Config
@@ -317,20 +318,85 @@ class PhotoStore:
 
 
 class EventLog:
-    """``events.jsonl``: one JSON line per shot, appended whole (one write) and fsynced."""
+    """``events.jsonl``: one JSON line per shot, written whole or not at all, fsynced, size-bounded.
 
-    def __init__(self, path: Path):
+    A write that does not fit (a full disk: a short write or ENOSPC) is cut
+    back to the last whole line and raised. A torn tail found at start (a
+    power cut or an older version on a full disk) is moved to
+    ``events.jsonl.torn-<time>`` with one warning, so the next line does not
+    glue onto it. Past ``max_bytes`` (0 = no bound) the file is renamed to
+    ``events.jsonl.1`` (replacing the older one) and a new one is started.
+    """
+
+    def __init__(self, path: Path, max_bytes: int = 0):
         self.path = Path(path)
+        self.max_bytes = int(max_bytes)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._set_aside_torn_tail()
+
+    def _set_aside_torn_tail(self) -> None:
+        try:
+            with open(self.path, "rb+") as f:
+                size = f.seek(0, os.SEEK_END)
+                if size == 0:
+                    return
+                f.seek(size - 1)
+                if f.read(1) == b"\n":
+                    return
+                keep = 0
+                pos = size
+                while pos > 0:  # find the last newline, reading backwards in blocks
+                    start = max(0, pos - 65536)
+                    f.seek(start)
+                    block = f.read(pos - start)
+                    i = block.rfind(b"\n")
+                    if i >= 0:
+                        keep = start + i + 1
+                        break
+                    pos = start
+                f.seek(keep)
+                torn = f.read()
+                aside = self.path.with_name(f"{self.path.name}.torn-{datetime.now():%Y%m%d-%H%M%S}")
+                try:
+                    atomic_write(aside, torn)
+                    where = f"set aside as {aside.name}"
+                except OSError as e:
+                    where = f"dropped (cannot write {aside.name}: {e.strerror or e})"
+                f.truncate(keep)
+                f.flush()
+                os.fsync(f.fileno())
+        except FileNotFoundError:
+            return
+        log.warning("%s ended in half a line (%d bytes, left by a crash or a full disk): %s",
+                    self.path, len(torn), where)
+
+    def _rotate(self) -> None:
+        old = self.path.with_name(self.path.name + ".1")
+        os.replace(self.path, old)
+        fsync_dir(self.path.parent)
+        log.info("%s reached storage.max_events_mb: moved to %s", self.path.name, old.name)
 
     def append(self, event: dict) -> None:
         data = (json.dumps(event, separators=(", ", ": ")) + "\n").encode("utf-8")
+        if self.max_bytes > 0:
+            try:
+                size = self.path.stat().st_size
+            except FileNotFoundError:
+                size = 0
+            if size and size + len(data) > self.max_bytes:
+                self._rotate()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         try:
-            n = os.write(fd, data)
-            if n != len(data):  # a short write (disk full): say so, do not leave half a line unnoticed
-                raise OSError(f"short write to {self.path}: {n} of {len(data)} bytes")
-            os.fsync(fd)
+            before = os.fstat(fd).st_size
+            try:
+                n = os.write(fd, data)
+                if n != len(data):
+                    raise OSError(errno.ENOSPC, f"short write ({n} of {len(data)} bytes): disk full?")
+                os.fsync(fd)
+            except OSError as e:
+                with contextlib.suppress(OSError):  # back to the last whole line
+                    os.ftruncate(fd, before)
+                raise
         finally:
             os.close(fd)
 
@@ -522,7 +588,7 @@ class Actions:
             if s.save_photos:
                 store = PhotoStore(self.photo_dir, jpeg_quality=s.jpeg_quality, max_photos=s.max_photos,
                                    max_mb=s.max_photos_mb, min_free_mb=s.min_free_mb)
-            events = EventLog(self.events_path)
+            events = EventLog(self.events_path, max_bytes=int(s.max_events_mb * MB))
         except OSError as e:
             raise ConfigError(f"state folder {self.state_dir} cannot be used ({e.strerror or e}); "
                               "set storage.state_dir or --state-dir to a writable folder") from None

@@ -136,6 +136,7 @@ class StorageConfig:
     jpeg_quality: int = opt(90, "JPEG quality of saved photos", min=1, max=100)
     max_photos: int = opt(1000, "photos kept; the oldest are deleted first (0 = no count limit)", min=0, max=10000000)
     max_photos_mb: float = opt(2048.0, "megabytes of photos kept; the oldest are deleted first (0 = no size limit)", min=0.0, max=10000000.0)
+    max_events_mb: float = opt(16.0, "size of events.jsonl before it is moved to events.jsonl.1 (replacing the older one; 0 = no bound)", min=0.0, max=100000.0)
     min_free_mb: float = opt(200.0, "skip photos (with a warning) when free disk space is below this", min=0.0, max=10000000.0)
 
 

@@ -294,6 +294,74 @@ def test_sidecar_records_the_state_that_fired(make_actions):
     assert json.loads(photo.with_suffix(".json").read_text())["state"] == "smiling"
 
 
+FULL_DISK_SCRIPT = """
+import json, resource, signal, sys
+from djsmile.actions import EventLog
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit is short, then EFBIG: a full disk
+limit = int(sys.argv[2])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+log = EventLog(sys.argv[1])
+ok = failed = 0
+for i in range(40):
+    try:
+        log.append({"time": "2026-12-01T10:00:00+00:00", "frame": i, "faces": [{"box": [1, 2, 3, 4], "p_smile": 0.9}], "photo": None})
+        ok += 1
+    except OSError:
+        failed += 1
+print(ok, failed)
+"""
+
+
+def _lines(path: Path) -> list[dict]:
+    return [json.loads(ln) for ln in path.read_text().splitlines()]  # raises on a torn or glued line
+
+
+def test_full_disk_never_leaves_half_an_event_line(tmp_path):
+    import subprocess
+    import sys
+    path = tmp_path / "events.jsonl"
+    p = subprocess.run([sys.executable, "-c", FULL_DISK_SCRIPT, str(path), "1000"], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    ok, failed = map(int, p.stdout.split())
+    assert ok >= 1 and failed >= 1  # the "disk" did fill up
+    assert len(_lines(path)) == ok  # whole lines only, one per event that said it was written
+    # space is back: the next run appends after the last whole line
+    actions_mod.EventLog(path).append({"frame": 99})
+    assert [e["frame"] for e in _lines(path)][-1] == 99
+
+
+def test_torn_tail_found_at_start_is_set_aside_not_appended_to(tmp_path, caplog):
+    path = tmp_path / "events.jsonl"
+    path.write_text('{"frame": 1}\n{"frame": 2}\n{"time": "2026-12-01T10:0')
+    with caplog.at_level(logging.WARNING):
+        log = actions_mod.EventLog(path)
+    log.append({"frame": 3})
+    assert [e["frame"] for e in _lines(path)] == [1, 2, 3]
+    (aside,) = [p for p in tmp_path.iterdir() if p.name.startswith("events.jsonl.torn")]
+    assert aside.read_text() == '{"time": "2026-12-01T10:0'
+    assert sum("events.jsonl" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_events_jsonl_is_rotated_at_its_size_bound(tmp_path):
+    path = tmp_path / "events.jsonl"
+    log = actions_mod.EventLog(path, max_bytes=1000)
+    for i in range(100):
+        log.append({"frame": i, "faces": [], "photo": None})
+    old = path.with_name("events.jsonl.1")
+    assert path.stat().st_size <= 1000 and old.stat().st_size <= 1000
+    frames = [e["frame"] for e in _lines(old) + _lines(path)]
+    assert frames == list(range(frames[0], 100)) and len(frames) >= 25  # newest kept, in order
+
+
+def test_storage_max_events_mb_bounds_the_event_log(make_actions):
+    act = make_actions(make_cfg(storage__max_events_mb=0.001, storage__save_photos=False))
+    for i in range(40):
+        shoot(act, i)
+    assert act.events_path.stat().st_size <= 0.001 * 1024 * 1024
+    assert events(act)[-1]["frame"] == 39
+
+
 def test_leftover_temp_files_removed_at_start(mock_factory, tmp_path):
     photos = tmp_path / "state" / "photos"
     photos.mkdir(parents=True)
