@@ -11,6 +11,7 @@ EX_DATAERR = 65     # bad input data (e.g. an empty class folder)
 EX_NOINPUT = 66     # an input file is missing or unreadable (model, image)
 EX_UNAVAILABLE = 69  # a needed service/device is unavailable (camera, GPIO)
 EX_SOFTWARE = 70    # internal error
+EX_TEMPFAIL = 75    # temporary failure: try again later (e.g. the state folder is in use)
 EX_CONFIG = 78      # bad configuration (systemd: RestartPreventExitStatus=78)
 
 
@@ -64,3 +65,9 @@ class GpioError(DjsmileError):
     """A GPIO pin (LED, shutter, button) cannot be used: no GPIO access, pin busy."""
 
     exit_code = EX_UNAVAILABLE
+
+
+class BusyError(DjsmileError):
+    """Something another process holds (the state folder of a running ``djsmile run``). Exit 75."""
+
+    exit_code = EX_TEMPFAIL

@@ -37,7 +37,8 @@ import warnings
 
 from .cli import positive_int
 from . import __version__, config
-from .errors import EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, GpioError
+from .errors import EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, BusyError, GpioError
+from .fsutil import pid_lock
 from .faces import FaceFinder
 from .model import SmileModel
 from .notify import Notifier
@@ -46,6 +47,7 @@ from .trigger import Trigger
 
 log = logging.getLogger(__name__)
 
+LOCK_NAME = "run.lock"       # in the state dir: held by the running djsmile run
 STATUS_EVERY_S = 5.0       # systemd STATUS= line
 LOG_STATUS_EVERY_S = 60.0  # the same line in the log
 FPS_WINDOW_S = 2.0         # the fps figure counts the frames of this many seconds
@@ -318,6 +320,20 @@ class _Closers:
                 log.exception("closing the %s failed", name)
 
 
+def _lock_state_dir(state_dir) -> int | None:
+    """One ``djsmile run`` per state folder: a second one refuses (exit 75) naming the first's PID."""
+    try:
+        fd, other = pid_lock(state_dir / LOCK_NAME)
+    except OSError as e:  # the folder cannot be written: Actions says so, in its own words
+        log.debug("no lock on %s: %s", state_dir, e)
+        return None
+    if fd is None:
+        who = f"PID {other}" if other else "another process"
+        raise BusyError(f"state folder {state_dir} is in use by another djsmile run ({who}); stop it first "
+                        "or give this one another --state-dir")
+    return fd
+
+
 def main(args) -> int:
     from .actions import PHOTOS_NAME, Actions
     from .cli import load_config
@@ -330,6 +346,7 @@ def main(args) -> int:
     log.info("djsmile %s on Python %s (%s %s)", __version__, platform.python_version(),
              platform.system(), platform.machine())
 
+    lock_fd = _lock_state_dir(state_dir)
     stop_event = threading.Event()
     closers = _Closers()
     actions = None
@@ -404,3 +421,5 @@ def main(args) -> int:
             return rc
         finally:
             closers.close_all()
+            if lock_fd is not None:
+                os.close(lock_fd)

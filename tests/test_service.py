@@ -313,6 +313,54 @@ def test_run_folder_source_ends_with_exit_0(tmp_path, any_model):
     assert sum("MockFactory" in ln for ln in log.splitlines()) == 1
 
 
+def write_clip(path: Path, n: int, fps: float = 30.0, size=(320, 240)) -> Path:
+    """An MJPG AVI of ``n`` plain frames (a real video file for OpenCV)."""
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    assert w.isOpened()
+    for i in range(n):
+        w.write(np.full((size[1], size[0], 3), (i * 7) % 256, np.uint8))
+    w.release()
+    return path
+
+
+def _wait_for(proc, text: str, timeout: float = 60.0) -> list[str]:
+    """Read ``proc.stderr`` lines until one contains ``text`` (or it ends / the deadline passes)."""
+    seen = []
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        line = proc.stderr.readline()
+        if not line:
+            break
+        seen.append(line)
+        if text in line:
+            return seen
+    raise AssertionError(f"never saw {text!r}: " + "".join(seen)[-2000:])
+
+
+def test_second_run_on_one_state_folder_refuses_naming_the_first(tmp_path, any_model):
+    clip = write_clip(tmp_path / "clip.avi", 600)  # 20 s in real time
+    state = tmp_path / "state"
+    base = [PY, "-m", "djsmile", "run", "--source", str(clip), "--model", str(any_model), "--state-dir",
+            str(state), "--no-gpio", *QUIET]
+    cmd = [*base, "--realtime"]
+    first = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stderr=subprocess.PIPE, text=True)
+    try:
+        _wait_for(first, "running;")
+        second = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+        assert second.returncode == 75, second.stderr[-2000:]
+        errors = [ln for ln in second.stderr.splitlines() if "ERROR" in ln]
+        assert len(errors) == 1 and str(first.pid) in errors[0] and str(state) in errors[0], second.stderr
+        assert "Traceback" not in second.stderr
+        assert first.poll() is None  # the first one is untouched
+    finally:
+        first.terminate()
+        first.communicate(timeout=30)
+    # once the first has stopped, the folder is free again (a stale lock file does not block)
+    again = subprocess.run([*base, "--max-frames", "3"], cwd=ROOT,
+                           env=_env(), capture_output=True, text=True, timeout=60)
+    assert again.returncode == 0, again.stderr[-2000:]
+
+
 STOP_SCRIPT = textwrap.dedent("""
     import sys, threading, time
     from gpiozero import Device
