@@ -42,7 +42,7 @@ from .fsutil import pid_lock
 from .faces import FaceFinder
 from .model import SmileModel
 from .notify import Notifier
-from .sources import Source, open_source
+from .sources import Source, ThreadedSource, open_source
 from .trigger import Trigger
 
 log = logging.getLogger(__name__)
@@ -364,6 +364,9 @@ def main(args) -> int:
         try:
             source = open_source(cfg.camera.source, cfg)
             closers.add("source", source.close)
+            if not source.finite and cfg.camera.capture_thread:
+                source = ThreadedSource(source, stop_event)
+                closers.add("source", source.close)
             log.info("source %s%s", source.name, " (real time)" if cfg.camera.realtime and source.finite else "")
             model = SmileModel.from_config(cfg.model)
             runtime = _describe_runtime(model)
@@ -418,6 +421,9 @@ def main(args) -> int:
                      trigger=trigger, stats=stats)
             log.info("stopped after %d frames: %d shot%s", stats.frames, stats.shots,
                      "" if stats.shots == 1 else "s")
+            if isinstance(source, ThreadedSource):
+                log.info("capture thread: %d frames captured, %d dropped (the loop was busy)",
+                         source.captured, source.dropped)
             return rc
         finally:
             closers.close_all()

@@ -1,8 +1,10 @@
 """Frame sources behind one small interface: Pi camera, OpenCV (webcam or video file), image folder.
 
 Every source yields :class:`Frame` objects: a 2-D uint8 gray analysis image,
-the frame's index from the start of the run, its stream time in seconds, and
-a way to get the full-resolution colour still, only when a photo is taken.
+the frame's index from the start of the run, its stream time in seconds, a
+way to get the full-resolution colour still (only when a photo is taken) and
+the colour image at the analysis size (:meth:`Frame.color`, for the live view;
+on the Pi made only when asked for).
 
 * :class:`PiCamera2Source` — ``picamera2`` (imported only when used): a
   ``lores`` YUV420 stream at the analysis size (its Y plane, with the row
@@ -14,7 +16,9 @@ a way to get the full-resolution colour still, only when a photo is taken.
   names compare as numbers: ``2.jpg`` before ``10.jpg``); frame ``i`` is at
   ``i / camera.fps`` seconds.
 
-:func:`open_source` picks one from a ``--source`` string.
+:func:`open_source` picks one from a ``--source`` string. :class:`ThreadedSource`
+reads a camera on its own thread: the loop always gets the newest frame, and
+frames it had no time for are dropped (and counted) instead of queueing up.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import importlib.util
 import logging
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,6 +51,9 @@ class Frame:
     index: int                # 0-based frame index from the start of the run
     t: float                  # stream time in seconds
     still_fn: Callable[[], np.ndarray] | None = None   # lazily returns the full-res BGR still
+    color_fn: Callable[[], np.ndarray] | None = None   # lazily returns the BGR image (any size)
+    captured: float | None = None   # time.perf_counter() when the frame was taken (capture thread, bench)
+    release_fn: Callable[[], None] | None = None       # gives a held camera buffer back
 
     def still(self) -> np.ndarray:
         """The full-resolution BGR uint8 still (falls back to the gray frame as BGR)."""
@@ -56,12 +64,44 @@ class Frame:
                 log.warning("full-resolution still failed (%s); saving the analysis frame", e)
                 img = None
             if img is not None:
-                if img.ndim == 2:
-                    return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-                if img.shape[2] == 4:
-                    return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-                return img
+                return _to_bgr(img)
         return cv2.cvtColor(self.gray, cv2.COLOR_GRAY2BGR)
+
+    def color(self) -> np.ndarray:
+        """The BGR uint8 image at the analysis size (made once, when first asked for).
+
+        From ``color_fn`` (OpenCV sources: the frame as read; the Pi: the
+        ``main`` stream scaled down), else the still scaled, else the gray
+        frame as BGR.
+        """
+        cached = getattr(self, "_color", None)
+        if cached is not None:
+            return cached
+        img = None
+        fn = self.color_fn or self.still_fn
+        if fn is not None:
+            try:
+                img = fn()
+            except Exception as e:
+                log.debug("colour frame failed (%s); showing the gray one", e)
+        if img is None:
+            out = cv2.cvtColor(self.gray, cv2.COLOR_GRAY2BGR)
+        else:
+            out = _to_bgr(img)
+            h, w = self.gray.shape[:2]
+            if out.shape[:2] != (h, w):
+                out = cv2.resize(out, (w, h), interpolation=cv2.INTER_AREA)
+        self._color = out
+        return out
+
+    def release(self) -> None:
+        """Give a held camera buffer back (a no-op for most sources; idempotent)."""
+        fn, self.release_fn = self.release_fn, None
+        if fn is not None:
+            try:
+                fn()
+            except Exception:  # pragma: no cover - a camera already stopped
+                pass
 
 
 class Source:
@@ -85,6 +125,16 @@ class Source:
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name}>"
+
+
+def _to_bgr(img: np.ndarray) -> np.ndarray:
+    if img.ndim == 2:
+        return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if img.shape[2] == 4:
+        return cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
+    if img.shape[2] == 1:
+        return cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2BGR)
+    return img
 
 
 def _to_gray(img: np.ndarray) -> np.ndarray:
@@ -199,6 +249,11 @@ class PiCamera2Source(Source):
                      f"stills {self.still_size[0]}x{self.still_size[1]})")
         self._closed = False
         self._req = None
+        #: each frame holds its request until ``Frame.release()`` (set by ThreadedSource, which
+        #: releases the frames it drops and each frame once the loop takes the next)
+        self.frames_hold_requests = False
+        self._held: set = set()
+        self._lock = threading.Lock()
 
     def gray_from_lores(self, arr: np.ndarray) -> np.ndarray:
         """The Y plane of a lores YUV420 array, stride padding removed."""
@@ -206,9 +261,11 @@ class PiCamera2Source(Source):
 
     def _release(self):
         req, self._req = self._req, None
-        if req is not None:
+        with self._lock:
+            reqs, self._held = list(self._held), set()
+        for r in ([req] if req is not None else []) + reqs:
             try:
-                req.release()
+                r.release()
             except Exception:  # pragma: no cover
                 pass
 
@@ -218,9 +275,15 @@ class PiCamera2Source(Source):
         t0_mono = time.monotonic()
         try:
             while not self._closed:
-                self._release()
+                if not self.frames_hold_requests:
+                    self._release()
                 req = self.picam2.capture_request()
-                self._req = req
+                held = {"req": req}
+                if self.frames_hold_requests:
+                    with self._lock:
+                        self._held.add(req)
+                else:
+                    self._req = req
                 arr = req.make_array("lores")
                 gray = np.ascontiguousarray(self.gray_from_lores(arr))
                 try:
@@ -232,17 +295,41 @@ class PiCamera2Source(Source):
                     t = (ts - t0_ns) / 1e9
                 else:
                     t = time.monotonic() - t0_mono
-                yield Frame(gray, index, t, self._still_for(req))
+                yield Frame(gray, index, t, self._still_for(req, held),
+                            color_fn=self._color_for(req, held),
+                            release_fn=self._release_fn(req, held) if self.frames_hold_requests else None)
                 index += 1
         finally:
             self._release()
 
-    def _still_for(self, req):
+    def _holds(self, req, held) -> bool:
+        if self.frames_hold_requests:
+            return held.get("req") is req and not self._closed
+        return self._req is req
+
+    def _still_for(self, req, held):
         def still():
-            if self._req is req:  # still held: the same exposure as the gray frame
+            if self._holds(req, held):  # still held: the same exposure as the gray frame
                 return req.make_array("main")
             return self.picam2.capture_array("main")
         return still
+
+    def _color_for(self, req, held):
+        def color():  # the main stream, scaled down by Frame.color(); only while the request is held
+            return req.make_array("main") if self._holds(req, held) else None
+        return color
+
+    def _release_fn(self, req, held):
+        def release():
+            with self._lock:
+                if held.pop("req", None) is None:
+                    return
+                self._held.discard(req)
+            try:
+                req.release()
+            except Exception:  # pragma: no cover
+                pass
+        return release
 
     def _close_cam(self):
         for step in ("stop", "close"):
@@ -311,7 +398,8 @@ class OpenCVSource(Source):
                     t = index / self.fps
             last_t = t
             gray = _to_gray(img)
-            yield Frame(gray, index, t, (lambda im=img: im if im.ndim == 3 else None))
+            colour = (lambda im=img: im if im.ndim == 3 else None)
+            yield Frame(gray, index, t, colour, color_fn=colour)
             index += 1
 
     def close(self) -> None:
@@ -353,11 +441,116 @@ class FolderSource(Source):
             if img is None:
                 log.warning("%s: not a readable image; skipped", p)
                 continue
-            yield Frame(_to_gray(img), index, index / self.fps, (lambda c=img: c))
+            yield Frame(_to_gray(img), index, index / self.fps, (lambda c=img: c), color_fn=(lambda c=img: c))
             index += 1
 
     def close(self) -> None:
         self._closed = True
+
+
+# --------------------------------------------------------------------------- capture thread
+class ThreadedSource(Source):
+    """Reads ``inner`` on its own thread; the loop always gets the newest frame.
+
+    For sources that block until the next frame (the Pi camera, a webcam, a
+    stream): while the loop works on one frame, the next is captured; a frame
+    the loop had no time for is replaced by a newer one and counted in
+    ``dropped`` (never queued, so the loop never works on a stale frame).
+    Each frame is stamped with ``captured`` (``time.perf_counter()``). A
+    frame's camera buffer is released when it is dropped or when the loop
+    takes the next one. Iteration ends when the inner source ends (its error,
+    if any, is raised in the loop), on :meth:`close`, or once ``stop_event``
+    is set, even while the camera is stuck.
+    """
+
+    POLL_S = 0.1   # how often a waiting loop looks at stop_event
+
+    def __init__(self, inner: Source, stop_event: threading.Event | None = None):
+        self.inner = inner
+        self.name = inner.name
+        self.finite = inner.finite
+        self.stop_event = stop_event
+        self.captured = 0      # frames read from the inner source
+        self.dropped = 0       # of them, replaced before the loop took them
+        self._cond = threading.Condition()
+        self._slot: Frame | None = None
+        self._current: Frame | None = None   # the frame the loop works on
+        self._ended = False
+        self._error: BaseException | None = None
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        if hasattr(inner, "frames_hold_requests"):
+            inner.frames_hold_requests = True   # the Pi camera: frames hold their request
+
+    def _read(self) -> None:
+        try:
+            for frame in self.inner:
+                if frame.captured is None:
+                    frame.captured = time.perf_counter()
+                with self._cond:
+                    if self._closed:
+                        frame.release()
+                        break
+                    old, self._slot = self._slot, frame
+                    self.captured += 1
+                    if old is not None:
+                        self.dropped += 1
+                    self._cond.notify_all()
+                if old is not None:
+                    old.release()
+        except BaseException as e:  # handed to the loop
+            with self._cond:
+                self._error = e
+        finally:
+            with self._cond:
+                self._ended = True
+                self._cond.notify_all()
+
+    def _stopped(self) -> bool:
+        return self._closed or (self.stop_event is not None and self.stop_event.is_set())
+
+    def __iter__(self) -> Iterator[Frame]:
+        if self._thread is not None:
+            raise RuntimeError("a ThreadedSource is iterated once")
+        self._thread = threading.Thread(target=self._read, name="capture", daemon=True)
+        self._thread.start()
+        try:
+            while True:
+                with self._cond:
+                    while self._slot is None and not self._ended and not self._stopped():
+                        self._cond.wait(self.POLL_S)
+                    if self._stopped():
+                        return
+                    frame, self._slot = self._slot, None
+                    if frame is None:  # ended, nothing left
+                        if self._error is not None:
+                            raise self._error
+                        return
+                self._release_current()
+                self._current = frame
+                yield frame
+        finally:
+            self._release_current()
+
+    def _release_current(self) -> None:
+        cur, self._current = self._current, None
+        if cur is not None:
+            cur.release()
+
+    def close(self) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+            slot, self._slot = self._slot, None
+            self._cond.notify_all()
+        if slot is not None:
+            slot.release()
+        self._release_current()
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(1.0)   # the reader sees _closed after its current frame (never close a read under way)
+        self.inner.close()
 
 
 # --------------------------------------------------------------------------- choice

@@ -267,3 +267,35 @@ def test_video_file_uses_its_own_timestamps(tmp_path):
     assert len(frames) == 6
     assert [f.t for f in frames] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 0.5], abs=1e-3)
     assert frames[3].gray.shape == (48, 64) and frames[3].still().shape == (48, 64, 3)
+
+
+def test_picamera2_on_the_capture_thread_holds_only_the_frames_in_use(fake_picamera2):
+    # the camera delivers every 2 ms, the loop takes 10 ms a frame: most frames are dropped, and
+    # each dropped or finished frame gives its buffer back; the frame in use keeps its exposure
+    import time
+
+    class PacedCam(FakePicamera2):
+        def capture_request(self):
+            time.sleep(0.002)
+            return super().capture_request()
+    mod = sys.modules["picamera2"]
+    mod.Picamera2 = PacedCam
+    cfg = Config()
+    src = sources.ThreadedSource(PiCamera2Source(cfg))
+    cam = PacedCam.instances[-1]
+    most_live, taken = 0, []
+    for fr in src:
+        most_live = max(most_live, len(cam.live))
+        still = fr.still()
+        n = int(still[0, 0, 0])           # the fake's main array carries its request number
+        assert fr.gray[0, 1] == (1 + n) % 200   # ... the same exposure as the gray frame
+        assert fr.color().shape == fr.gray.shape + (3,)
+        taken.append(fr.index)
+        time.sleep(0.01)
+        if len(taken) == 8:
+            break
+    assert src.dropped > 0 and taken == sorted(taken) and len(set(taken)) == 8
+    assert "capture_array:main" not in cam.calls   # never a later exposure for a still
+    assert most_live <= 3
+    src.close()
+    assert not cam.live, "requests still held after close"
