@@ -139,7 +139,7 @@ def main(args) -> int:
     meta0 = ModelMeta(input_size=S, scale=1.0 / 255.0, offset=0.0, crop_margin=float(summary["crop_margin"]),
                       labels=list(D.CLASSES), smile_index=1, output=output)
     cfg = load_config(args)
-    det = dict(summary.get("detector") or D._detector_kwargs(cfg.detector))
+    det = dict(summary.get("detector") or D.detector_kwargs(cfg.detector))
     if "cascade" not in det:
         from djsmile.faces import find_cascade
         det["cascade"] = find_cascade(cfg.detector.cascade)
@@ -149,6 +149,9 @@ def main(args) -> int:
     import sys
     progress = not args.no_progress and sys.stderr.isatty()
     roots, items, crops, _ = D.prepare(specs, params, cache, 2, progress)
+    from djsmile.training import labelfix
+    fixes_file = (summary.get("split", {}).get("label_fixes") or {}).get("file")  # as the model was trained
+    labelfix.apply(items, labelfix.load(fixes_file))
     M = D.masks(items, crops)
     if summary.get("only_roots"):  # trained on some roots only: check and choose the threshold on those
         keep = {n.strip() for n in summary["only_roots"].split(",")}

@@ -55,7 +55,7 @@ def test_cached_crops_equal_device_crops_for_faces_and_photos(tmp_path):
     roots = D.resolve_roots([str(faces)])
     assert roots[0].kind == "faces"
     items = D.list_items(roots)
-    params = D.CropParams(input_size=48, crop_margin=-0.075, detector=D._detector_kwargs(
+    params = D.CropParams(input_size=48, crop_margin=-0.075, detector=D.detector_kwargs(
         __import__("djsmile.config", fromlist=["Config"]).Config().detector))
     crops = D.load_crops(items, params, cache_dir=tmp_path / "cache", workers=1, progress=False)
     for i, it in enumerate(items):

@@ -124,6 +124,7 @@ class Item:
     sha1: str = ""
     group: str = ""
     split: str = ""
+    dropped: bool = False  # left out by a label fix (training/label_fixes.csv)
 
 
 def _is_class_root(p: Path) -> bool:
@@ -156,7 +157,8 @@ def _guess_kind(p: Path) -> str:
     return "faces" if n and n_sq == n else "photos"
 
 
-def _root_name(p: Path) -> str:
+def root_name(p: Path) -> str:
+    """A class-folder root's short name: ``djsmile-faces`` for .../djsmile/faces, else the folder's name."""
     parts = [x for x in p.resolve().parts if x not in ("/", "")]
     return "-".join(parts[-2:]) if p.name in ("faces", "photos") else parts[-1]
 
@@ -180,7 +182,7 @@ def resolve_roots(specs) -> list[Root]:
                 raise DataError(f"data folder {p} has no smile/ and no_smile/ class folders")
         for c in cands:
             check_class_root(c)
-            out.append(Root(c, kind or _guess_kind(c), _root_name(c)))
+            out.append(Root(c, kind or _guess_kind(c), root_name(c)))
     names = [r.name for r in out]
     if len(set(names)) != len(names):
         raise DataError("two data folders have the same name: " + ", ".join(names))
@@ -215,7 +217,7 @@ class CropParams:
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
-def _detector_kwargs(det_cfg) -> dict:
+def detector_kwargs(det_cfg) -> dict:
     """HaarDetector kwargs from an ``djsmile.config.DetectorConfig``."""
     from djsmile.faces import find_cascade
     kw = {"scale_factor": det_cfg.scale_factor, "min_neighbors": det_cfg.min_neighbors,
@@ -552,11 +554,14 @@ def split_counts(items, mask=None) -> dict:
 
 # --------------------------------------------------------------- export split
 def export_split(items, out_dir, splits=("test",)) -> dict:
-    """Symlink the chosen splits as ``OUT/<root>/<split>/<class>/<file>`` (for ``djsmile eval``)."""
+    """Symlink the chosen splits as ``OUT/<root>/<split>/<class>/<file>`` (for ``djsmile eval``).
+
+    The class folder is the item's label as it is now (after label fixes, if applied); dropped items are left out.
+    """
     out_dir = Path(out_dir)
     counts = {}
     for it in items:
-        if it.split not in splits:
+        if it.split not in splits or it.dropped:
             continue
         d = out_dir / it.root / it.split / CLASSES[it.label]
         d.mkdir(parents=True, exist_ok=True)
@@ -586,6 +591,6 @@ def prepare(specs, params: CropParams, cache_dir: Path = DEFAULT_CACHE, workers:
 
 def masks(items, crops: Crops):
     """Boolean row masks per split (usable rows only: decoded and a face found)."""
-    use = crops.ok & crops.found
+    use = crops.ok & crops.found & ~np.array([it.dropped for it in items], bool)
     sp = np.array([it.split for it in items])
     return {s: use & (sp == s) for s in SPLITS}

@@ -211,6 +211,46 @@ def format_table(rep: dict, extra: dict | None = None) -> str:
     return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
 
 
+def fixed_labels(res: dict, fixes_path=None):
+    """``(res with the reviewed labels, {"relabelled", "dropped"})``, or None when no fix touches these files."""
+    from djsmile.training import labelfix
+    path = labelfix.DEFAULT_PATH if fixes_path is None else fixes_path
+    if fixes_path is None and not Path(path).is_file():
+        return None
+    fixes = labelfix.load(path)
+    if not fixes:
+        return None
+    keep, ys = [], []
+    n_re = n_drop = 0
+    for path_i, y in zip(res["paths"], res["y"]):
+        ds, f = labelfix.dataset_of(path_i)
+        lab = labelfix.new_label(fixes, ds, f, int(y))
+        keep.append(lab is not None)
+        ys.append(y if lab is None else lab)
+        n_drop += lab is None
+        n_re += lab is not None and lab != y
+    if not (n_re or n_drop):
+        return None
+    k = np.array(keep, bool)
+    out = {"y": np.array(ys, int)[k], "p": res["p"][k], "found": res["found"][k], "ms": res["ms"][k],
+           "paths": [p for p, kk in zip(res["paths"], keep) if kk], "corrupt": res["corrupt"]}
+    return out, {"relabelled": n_re, "dropped": n_drop}
+
+
+def format_side_by_side(rep: dict, rep_fixed: dict, counts: dict, extra: dict | None = None) -> str:
+    """Original and reviewed labels in two columns (the reviewed column names how many labels changed)."""
+    keys = [("images", "n", "{}"), ("accuracy", "accuracy", "{:.4f}"), ("balanced accuracy", "balanced_accuracy", "{:.4f}"),
+            ("F1 (smile)", "f1", "{:.4f}"), ("ROC AUC", "roc_auc", "{:.4f}"), ("face found", "face_found_rate", "{:.4f}"),
+            ("accuracy on found", "accuracy_on_found", "{:.4f}")]
+    head = f"fixed labels ({counts['relabelled']} relabelled, {counts['dropped']} dropped)"
+    w = max(len(k) for k, _, _ in keys)
+    lines = [f"{'':<{w}}  {'original labels':>16}  {head}"]
+    for name, k, fmt in keys:
+        lines.append(f"{name:<{w}}  {fmt.format(rep[k]):>16}  {fmt.format(rep_fixed[k])}")
+    rest = format_table(rep, extra).splitlines()[len(keys):]
+    return "\n".join(lines + rest)
+
+
 def _finite(o):
     """NaN / inf -> None, so the file is strict JSON."""
     if isinstance(o, float) and not np.isfinite(o):
@@ -293,6 +333,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--errors", metavar="FILE", help="write the misclassified files (one per line, with p_smile)")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one config key (repeatable), e.g. --set detector.upscale=2")
+    parser.add_argument("--label-fixes", metavar="CSV", default=None,
+                        help="also score the images on their reviewed labels (default: the committed "
+                             "training/label_fixes.csv; 'none' = original labels only); files are matched "
+                             "through symlinks to their data root")
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
 
 
@@ -324,9 +368,16 @@ def main(args) -> int:
     if args.mode == "photos" and res["found"].any():
         f = res["found"]
         extra["ROC AUC on found"] = f"{roc_auc(res['y'][f], res['p'][f]):.4f}"
-    print(format_table(rep, extra))
+    fixed = fixed_labels(res, args.label_fixes)
+    rep_fixed = None
+    if fixed is not None:
+        res_f, counts = fixed
+        rep_fixed = summarize(res_f, thr)
+        print(format_side_by_side(rep, rep_fixed, counts, extra))
+    else:
+        print(format_table(rep, extra))
     if args.json:
-        write_json_atomic(args.json, rep)
+        write_json_atomic(args.json, rep if rep_fixed is None else {**rep, "fixed_labels": {**rep_fixed, **counts}})
     if args.plots:
         for f in write_plots(res, rep, args.plots, title=f"{data_dir.name} ({args.mode})"):
             log.info("wrote %s", f)

@@ -29,6 +29,7 @@ import numpy as np
 from djsmile.errors import DataError, MissingDependencyError
 
 from . import data as D
+from . import labelfix
 from .augment import AugParams, augment, resize_ctx
 from .evaluate import choose_threshold, metrics, write_json_atomic
 from .nets import ARCHS, TF_HINT
@@ -71,6 +72,16 @@ def add_arguments(parser) -> None:
                         help="train and validate on these roots only (comma-separated names, e.g. djsmile-faces); "
                              "the split is still computed over all DATA_ROOTs, so it is the same split")
     parser.add_argument("--limit", type=int, default=0, help=argparse_suppress())
+    parser.add_argument("--label-fixes", metavar="CSV", default=str(labelfix.DEFAULT_PATH),
+                        help="reviewed label corrections applied to the data as it is loaded (also to "
+                             "--export-split); 'none' = the original labels (default: the committed "
+                             "training/label_fixes.csv)")
+    parser.add_argument("--soft-targets", metavar="NPZ", default=None,
+                        help="distillation: a teacher's p(smile) per training image (.npz with sha1 and p, from "
+                             "'python -m djsmile.training.distill'); the training target becomes "
+                             "(1 - W) x label + W x teacher")
+    parser.add_argument("--soft-weight", type=float, default=0.5, metavar="W",
+                        help="weight W of the teacher in the target (default 0.5)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -93,7 +104,7 @@ def argparse_suppress():
 def crop_params(args, cfg) -> D.CropParams:
     size = args.input_size or ARCHS[args.arch][0]
     return D.CropParams(input_size=size, crop_margin=args.crop_margin,
-                        detector=D._detector_kwargs(cfg.detector))
+                        detector=D.detector_kwargs(cfg.detector))
 
 
 class _Seq:
@@ -214,6 +225,32 @@ def per_root_metrics(items, sel, p, threshold) -> dict:
     return out
 
 
+def soft_targets(path, sha1s, y, weight: float):
+    """Training targets ``(1 - weight) * y + weight * p_teacher`` (hard label where the teacher has no entry)."""
+    if not 0.0 <= weight <= 1.0:
+        raise DataError(f"--soft-weight {weight}: expected 0 to 1")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            table = dict(zip(z["sha1"].tolist(), z["p"].astype(np.float64)))
+    except FileNotFoundError:
+        raise DataError(f"soft targets {path} not found") from None
+    except (KeyError, ValueError) as e:
+        raise DataError(f"soft targets {path}: expected an .npz with arrays sha1 and p ({e})") from None
+    p = np.array([table.get(s, np.nan) for s in sha1s])
+    have = np.isfinite(p)
+    t = np.where(have, (1.0 - weight) * y + weight * np.clip(np.nan_to_num(p), 0.0, 1.0), y).astype(np.float32)
+    agree = float(((p[have] >= 0.5) == (y[have] == 1)).mean()) if have.any() else None
+    return t, {"file": str(path), "weight": weight, "covered": int(have.sum()), "of": int(len(y)),
+               "teacher_agrees_with_labels": agree}
+
+
+class _Orig:
+    """An item seen with its original (unfixed) label."""
+
+    def __init__(self, it):
+        self.root, self.label = it.root, getattr(it, "orig_label", it.label)
+
+
 def plot_curves(hist: dict, path: Path, title: str) -> bool:
     try:
         import matplotlib
@@ -257,6 +294,12 @@ def main(args) -> int:
     t0 = time.time()
     cache = Path(args.cache)
     roots, items, crops, split_stats = D.prepare(args.roots, params, cache, args.workers, progress)
+    for it in items:
+        it.orig_label = it.label
+    fix_stats = labelfix.apply(items, labelfix.load(args.label_fixes))
+    fix_stats["file"] = None if str(args.label_fixes).lower() == "none" else str(args.label_fixes)
+    log.info("label fixes %s: %d relabelled, %d dropped", args.label_fixes, fix_stats["relabelled"], fix_stats["dropped"])
+    split_stats["label_fixes"] = fix_stats
     t_data = time.time() - t0
     log.info("data ready in %.1f s: %s", t_data, json.dumps(crops.stats))
     if args.export_split:
@@ -303,7 +346,14 @@ def train(args, params, roots, items, crops, split_stats, t_data) -> int:
     ctx = crops.crop[tr] if args.no_augment else resize_ctx(crops.ctx[tr], S, params.ctx_margin)
     output = ARCHS[args.arch][1]
     aug = None if args.no_augment else AugParams()
-    seq = _Seq(ctx, y_tr, w_tr, S, params.ctx_margin, args.batch_size, args.seed, aug, onehot=output == "softmax")
+    t_tr = y_tr
+    soft_stats = None
+    if args.soft_targets:
+        if output != "sigmoid":
+            raise DataError("--soft-targets needs a sigmoid model (--arch small)")
+        t_tr, soft_stats = soft_targets(args.soft_targets, [items[i].sha1 for i in tr], y_tr, args.soft_weight)
+        log.info("distillation: %s", soft_stats)
+    seq = _Seq(ctx, t_tr, w_tr, S, params.ctx_margin, args.batch_size, args.seed, aug, onehot=output == "softmax")
     x_va = (crops.crop[va].astype(np.float32) / 255.0)[..., None]
     y_va = labels[va]
     y_va_fit = np.eye(2, dtype=np.float32)[y_va] if output == "softmax" else y_va.astype(np.float32)[:, None]
@@ -334,6 +384,14 @@ def train(args, params, roots, items, crops, split_stats, t_data) -> int:
     p_te = predict_p(model, x_te, output)
     res = {"val": per_root_metrics(items, va, p_va, thr), "test": per_root_metrics(items, te, p_te, thr),
            "val_at_0.5": per_root_metrics(items, va, p_va, 0.5)}
+    # the same test faces on the original labels (dropped ones included), side by side with the fixed ones
+    te_orig = crops.ok & crops.found & (np.array([it.split for it in items]) == "test")
+    if args.only_roots:
+        te_orig &= sel
+    if not np.array_equal(te_orig, te) or any(it.orig_label != it.label for it in items):
+        x_o = (crops.crop[te_orig].astype(np.float32) / 255.0)[..., None]
+        orig = [_Orig(it) for it in items]
+        res["test_original_labels"] = per_root_metrics(orig, te_orig, predict_p(model, x_o, output), thr)
 
     model_path = out / "model.keras"
     tmp = out / "model.tmp.keras"
@@ -355,6 +413,7 @@ def train(args, params, roots, items, crops, split_stats, t_data) -> int:
         "training": {"epochs_max": args.epochs, "epochs_run": len(h.get("loss", [])), "best_epoch": best_epoch,
                      "batch_size": args.batch_size, "lr": args.lr, "lr_schedule": "cosine", "patience": args.patience,
                      "label_smoothing": args.label_smoothing, "seed": args.seed,
+                     "soft_targets": soft_stats,
                      "widths": widths if args.arch == "small" else None, "stem_stride": 2 if args.arch == "small" else None,
                      "head": args.head if args.arch == "small" else None, "class_weight": cw.tolist(), "augment": aug.to_dict() if aug else None,
                      "seconds_data": round(t_data, 1), "seconds_train": round(t_train, 1)},
@@ -363,8 +422,8 @@ def train(args, params, roots, items, crops, split_stats, t_data) -> int:
     write_json_atomic(out / "summary.json", summary)
     print(f"model {model_path}  ({n_params} parameters, {len(h.get('loss', []))} epochs, best {best_epoch}, "
           f"{t_train / 60:.1f} min)")
-    for split in ("val", "test"):
-        for r, m in res[split].items():
+    for split in ("val", "test", "test_original_labels"):
+        for r, m in res.get(split, {}).items():
             print(f"  {split:4s} {r:18s} n={m['n']:5d} acc={m['accuracy']:.4f} bal={m['balanced_accuracy']:.4f} "
                   f"auc={m['roc_auc']:.4f}")
     print(f"  threshold (val) {thr:.3f}; summary {out / 'summary.json'}")

@@ -1,0 +1,33 @@
+"""Distillation targets and the FER teacher's crop geometry (no TensorFlow needed)."""
+
+import numpy as np
+import pytest
+
+from djsmile.errors import DataError
+from djsmile.training.teacher import ctx_to_face
+from djsmile.training.train import soft_targets
+
+
+def test_soft_targets_mix_label_and_teacher_and_fall_back_to_the_label(tmp_path):
+    f = tmp_path / "soft.npz"
+    np.savez(f, sha1=np.array(["a", "b"]), p=np.array([0.2, 0.9], np.float32))
+    y = np.array([1, 0, 1])
+    t, st = soft_targets(f, ["a", "b", "c"], y, 0.5)
+    assert t.tolist() == pytest.approx([0.6, 0.45, 1.0])          # c has no teacher: its hard label
+    assert st["covered"] == 2 and st["teacher_agrees_with_labels"] == 0.0
+    t0, _ = soft_targets(f, ["a", "b", "c"], y, 0.0)
+    assert t0.tolist() == [1.0, 0.0, 1.0]                          # weight 0 = plain labels
+    with pytest.raises(DataError, match="not found"):
+        soft_targets(tmp_path / "nope.npz", ["a"], y[:1], 0.5)
+    with pytest.raises(DataError, match="soft-weight"):
+        soft_targets(f, ["a"], y[:1], 1.5)
+
+
+def test_teacher_sees_the_model_crop_inside_the_context():
+    ctx = np.zeros((1, 112, 112), np.uint8)
+    side = 112 / 1.6                                               # context margin 0.3 a side
+    o = int(round((112 - side) / 2))
+    ctx[0, o:o + int(round(side)), o:o + int(round(side))] = 200   # the model crop's square
+    face = ctx_to_face(ctx, 64, 0.3)
+    assert face.shape == (1, 64, 64)
+    assert face.min() >= 190                                       # all of it is the crop, none of the margin
