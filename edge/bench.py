@@ -19,7 +19,8 @@ Each frame is timed per stage:
 
 Variants (every ``--model`` x every ``--threads`` value x every detector mode
 ``full`` = a full detection every frame, ``track`` = ``detector.full_every``
-from the config) run in **one** process, interleaved in round-robin chunks of
+from the config, ``async`` = as ``track`` with the full detections on a worker
+thread, ``detector.async_full = "on"``) run in **one** process, interleaved in round-robin chunks of
 ``--chunk`` frames so that noise from other programs hits all of them alike.
 ``--threads T`` sets both the TFLite interpreter's threads and OpenCV's
 thread pool (``cv2.setNumThreads``), so ``--threads 1`` is the whole loop on
@@ -39,6 +40,18 @@ Sources:
 
 Without ``--source`` the bench times the Pi camera if there is one, else it
 stops with a one-line error asking for ``--source``.
+
+``--pace FPS`` plays a folder or video feed like a camera running at FPS: a
+feeder thread makes frame ``i`` ready at ``start + i / FPS`` (stamped with that
+time), the loop takes the newest ready frame (:class:`~djsmile.sources.ThreadedSource`,
+as ``djsmile run`` reads a camera) and frames it had no time for are dropped.
+Per variant: ``decision_ms_p50/p95/p99`` (a frame's capture time to its
+trigger decision), ``late_frames_pct`` (frames whose decision came after the
+next frame was due, dropped frames included), ``frames_due`` and
+``dropped_frames``. With a pace, ``capture`` is the wait for the next frame,
+``frame`` is the loop's work on it (capture excluded) and ``fps`` is at most
+the pace; the default modes are ``track,async`` (today's loop and the one
+with full detection on a worker).
 """
 
 from __future__ import annotations
@@ -52,6 +65,7 @@ import os
 import platform
 import resource
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -63,15 +77,18 @@ import numpy as np
 
 from .cli import nonneg_int, positive_int
 from . import __version__
-from .errors import ModelError, SourceError
+from .errors import EX_USAGE, DjsmileError, ModelError, SourceError
 from .fsutil import atomic_write
 from .faces import FaceFinder, HaarDetector, iou
-from .sources import IMAGE_EXTS, FolderSource, Frame, OpenCVSource, PiCamera2Source, pi_camera_present
+from .sources import (IMAGE_EXTS, FolderSource, Frame, OpenCVSource, PiCamera2Source, Source, ThreadedSource,
+                      pi_camera_present)
 
 log = logging.getLogger(__name__)
 
 STAGES = ("capture", "detect", "classify", "trigger", "frame")
-MODES = ("full", "track")
+MODES = ("full", "track", "async")
+DEFAULT_MODES = ("full", "track")
+PACED_MODES = ("track", "async")   # default with --pace: today's loop and the async one
 CAMERA_SPECS = {"camera", "pi", "picamera", "picamera2", "libcamera"}
 
 #: folder stream: the largest drift (pixels) of an image around its place, and the step per frame
@@ -92,6 +109,16 @@ def _int_list(s: str) -> list[int]:
     if not out:
         raise argparse.ArgumentTypeError(f"{s!r}: give thread counts like 1 or 1,4")
     return list(dict.fromkeys(out))
+
+
+def _positive_float(s: str) -> float:
+    try:
+        v = float(s)
+    except ValueError:
+        v = float("nan")
+    if not (v > 0 and math.isfinite(v)):
+        raise argparse.ArgumentTypeError(f"{s!r}: give frames per second, e.g. 30 or 75")
+    return v
 
 
 def _mode_list(s: str) -> list[str]:
@@ -118,10 +145,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", action="append", metavar="PATH",
                    help="a .tflite model with its .json sidecar; repeat to compare models "
                         "(default: model.path, i.e. the shipped models/smile_int8.tflite)")
-    p.add_argument("--modes", type=_mode_list, default=list(MODES), metavar="full,track",
+    p.add_argument("--modes", type=_mode_list, default=None, metavar="full,track,async",
                    help="detector modes to compare: 'full' = a full Haar detection every frame, 'track' = "
-                        "every detector.full_every frames and a search near the last faces in between "
-                        "(default: full,track)")
+                        "every detector.full_every frames and a search near the last faces in between, "
+                        "'async' = as track with the full detections on a worker thread "
+                        "(default: full,track; with --pace: track,async)")
+    p.add_argument("--pace", type=_positive_float, default=None, metavar="FPS",
+                   help="feed the folder or video at FPS frames a second like a camera (newest frame wins, "
+                        "late frames dropped) and report late_frames_pct and decision_ms_p50/p95/p99")
     p.add_argument("--json", metavar="OUT", help="write the results as JSON to OUT")
     p.add_argument("--plot", metavar="OUT.png", help="write per-stage latency histograms (needs matplotlib)")
     p.add_argument("--chunk", type=positive_int, default=25, metavar="N",
@@ -412,6 +443,35 @@ def open_feed(spec, cfg, *, frames_needed: int, hold: int, one_face: bool = Fals
     raise SourceError(f"source {spec!r} not found: no such file or folder (use camera, an image folder or a video)")
 
 
+# --------------------------------------------------------------------------- paced feed
+class PacedFeed(Source):
+    """``n`` frames from a feed iterator, frame ``i`` ready at ``start + i / fps``, like a camera.
+
+    Each frame is stamped ``captured`` = the time it was due, so a feeder
+    thread running late counts against the loop, as a camera's timestamp would.
+    """
+
+    finite = False
+    name = "paced feed"
+
+    def __init__(self, frames: Iterator[Frame], fps: float, n: int):
+        self.frames, self.fps, self.n = frames, float(fps), int(n)
+        self._stop = threading.Event()
+
+    def __iter__(self) -> Iterator[Frame]:
+        start = time.perf_counter()
+        for i in range(self.n):
+            fr = next(self.frames)
+            due = start + i / self.fps
+            delay = due - time.perf_counter()
+            if delay > 0 and self._stop.wait(delay):
+                return
+            yield dataclasses.replace(fr, captured=due)
+
+    def close(self) -> None:
+        self._stop.set()
+
+
 # --------------------------------------------------------------------------- variants
 class BenchActions:
     """Stands in for :class:`djsmile.actions.Actions`: no GPIO, no photo, no speech; counts shots."""
@@ -439,7 +499,7 @@ class Variant:
     trigger: object = None
     actions: BenchActions = None
     frames: Iterator[Frame] = None
-    times: dict = field(default_factory=lambda: {s: [] for s in STAGES})
+    times: dict = field(default_factory=lambda: {s: [] for s in STAGES + ("decision",)})
     faces: int = 0
     frames_with_face: int = 0
     full_detections: int = 0
@@ -452,12 +512,16 @@ class Variant:
     model_rss_mb: float | None = None
     first_frame_ms: float = 0.0
     frame_size: list | None = None
+    pace: float | None = None          # --pace FPS
+    frames_due: int = 0                # paced: frames the feeder made ready
+    dropped: int = 0                   # paced: of them, replaced before the loop took one
+    late: int = 0                      # paced: decisions after the next frame was due
 
-    def step(self, record: bool) -> None:
+    def step(self, record: bool, frames: Iterator[Frame] | None = None) -> None:
         """One loop iteration: capture -> detect -> classify -> trigger (+ mocked actions)."""
         pc = time.perf_counter
         t0 = pc()
-        frame = next(self.frames)
+        frame = next(self.frames if frames is None else frames)
         t1 = pc()
         boxes = self.finder.find(frame.gray)
         t2 = pc()
@@ -479,18 +543,43 @@ class Variant:
             self.faces += n
             self.frames_with_face += 1
         tm["trigger"].append((t4 - t3) * 1e3)
-        tm["frame"].append((t4 - t0) * 1e3)
+        if self.pace and frame.captured is not None:
+            tm["frame"].append((t4 - t1) * 1e3)       # the work; capture was waiting for the frame
+            decision = (t4 - frame.captured) * 1e3
+            tm["decision"].append(decision)
+            self.late += decision > 1e3 / self.pace
+        else:
+            tm["frame"].append((t4 - t0) * 1e3)
         self.full_detections += bool(self.finder.last_was_full)
         self.measured += 1
 
     def run_chunk(self, n: int) -> None:
         cv2.setNumThreads(self.threads)
         w0, c0 = time.perf_counter(), time.process_time()
-        for _ in range(n):
-            self.step(True)
+        if self.pace:
+            src = ThreadedSource(PacedFeed(self.frames, self.pace, n))
+            it = iter(src)
+            try:
+                while True:
+                    try:
+                        self.step(True, it)
+                    except StopIteration:
+                        break
+            finally:
+                src.close()
+            self.frames_due += src.captured
+            self.dropped += src.dropped
+        else:
+            for _ in range(n):
+                self.step(True)
         self.wall_s += time.perf_counter() - w0
         self.cpu_s += time.process_time() - c0
         self.peak_rss_mb = _peak_rss_mb()
+        worker = getattr(self.finder, "worker", None)
+        if worker is not None:  # let a detection under way finish before the next variant's turn
+            end = time.perf_counter() + 1.0
+            while not worker.idle and time.perf_counter() < end:
+                time.sleep(0.001)
 
 
 def _stats(values) -> dict:
@@ -520,6 +609,20 @@ def variant_result(v: Variant, runtime_import_ms: float = 0.0) -> dict:
     for s in STAGES:
         for k, val in st[s].items():
             d.setdefault(f"{s}_ms_{k}", val)
+    dec = _stats(v.times["decision"])
+    d.update({  # --pace: None without one
+        "pace_fps": v.pace,
+        "frames_due": v.frames_due if v.pace else None,
+        "dropped_frames": v.dropped if v.pace else None,
+        "late_frames": v.late if v.pace else None,
+        # late decisions and dropped frames (they never get one), over the frames the feeder made ready
+        "late_frames_pct": (round(100.0 * (v.late + v.dropped) / v.frames_due, 2)
+                            if v.pace and v.frames_due else None),
+        "decision_ms_p50": dec["p50"] if v.pace else None,
+        "decision_ms_p95": dec["p95"] if v.pace else None,
+        "decision_ms_p99": dec["p99"] if v.pace else None,
+        "async_full": getattr(v.finder, "async_full", None),
+    })
     d.update({
         "faces_per_frame": round(v.faces / v.measured, 3) if v.measured else 0.0,
         "frames_with_face": v.frames_with_face,
@@ -558,7 +661,8 @@ def _label(paths: list[Path]) -> list[str]:
     return out
 
 
-def build_variants(cfg, model_paths: list[Path], threads: list[int], modes: list[str], feed) -> list[Variant]:
+def build_variants(cfg, model_paths: list[Path], threads: list[int], modes: list[str], feed,
+                   pace: float | None = None) -> list[Variant]:
     from .model import SmileModel
     from .trigger import Trigger
 
@@ -568,10 +672,11 @@ def build_variants(cfg, model_paths: list[Path], threads: list[int], modes: list
         for t in threads:
             for mode in modes:
                 full_every = 1 if mode == "full" else int(cfg.detector.full_every)
-                v = Variant(f"{label}/t{t}/{mode}", path, t, mode, full_every)
+                v = Variant(f"{label}/t{t}/{mode}", path, t, mode, full_every, pace=pace)
                 t0 = time.perf_counter()
-                # built as 'djsmile run' builds it, only full_every differs between the modes
-                v.finder = FaceFinder.from_config(dataclasses.replace(cfg.detector, full_every=full_every))
+                # built as 'djsmile run' builds it, only full_every and async_full differ between the modes
+                v.finder = FaceFinder.from_config(dataclasses.replace(
+                    cfg.detector, full_every=full_every, async_full="on" if mode == "async" else "off"))
                 v.cascade_load_ms = (time.perf_counter() - t0) * 1e3
                 rss0 = _rss_mb_now()
                 t0 = time.perf_counter()
@@ -726,10 +831,16 @@ def format_table(report: dict) -> str:
     lines.append("fps = timed frames / their wall time; fps/cpu = frames per second of process CPU time "
                  "(one free core); times in ms (median / p95 / p99); classify is per face; faces = faces per "
                  "frame; full% = frames with a full-frame detection; shots = trigger firings")
+    if report.get("pace"):
+        lines.append(f"paced at {report['pace']:g} fps like a camera: late% = frames decided after the next "
+                     f"frame was due ({1e3 / report['pace']:.1f} ms), dropped ones included; drop = frames "
+                     "dropped; decision = capture to trigger decision, ms; frame = the loop's work, capture "
+                     "(waiting for the frame) excluded")
     w = max(len("variant"), *(len(v["name"]) for v in report["variants"]))
     head = (f"{'variant':<{w}} {'fps':>7} {'fps/cpu':>7} | {'frame p50':>9} {'p95':>6} {'p99':>6} | {'capture':>7} | "
             f"{'detect p50':>10} {'p95':>6} | {'classify':>8} {'p95':>6} | {'trigger':>7} | {'cpu%':>5} "
-            f"{'rss MB':>6} | {'faces':>5} {'full%':>5} {'shots':>5}")
+            f"{'rss MB':>6} | {'faces':>5} {'full%':>5} {'shots':>5}"
+            + (f" | {'late%':>5} {'drop':>4} {'decision':>7} {'p95':>6} {'p99':>6}" if report.get("pace") else ""))
     lines.append(head)
     lines.append("-" * len(head))
     for v in report["variants"]:
@@ -739,7 +850,9 @@ def format_table(report: dict) -> str:
             f"{_f(v['detect_ms_p95'], 2, 6)} | {_f(v['classify_ms_p50'], 3, 8)} {_f(v['classify_ms_p95'], 3, 6)} | "
             f"{_f(v['trigger_ms_p50'], 3, 7)} | {v['cpu_percent']:>5.0f} {v['peak_rss_mb']:>6.0f} | "
             f"{v['faces_per_frame']:>5.2f} {100.0 * v['full_detections'] / max(1, v['frames']):>5.0f} "
-            f"{v['shots']:>5d}")
+            f"{v['shots']:>5d}"
+            + (f" | {v['late_frames_pct']:>5.1f} {v['dropped_frames']:>4d} {_f(v['decision_ms_p50'], 2, 7)} "
+               f"{_f(v['decision_ms_p95'], 2, 6)} {_f(v['decision_ms_p99'], 2, 6)}" if v.get("pace_fps") else ""))
     lines.append(f"start-up: runtime import {report['runtime_import_ms']:.0f} ms, source open "
                  f"{report['source_open_ms']:.0f} ms; " + "; ".join(
                      f"{v['model']}: load {v['model_load_ms']:.1f} ms, +{v['model_rss_mb'] or 0:.1f} MB, "
@@ -824,6 +937,8 @@ def command_line(args, threads, modes, model_paths) -> str:
     for p in model_paths:
         parts += ["--model", str(p)]
     parts += ["--modes", ",".join(modes)]
+    if getattr(args, "pace", None):
+        parts += ["--pace", f"{args.pace:g}"]
     for opt in ("chunk", "hold", "study_frames"):
         parts += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
     for flag in ("one_face", "detector_study"):
@@ -845,13 +960,20 @@ def main(args) -> int:
     cfg = load_config(args)
     frames, warmup = int(args.frames), int(args.warmup)
     threads = args.threads or [int(cfg.model.num_threads)]
-    modes = list(getattr(args, "modes", None) or MODES)
+    pace = getattr(args, "pace", None)
+    modes = list(getattr(args, "modes", None) or (PACED_MODES if pace else DEFAULT_MODES))
     chunk = int(getattr(args, "chunk", 25) or 25)
     hold = int(getattr(args, "hold", 10) or 10)
     model_paths = [Path(p).expanduser() for p in (args.model or [cfg.model.path or default_model_path()])]
     for p in model_paths:  # fail before the (possibly slow) source opening
         if not p.is_file():
             raise ModelError(f"model file {p} not found; pass --model PATH or set model.path")
+    spec = str(args.source or "").strip()
+    if pace and (spec.lower() in CAMERA_SPECS or spec == "" or spec.isdigit() or "://" in spec):
+        err = DjsmileError("--pace plays an image folder or a video like a camera; a camera sets its own "
+                           "pace (drop --pace, or pass --source DIR or VIDEO)")
+        err.exit_code = EX_USAGE
+        raise err
     if "track" in modes and int(cfg.detector.full_every) == 1:
         log.warning("detector.full_every = 1: the 'track' mode is the same as 'full'")
     machine = machine_info()
@@ -864,8 +986,9 @@ def main(args) -> int:
     feed = open_feed(args.source, cfg, frames_needed=warmup + frames, hold=hold,
                      one_face=bool(getattr(args, "one_face", False)))
     source_open_ms = (time.perf_counter() - t0) * 1e3
+    variants: list[Variant] = []
     try:
-        variants = build_variants(cfg, model_paths, threads, modes, feed)
+        variants = build_variants(cfg, model_paths, threads, modes, feed, pace=pace)
         log.info("bench: %d variant(s) x %d frames (+%d warm-up) from %s",
                  len(variants), frames, warmup, feed.name)
         run_variants(variants, frames, warmup, chunk)
@@ -875,6 +998,8 @@ def main(args) -> int:
             study = detector_study(cfg, feed, int(args.study_frames), chunk, threads[0])
     finally:
         feed.close()
+        for v in variants:
+            v.finder.close()
 
     rt = variants[0].model.runtime
     try:
@@ -893,6 +1018,7 @@ def main(args) -> int:
         "frames": frames,
         "warmup": warmup,
         "chunk": chunk,
+        "pace": pace,
         "runtime": {"name": rt.name, "version": rt.version},
         "machine": machine,
         "runtime_import_ms": round(runtime_import_ms, 1),

@@ -252,3 +252,52 @@ def test_cpu_model_on_a_raspberry_pi():
            "Hardware\t: BCM2835\nRevision\t: c03114\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n")
     assert bench.cpu_model(pi4) == "Cortex-A72 (BCM2835)"
     assert bench.cpu_model("model name\t: AMD EPYC 7B13\n") == "AMD EPYC 7B13"
+
+
+PACE_KEYS = {"pace_fps", "frames_due", "dropped_frames", "late_frames", "late_frames_pct",
+             "decision_ms_p50", "decision_ms_p95", "decision_ms_p99", "async_full"}
+
+
+def test_pace_feeds_like_a_camera_and_reports_lateness_per_variant(noise_folder, tiny_models, tmp_path, capsys):
+    out = tmp_path / "paced.json"
+    frames, chunk, pace = 12, 6, 40.0
+    rc = run_bench("--source", noise_folder, "--frames", frames, "--warmup", 1, "--chunk", chunk,
+                   "--pace", pace, "--threads", 1, "--model", tiny_models[0], "--json", out)
+    assert rc == 0
+    report = json.loads(out.read_text())
+    assert report["pace"] == pace and "--pace 40" in report["command"]
+    variants = {v["mode"]: v for v in report["variants"]}
+    assert set(variants) == {"track", "async"}          # today's loop beside the async one
+    assert variants["track"]["async_full"] == "off" and variants["async"]["async_full"] == "on"
+    for v in variants.values():
+        assert REQUIRED_VARIANT_KEYS | PACE_KEYS <= set(v), v["name"]
+        assert v["pace_fps"] == pace
+        # every frame the feeder made ready was either decided or dropped
+        assert v["frames_due"] == frames and v["frames"] + v["dropped_frames"] == frames
+        assert v["frames"] >= 2   # each chunk's last frame is always taken
+        assert 0 <= v["late_frames"] <= v["frames"]
+        assert 0.0 <= v["late_frames_pct"] <= 100.0
+        assert 0 < v["decision_ms_p50"] <= v["decision_ms_p95"] <= v["decision_ms_p99"]
+        # frames are never ready sooner than the pace allows: at most chunk frames per (chunk - 1) intervals
+        assert v["fps"] <= pace * chunk / (chunk - 1) * 1.01
+    table = capsys.readouterr().out
+    assert "late%" in table and "paced at 40 fps" in table
+
+
+def test_without_pace_the_new_keys_are_empty_and_the_modes_unchanged(noise_folder, tiny_models, tmp_path):
+    out = tmp_path / "b.json"
+    assert run_bench("--source", noise_folder, "--frames", 3, "--warmup", 0, "--threads", 1,
+                     "--model", tiny_models[0], "--json", out) == 0
+    report = json.loads(out.read_text())
+    assert report["pace"] is None
+    assert [v["mode"] for v in report["variants"]] == ["full", "track"]
+    for v in report["variants"]:
+        assert v["late_frames_pct"] is None and v["decision_ms_p99"] is None and v["async_full"] == "off"
+
+
+@pytest.mark.parametrize("source", ["camera", "0"])
+def test_pace_with_a_camera_is_a_usage_error(source, tiny_models, capsys):
+    from djsmile.errors import EX_USAGE
+    with pytest.raises(Exception) as e:
+        run_bench("--source", source, "--pace", 30, "--model", tiny_models[0], "--frames", 2)
+    assert getattr(e.value, "exit_code", None) == EX_USAGE and "--pace" in str(e.value)
