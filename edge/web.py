@@ -53,6 +53,7 @@ import mimetypes
 import os
 import socket
 import stat
+import sys
 import threading
 import time
 from http import HTTPStatus
@@ -74,6 +75,11 @@ PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 THUMB_WIDTH = 200
 _THUMB_CACHE_MAX = 64
 _PHOTO_LIST_TTL_S = 2.0
+SIDECAR_SUFFIX = ".json"        # djsmile writes <stem>.jpg with <stem>.json beside it
+SEND_TIMEOUT_S = 5.0            # a viewer that takes longer to take one frame is dropped
+STALL_S = 1.0                   # a viewer stuck this long in one frame gives its slot to a newcomer
+STREAM_SNDBUF = 64 * 1024       # small send buffer: a viewer that stops reading is noticed within a frame or two
+MAX_POST_BYTES = 65536
 
 
 # --------------------------------------------------------------------------- helpers
@@ -109,6 +115,25 @@ def _host_of(host_header: str) -> str:
     return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
 
 
+def _plain_file(st) -> bool:
+    """A regular file with one name: not a symlink, FIFO or device, not a hard link to a file elsewhere."""
+    return stat.S_ISREG(st.st_mode) and st.st_nlink == 1
+
+
+def is_our_photo(path: Path, st=None) -> bool:
+    """True for a photo as djsmile writes it: ``<stem>.jpg`` (a plain file) with its plain ``<stem>.json`` sidecar.
+
+    A hard link dropped into photos/ (to /etc/passwd, say) has ``st_nlink`` > 1,
+    a stray file has no sidecar: neither is served.
+    """
+    if path.name.startswith(".") or not path.name.lower().endswith(PHOTO_SUFFIXES):
+        return False
+    try:
+        return _plain_file(st or os.lstat(path)) and _plain_file(os.lstat(path.with_suffix(SIDECAR_SUFFIX)))
+    except OSError:
+        return False
+
+
 def _jsonable(obj):
     """Make an event dict JSON-safe (numpy scalars, paths, tuples)."""
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
@@ -141,6 +166,54 @@ def render_overlay(gray: np.ndarray, result, fps: float) -> np.ndarray:
     return img
 
 
+# --------------------------------------------------------------------------- stream viewers
+
+class _Viewer:
+    __slots__ = ("sock", "busy_since")
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.busy_since = None     # monotonic time the frame being sent started, None between frames
+
+
+class _Viewers:
+    """The stream's viewer slots (callers hold the server's lock).
+
+    Each viewer sends frames with a send timeout (``SEND_TIMEOUT_S``); when all
+    slots are taken, a newcomer takes the slot of a viewer stuck for over
+    ``STALL_S`` in one frame (its socket is shut down, which ends its thread),
+    so viewers that stop reading never lock new ones out.
+    """
+
+    def __init__(self):
+        self._all: list[_Viewer] = []
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def join(self, sock, max_viewers: int):
+        if len(self._all) >= max_viewers:
+            now = time.monotonic()
+            stalled = [v for v in self._all if v.busy_since is not None and now - v.busy_since > STALL_S]
+            if not stalled:
+                return None
+            worst = min(stalled, key=lambda v: v.busy_since)
+            self._all.remove(worst)
+            log.info("live view: dropped a viewer that stopped reading (%.1f s on one frame) for a new one",
+                     now - worst.busy_since)
+            try:
+                worst.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        v = _Viewer(sock)
+        self._all.append(v)
+        return v
+
+    def leave(self, v) -> None:
+        if v in self._all:
+            self._all.remove(v)
+
+
 # --------------------------------------------------------------------------- server
 
 class WebServer:
@@ -161,7 +234,8 @@ class WebServer:
         self._seq = 0                # publish() count
         self._jpeg = None
         self._jpeg_seq = -1
-        self._clients = 0
+        self._clients = 0            # len(self._viewers), read without the lock
+        self._viewers = _Viewers()
         self._last_event = None
         self._events = 0
         self._last_joke_press = None
@@ -220,8 +294,7 @@ class WebServer:
                               "set web.token (every request must then carry it), or listen on 127.0.0.1")
         handler = type("Handler", (_Handler,), {"web": self})
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        server_cls = type("Server", (ThreadingHTTPServer,), {"address_family": family,
-                                                             "daemon_threads": True})
+        server_cls = type("Server", (_Server,), {"address_family": family})
         try:
             self._httpd = server_cls((self.host, self._port), handler)
         except OSError as e:
@@ -350,10 +423,11 @@ class WebServer:
                     if e.name.startswith(".") or not e.name.lower().endswith(PHOTO_SUFFIXES):
                         continue
                     try:
-                        if e.is_file(follow_symlinks=False):
-                            found.append((e.stat(follow_symlinks=False).st_mtime_ns, e.name))
+                        st = e.stat(follow_symlinks=False)
                     except OSError:
                         continue
+                    if _plain_file(st) and is_our_photo(Path(e.path), st):
+                        found.append((st.st_mtime_ns, e.name))
         except OSError:
             pass
         names = [name for _, name in sorted(found, reverse=True)[:50]]
@@ -379,11 +453,12 @@ class WebServer:
         return 200, {"ok": told, "busy": not told, "last_joke": getattr(self.teller, "last_joke", None)}
 
     def resolve_photo(self, raw_name: str) -> tuple[int, Path | None]:
-        """Map the ``<name>`` of ``/photos/<name>`` (still %-encoded) to a file inside photo_dir.
+        """Map the ``<name>`` of ``/photos/<name>`` (still %-encoded) to a photo djsmile wrote in photo_dir.
 
         Returns (200, path) or (403 | 404, None). Refused: ``..`` (plain or %-encoded),
-        absolute paths, sub-folders, hidden names, symlinks that leave photo_dir,
-        anything that is not a regular file.
+        absolute paths, sub-folders, hidden names, and anything that is not a
+        photo djsmile wrote (:func:`is_our_photo`): symlinks, hard links,
+        FIFOs, files without their JSON sidecar, the sidecars themselves.
         """
         name = unquote(raw_name)
         if (not name or "/" in name or "\\" in name or "\x00" in name or ".." in name
@@ -391,15 +466,10 @@ class WebServer:
             return 403, None
         try:
             base = self.photo_dir.resolve(strict=True)
-            target = (base / name).resolve(strict=True)
         except (OSError, RuntimeError):
             return 404, None
-        if not target.is_relative_to(base) or target == base:
-            return 403, None
-        try:
-            if not stat.S_ISREG(os.stat(target).st_mode):
-                return 404, None
-        except OSError:
+        target = base / name
+        if not is_our_photo(target):
             return 404, None
         return 200, target
 
@@ -445,6 +515,20 @@ class WebServer:
 
 
 # --------------------------------------------------------------------------- handler
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address):
+        """A client that resets or times out is not news: one short line at most, never a traceback."""
+        exc = sys.exc_info()[1]
+        who = client_address[0] if isinstance(client_address, tuple) else "?"
+        if isinstance(exc, (ConnectionError, TimeoutError, socket.timeout)):
+            log.debug("live view: %s went away (%s)", who, type(exc).__name__)
+        else:
+            log.warning("live view: a request from %s failed: %s: %s", who, type(exc).__name__, str(exc)[:160])
+            log.debug("live view: request failure details", exc_info=True)
+
 
 class _Handler(BaseHTTPRequestHandler):
     web: WebServer = None  # set on the subclass made by WebServer.start()
@@ -519,21 +603,32 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._text(404, "404 not found")
 
+    do_HEAD = do_GET      # _send() leaves the body out; /stream.mjpg answers with its headers only
+
     def do_POST(self):
         gated = self._gate()
         if gated is None:
             return
         path, _ = gated
-        length = int(self.headers.get("Content-Length") or 0)
-        if 0 < length <= 65536:
+        raw = (self.headers.get("Content-Length") or "0").strip()
+        if not (raw.isascii() and raw.isdigit()):
+            self.close_connection = True
+            self._text(400, "400 bad request: Content-Length is not a number")
+            return
+        length = int(raw)
+        if length > MAX_POST_BYTES:
+            self.close_connection = True
+            self._text(413, f"413 request body too large (at most {MAX_POST_BYTES} bytes)")
+            return
+        if length:
             self.rfile.read(length)
         if path != "/joke":
             self._text(404, "404 not found")
             return
         origin = self.headers.get("Origin")
-        if origin and origin != "null":
-            o = urlsplit(origin).netloc
-            if o and o != self.headers.get("Host", o):
+        if origin is not None:   # a browser says where the page came from: only this server's own page may press
+            o = urlsplit(origin).netloc if origin != "null" else ""
+            if not o or o != self.headers.get("Host", o):
                 self._json(403, {"ok": False, "error": "cross-origin request refused"})
                 return
         code, body = self.web.press_joke()
@@ -553,7 +648,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         with os.fdopen(fd, "rb") as fh:
             st = os.fstat(fh.fileno())
-            if not stat.S_ISREG(st.st_mode):
+            if not _plain_file(st):         # linked or swapped since the check
                 self._text(404, "404 not found")
                 return
             data = fh.read()
@@ -567,19 +662,26 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _stream(self) -> None:
         web = self.web
+        if self.command == "HEAD":
+            self._send(200, b"", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
+            return
         max_viewers = int(getattr(web.cfg, "max_viewers", 4))
+        sock = self.connection
         with web._lock:
-            if web._clients >= max_viewers:
-                full = True
-            else:
-                full = False
-                web._clients += 1
+            viewer = web._viewers.join(sock, max_viewers)
+            if viewer is not None:
+                web._clients = len(web._viewers)
                 want = web._seq          # never send a frame older than the one current at connect
                 web._new_frame.notify()
-        if full:
+        if viewer is None:
             self._text(503, f"503 busy: at most {max_viewers} viewers (web.max_viewers)", {"Retry-After": "5"})
             return
         try:
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, STREAM_SNDBUF)
+            except OSError:
+                pass
+            sock.settimeout(SEND_TIMEOUT_S)     # one frame (sendall) must go out within this
             self.send_response(200)
             self.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={BOUNDARY}")
             self.send_header("Cache-Control", "no-store, no-cache, must-revalidate")
@@ -587,7 +689,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header("Connection", "close")
             if self._set_cookie:
                 self.send_header("Set-Cookie", f"{COOKIE}={web._cookie_value}; Path=/; HttpOnly; SameSite=Strict")
+            viewer.busy_since = time.monotonic()
             self.end_headers()
+            viewer.busy_since = None
             sent = -1
             while not web._stop.is_set():
                 with web._lock:
@@ -597,14 +701,17 @@ class _Handler(BaseHTTPRequestHandler):
                     if web._stop.is_set():
                         break
                     jpeg, sent = web._jpeg, web._jpeg_seq
+                viewer.busy_since = time.monotonic()
                 self.wfile.write(f"--{BOUNDARY}\r\nContent-Type: image/jpeg\r\n"
                                  f"Content-Length: {len(jpeg)}\r\n\r\n".encode() + jpeg + b"\r\n")
                 self.wfile.flush()
+                viewer.busy_since = None
         except (BrokenPipeError, ConnectionResetError, TimeoutError, socket.timeout, OSError):
-            pass  # the viewer went away
+            pass  # the viewer went away, stopped reading (send timeout) or was dropped for a new one
         finally:
             with web._lock:
-                web._clients -= 1
+                web._viewers.leave(viewer)
+                web._clients = len(web._viewers)
             self.close_connection = True
 
 

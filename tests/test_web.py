@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -154,6 +155,17 @@ def open_stream(web, path="/stream.mjpg"):
     return conn, conn.getresponse()
 
 
+def save_photo(folder, when_ms: int = 0, size=(240, 320)) -> str:
+    """A photo written the way `djsmile run` writes them (PhotoStore: JPEG + JSON sidecar); its name."""
+    from datetime import datetime, timedelta
+
+    from djsmile.actions import PhotoStore, photo_stem
+    when = datetime(2026, 11, 25, 22, 15, 30) + timedelta(milliseconds=when_ms)
+    path = PhotoStore(folder).save(np.full((*size, 3), 200, np.uint8), photo_stem(when, when_ms),
+                                   {"time": when.isoformat(), "state": "smiling", "faces": []})
+    return path.name
+
+
 def wait_until(cond, timeout=5.0):
     end = time.monotonic() + timeout
     while time.monotonic() < end:
@@ -198,10 +210,10 @@ def test_status_json_reports_the_loop(server):
 
 def test_page_has_stream_joke_button_and_photos(server, tmp_path):
     web = server(teller=FakeTeller())
-    for i, name in enumerate(["old.jpg", "new.jpg"]):
-        p = tmp_path / "photos" / name
-        cv2.imwrite(str(p), np.full((480, 640, 3), 200, np.uint8))
-        os.utime(p, (1_700_000_000 + i, 1_700_000_000 + i))
+    names = [save_photo(tmp_path / "photos", i, (480, 640)) for i in (1, 0)]     # name order != age order
+    for i, name in enumerate(names):
+        os.utime(tmp_path / "photos" / name, (1_700_000_000 + i, 1_700_000_000 + i))
+    old, new = names
     r, data = request(web, "GET", "/")
     page = data.decode()
     assert r.status == 200 and r.getheader("Content-Type").startswith("text/html")
@@ -209,8 +221,8 @@ def test_page_has_stream_joke_button_and_photos(server, tmp_path):
     assert "Next joke" in page and 'fetch("joke",{method:"POST"})' in page
     assert "status.json" in page
     s = json.loads(request(web, "GET", "/status.json")[1])
-    assert s["photos"] == ["new.jpg", "old.jpg"]          # newest first
-    r, thumb = request(web, "GET", "/photos/new.jpg?thumb=1")
+    assert s["photos"] == [new, old]                      # newest first
+    r, thumb = request(web, "GET", f"/photos/{new}?thumb=1")
     assert r.status == 200 and r.getheader("Content-Type") == "image/jpeg"
     img = cv2.imdecode(np.frombuffer(thumb, np.uint8), cv2.IMREAD_COLOR)
     assert img.shape[1] <= 200                             # a real thumbnail, not the full photo
@@ -290,6 +302,7 @@ def test_photos_only_from_photo_dir(server, tmp_path):
     photos = tmp_path / "photos"
     photos.mkdir()
     (photos / "shot 1.jpg").write_bytes(b"JPEGDATA")
+    (photos / "shot 1.json").write_text('{"photo": "shot 1.jpg"}')       # its sidecar, as djsmile writes
     (photos / "sub").mkdir()
     (tmp_path / "secret.txt").write_text("TOP SECRET")
     os.symlink(tmp_path / "secret.txt", photos / "link_out.jpg")
@@ -361,7 +374,7 @@ def test_chromium_screenshot_shows_stream_and_joke(server, tmp_path):
     out = tmp_path / "page.png"
     photos = tmp_path / "photos"
     photos.mkdir()
-    cv2.imwrite(str(photos / "20240101-120000.jpg"), np.full((240, 320, 3), (40, 160, 240), np.uint8))
+    save_photo(photos)
     teller = FakeTeller("I'm reading a book about anti-gravity. It's impossible to put down!")
     web = server(wcfg(stream_fps=10.0), teller=teller, photo_dir=photos,
                  info={"model": "smile_int8.tflite", "runtime": "test"})
@@ -385,3 +398,123 @@ def test_chromium_screenshot_shows_stream_and_joke(server, tmp_path):
     spread = view.astype(int).max(axis=2) - view.astype(int).min(axis=2)
     assert (spread > 80).sum() > 100
     assert web.frames_encoded >= 1
+
+
+# ---------------------------------------------------------------- hostile clients (issue 12, item 13)
+
+def test_resets_on_the_401_path_log_one_short_line_at_most(server, capfd, caplog):
+    import socket
+    import struct
+    web = server(wcfg(token="s3cret-token"))
+    n = 60
+    with caplog.at_level(logging.INFO, logger="djsmile"):      # what `djsmile run` logs by default
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", web.port), timeout=5)
+            s.sendall(b"GET /status.json HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()                                           # RST, before or while the 401 is written
+        r, _ = request(web, "GET", "/status.json", headers={"Authorization": "Bearer s3cret-token"})
+        assert r.status == 200                                  # still serving
+        time.sleep(0.3)                                         # let the last handler threads finish
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "Exception occurred" not in err, err[:2000]
+    for rec in caplog.records:
+        assert rec.exc_info is None and "\n" not in rec.getMessage(), rec.getMessage()
+    assert len(caplog.records) + len(err.splitlines()) <= n
+
+
+@pytest.mark.parametrize("origin", ["null", "http://evil.example", "garbage"])
+def test_joke_from_a_foreign_or_null_origin_is_refused(server, origin):
+    teller = FakeTeller()
+    web = server(teller=teller)
+    r, data = request(web, "POST", "/joke", headers={"Origin": origin})
+    assert r.status == 403 and teller.calls == 0
+    r, _ = request(web, "POST", "/joke", headers={"Origin": f"http://127.0.0.1:{web.port}"})
+    assert r.status == 200 and teller.calls == 1                # the page itself still can
+
+
+def test_only_photos_djsmile_wrote_are_served(server, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    real = save_photo(photos, 1)
+    secret = tmp_path / "passwd"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    linked = "20261125-221530-999_f000999.jpg"                  # a photo's name, a hard link to another file
+    os.link(secret, photos / linked)
+    (photos / linked).with_suffix(".json").write_text(json.dumps({"photo": linked}))
+    (photos / "stray.jpg").write_bytes(b"not written by djsmile")        # no sidecar
+    web = server(photo_dir=photos)
+    r, data = request(web, "GET", f"/photos/{real}")
+    assert r.status == 200 and data[:2] == b"\xff\xd8"
+    for name in (linked, "stray.jpg", real[:-4] + ".json"):
+        r, data = request(web, "GET", f"/photos/{name}")
+        assert r.status in (403, 404), name
+        assert b"root:" not in data
+    assert json.loads(request(web, "GET", "/status.json")[1])["photos"] == [real]
+
+
+def test_head_is_answered_like_get_without_a_body(server, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    name = save_photo(photos)
+    web = server(photo_dir=photos)
+    for path, ctype in (("/", "text/html"), ("/status.json", "application/json"), (f"/photos/{name}", "image/jpeg"),
+                        ("/stream.mjpg", "multipart/x-mixed-replace")):
+        r, data = request(web, "HEAD", path)
+        assert r.status == 200 and r.getheader("Content-Type").startswith(ctype), path
+        assert data == b""
+    r, _ = request(web, "HEAD", f"/photos/{name}")
+    assert int(r.getheader("Content-Length")) == (photos / name).stat().st_size
+    assert web.clients == 0                                     # HEAD holds no viewer slot
+
+
+@pytest.mark.parametrize("length, code", [("abc", 400), ("-5", 400), ("1e3", 400), ("99999999999", 413)])
+def test_garbage_content_length_is_refused_cleanly(server, capfd, length, code):
+    import socket
+    teller = FakeTeller()
+    web = server(teller=teller)
+    with socket.create_connection(("127.0.0.1", web.port), timeout=5) as s:
+        s.sendall(f"POST /joke HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: {length}\r\n\r\n".encode())
+        answer = b""
+        while b"\r\n" not in answer:
+            more = s.recv(4096)
+            if not more:
+                break
+            answer += more
+    assert answer.split(b"\r\n")[0].split()[1:2] == [str(code).encode()], answer[:200]
+    assert teller.calls == 0
+    r, _ = request(web, "GET", "/status.json")
+    assert r.status == 200
+    assert "Traceback" not in capfd.readouterr().err
+
+
+def test_viewers_that_stop_reading_do_not_lock_new_viewers_out(server):
+    import socket
+    web = server(wcfg(stream_fps=20.0, max_viewers=4, stream_quality=95))
+    stalled = []
+    with Publisher(web, rate=30):
+        try:
+            for _ in range(4):                                  # connect, then never read again
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                s.connect(("127.0.0.1", web.port))
+                s.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+                stalled.append(s)
+            assert wait_until(lambda: web.clients == 4)
+            t0 = time.monotonic()
+            while True:                                         # a browser retrying after 503
+                conn, r = open_stream(web)
+                if r.status == 200:
+                    break
+                r.read()
+                conn.close()
+                assert time.monotonic() - t0 < 10.0, "new viewers locked out for over 10 s"
+                time.sleep(0.25)
+            frames = read_mjpeg_frames(r, 3, timeout=10.0)
+            assert len(frames) == 3 and time.monotonic() - t0 < 15.0
+            assert web.clients <= 4
+            r.close()
+            conn.close()
+        finally:
+            for s in stalled:
+                s.close()
