@@ -620,8 +620,17 @@ class Actions:
             return
         if self.led is not None:
             self.led.update(result.holding)
-        if not result.fired:
+        if result.fired:
+            self._shoot(result, frame)
+
+    def manual_shot(self, result: "TriggerResult", frame: "Frame", why: str = "manual") -> None:
+        """Fire now, as a smile would (shutter, LED, photo, event line with ``"manual": true``), no joke."""
+        if self._closed:
             return
+        log.info("manual shot (%s): frame %d", why, result.frame)
+        self._shoot(result, frame, manual=True)
+
+    def _shoot(self, result: "TriggerResult", frame: "Frame", manual: bool = False) -> None:
         self.shots += 1
         # Latency first: the shutter pulse and the LED, then the still, then the slow parts.
         if self.shutter is not None:
@@ -637,6 +646,8 @@ class Actions:
         when = datetime.now().astimezone()
         event = {"time": when.isoformat(), "frame": int(result.frame),
                  "faces": event_faces(result), "photo": None}
+        if manual:
+            event["manual"] = True
         shot = Shot(event=event, stem=photo_stem(when, result.frame))
         if self.writer.store is not None and self.writer.has_room():
             try:
@@ -650,7 +661,7 @@ class Actions:
         elif self.writer.store is not None:
             self.writer.note_dropped(result.frame)
         self.writer.submit(shot)
-        if self.on_joke is not None:
+        if self.on_joke is not None and not manual:
             try:
                 self.on_joke()
             except Exception:

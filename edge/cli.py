@@ -28,6 +28,7 @@ SUBCOMMANDS = {
     "calibrate": ("djsmile.calibrate", "learn the smile thresholds from the person in front of the camera"),
     "joke": ("djsmile.jokes", "print (and --say) a dad joke"),
     "config": ("djsmile.config_cmd", "print the default config or check a config file"),
+    "mqtt": ("djsmile.mqtt_cmd", "MQTT / Home Assistant: --forget removes this device's retained messages"),
 }
 
 TRAIN_HINT = "TensorFlow is not installed: pip install '.[train]'"

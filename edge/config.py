@@ -9,9 +9,11 @@ and what is allowed.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -155,6 +157,23 @@ class WebConfig:
 
 
 @dataclass
+class MqttConfig:
+    """MQTT and Home Assistant discovery (every djsmile on the network shows up in Home Assistant)."""
+    enabled: bool = opt(False, "publish state, events, photos and jokes to an MQTT broker; take commands from it")
+    host: str = opt("localhost", "MQTT broker host name or address")
+    port: int = opt(1883, "MQTT broker port (1883 plain, usually 8883 with TLS)", min=1, max=65535)
+    username: str = opt("", "broker user name ('' = anonymous)")
+    password: str = opt("", "broker password (never logged)")
+    tls: bool = opt(False, "connect with TLS")
+    ca_file: str = opt("", "CA certificate file that signed the broker's certificate ('' = the system's CAs; needs tls = true)")
+    device_id: str = opt("", "this device's id in topics and Home Assistant: lower-case letters, digits, _ ('' = from the host name)")
+    base_topic: str = opt("", "topic prefix for this device ('' = djsmile/<device_id>)")
+    discovery_prefix: str = opt("homeassistant", "Home Assistant discovery prefix ('' = no discovery messages)")
+    photo: bool = opt(True, "publish the last shot's JPEG (retained) on <base_topic>/photo")
+    event_queue: int = opt(100, "events kept while the broker is away; beyond this the oldest are dropped (logged)", min=1, max=100000)
+
+
+@dataclass
 class Config:
     """The whole configuration."""
     camera: CameraConfig = field(default_factory=CameraConfig)
@@ -166,6 +185,7 @@ class Config:
     jokes: JokesConfig = field(default_factory=JokesConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     web: WebConfig = field(default_factory=WebConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
 
     # -- helpers ---------------------------------------------------------
     def set(self, dotted: str, value) -> None:
@@ -279,6 +299,52 @@ def cross_check(cfg: Config) -> None:
     if t.on_threshold and t.off_threshold and t.off_threshold > t.on_threshold:
         raise ConfigError(f"config key trigger.off_threshold = {t.off_threshold} is not valid: "
                           f"it must not exceed trigger.on_threshold = {t.on_threshold}")
+    check_mqtt(cfg.mqtt)
+
+
+MQTT_ID_RE = re.compile(r"[a-z0-9_]+")
+_TOPIC_LEVEL_RE = re.compile(r"[^+#/\x00]+")
+
+
+def check_mqtt(m: "MqttConfig") -> None:
+    """The ``[mqtt]`` rules beyond type and range (run at load, whether or not it is enabled)."""
+    if not m.host.strip() or any(c.isspace() for c in m.host):
+        raise ConfigError(f"config key mqtt.host = {m.host!r} is not valid: expected a host name or address")
+    if m.device_id and not MQTT_ID_RE.fullmatch(m.device_id):
+        raise ConfigError(f"config key mqtt.device_id = {m.device_id!r} is not valid: use lower-case letters, "
+                          "digits and _ only (or '' for the host name)")
+    for key in ("base_topic", "discovery_prefix"):
+        value = getattr(m, key)
+        if value and not all(_TOPIC_LEVEL_RE.fullmatch(level) for level in value.split("/")):
+            raise ConfigError(f"config key mqtt.{key} = {value!r} is not valid: a topic like 'djsmile/porch' "
+                              "(no '+', '#', empty levels, or leading/trailing '/')")
+    if m.ca_file:
+        if not m.tls:
+            raise ConfigError(f"config key mqtt.ca_file = {m.ca_file!r} is only used with TLS: "
+                              "set mqtt.tls = true, or remove mqtt.ca_file")
+        if not Path(m.ca_file).expanduser().is_file():
+            raise ConfigError(f"config key mqtt.ca_file = {m.ca_file!r} is not valid: no such file; "
+                              "give the broker's CA certificate (PEM), or '' for the system's CAs")
+
+
+def host_port(s: str) -> tuple:
+    """An argparse type: ``HOST[:PORT]`` (``[::1]:1883`` for IPv6) -> ``(host, port or None)``."""
+    host, port = s, None
+    if s.startswith("["):
+        host, _, rest = s[1:].partition("]")
+        if rest:
+            if not rest.startswith(":"):
+                raise argparse.ArgumentTypeError(f"{s!r}: expected HOST[:PORT], e.g. [::1]:1883")
+            port = rest[1:]
+    elif s.count(":") == 1:
+        host, port = s.split(":")
+    if not host:
+        raise argparse.ArgumentTypeError(f"{s!r}: no host; expected HOST[:PORT], e.g. localhost:1883")
+    if port is not None:
+        if not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise argparse.ArgumentTypeError(f"{s!r}: the port must be a number from 1 to 65535")
+        port = int(port)
+    return host, port
 
 
 def load(path: str | os.PathLike | None = None) -> Config:

@@ -96,11 +96,14 @@ class LoopStats:
 
 def run(cfg, source: Source, *, model, finder, stop_event: threading.Event | None = None,
         web=None, notifier=None, actions=None, max_frames: int | None = None,
-        trigger: Trigger | None = None, stats: LoopStats | None = None) -> int:
+        trigger: Trigger | None = None, stats: LoopStats | None = None,
+        mqtt=None, manual_shot: threading.Event | None = None) -> int:
     """Run the frame loop until the source ends, ``stop_event`` is set or ``max_frames`` frames.
 
     Returns the exit code: 0 when a finite source ended, a stop was asked or
     ``max_frames`` was reached; 69 when a camera stopped delivering frames.
+    ``manual_shot`` (set by another thread, e.g. MQTT ``shutter/fire``) is
+    read once per frame: when set, that frame is shot as a manual shot.
     """
     stop_event = stop_event or threading.Event()
     trigger = trigger or Trigger(cfg.trigger, getattr(model, "threshold", 0.5))
@@ -130,6 +133,11 @@ def run(cfg, source: Source, *, model, finder, stop_event: threading.Event | Non
             result = trigger.update(frame.index, frame.t, boxes, probs)
             if actions is not None:
                 actions.update(result, frame)
+            manual = manual_shot is not None and manual_shot.is_set()
+            if manual:
+                manual_shot.clear()
+                if actions is not None:
+                    actions.manual_shot(result, frame)
             errors_in_a_row = 0
         except Exception:
             errors_in_a_row += 1
@@ -139,7 +147,7 @@ def run(cfg, source: Source, *, model, finder, stop_event: threading.Event | Non
                 return EX_SOFTWARE
             continue
         now = time.monotonic()
-        stats.tick(now, len(boxes), result.fired)
+        stats.tick(now, len(boxes), result.fired or manual)
         if result.fired:
             log.info("smile! frame %d (t=%.2f s): %s", frame.index, frame.t,
                      ", ".join(f"p={f.p_smile:.2f}" for f in result.faces) or "no face")
@@ -148,6 +156,8 @@ def run(cfg, source: Source, *, model, finder, stop_event: threading.Event | Non
                 web.publish(frame, result, stats.fps)
             except Exception:
                 log.exception("live view publish failed")
+        if mqtt is not None:
+            mqtt.note_frame(result, stats.fps, stats.shots, stats.last_shot_wall)
         if notifier is not None:
             notifier.watchdog(now)
             if now >= next_status:
@@ -178,6 +188,8 @@ def add_arguments(p) -> None:
     p.add_argument("--policy", choices=("largest", "any", "all"),
                    help="whose smile counts: the largest face, any face, or all faces (group photo)")
     p.add_argument("--web", metavar="HOST:PORT", help="serve the live view on HOST:PORT (turns web.enabled on)")
+    p.add_argument("--mqtt", metavar="HOST[:PORT]", type=config.host_port,
+                   help="publish to the MQTT broker at HOST[:PORT] for Home Assistant (turns mqtt.enabled on)")
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
                    help="play a file source at its own frame rate, or as fast as possible (default: camera.realtime)")
     p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
@@ -203,6 +215,12 @@ def apply_overrides(cfg, args) -> None:
     if cfg.web.enabled and getattr(args, "realtime", None) is None:
         # with the live view, a file source plays at its own rate (--no-realtime to race through it)
         cfg.set("camera.realtime", True)
+    if getattr(args, "mqtt", None) is not None:
+        host, port = args.mqtt
+        cfg.set("mqtt.host", host)
+        if port is not None:
+            cfg.set("mqtt.port", port)
+        cfg.set("mqtt.enabled", True)
     if getattr(args, "no_gpio", False):
         for key in ("gpio.led_enabled", "gpio.shutter_enabled", "gpio.button_enabled"):
             cfg.set(key, False)
@@ -301,7 +319,7 @@ def _describe_runtime(model) -> str:
 class _Closers:
     """Things to close, in a fixed order whatever order they were opened in."""
 
-    ORDER = ("notifier", "actions", "source", "finder", "button", "web", "teller")
+    ORDER = ("notifier", "actions", "source", "finder", "button", "web", "mqtt", "teller")
 
     def __init__(self):
         self._fns: dict = {}
@@ -332,6 +350,18 @@ def _lock_state_dir(state_dir) -> int | None:
         raise BusyError(f"state folder {state_dir} is in use by another djsmile run ({who}); stop it first "
                         "or give this one another --state-dir")
     return fd
+
+
+def _fan_out(*fns):
+    """One callback that calls each of ``fns`` that is not None (None if there are none)."""
+    fns = [f for f in fns if f is not None]
+    if len(fns) <= 1:
+        return fns[0] if fns else None
+
+    def call(*a):
+        for f in fns:
+            f(*a)
+    return call
 
 
 def main(args) -> int:
@@ -385,7 +415,7 @@ def main(args) -> int:
                 log.info("GPIO: off (no LED, shutter or button)")
 
             teller = None
-            if cfg.jokes.on_smile or cfg.gpio.button_enabled or cfg.web.enabled:
+            if cfg.jokes.on_smile or cfg.gpio.button_enabled or cfg.web.enabled or cfg.mqtt.enabled:
                 teller = JokeTeller(cfg, state_dir)
                 closers.add("teller", lambda: teller.close(timeout=0.5))
 
@@ -395,9 +425,18 @@ def main(args) -> int:
                                 info={"model": str(model.path), "runtime": runtime,
                                       "version": __version__, "source": source.name})
 
+            mqtt = manual_shot = None
+            if cfg.mqtt.enabled:
+                from .mqtt import MqttSink
+                manual_shot = threading.Event()  # MQTT shutter/fire -> the loop shoots the next frame
+                mqtt = MqttSink(cfg.mqtt, version=__version__, policy=cfg.trigger.policy,
+                                on_joke_tell=teller.tell, on_shutter_fire=manual_shot.set)
+                teller.on_told = mqtt.note_joke
+
             actions = Actions(cfg, state_dir,
                               on_joke=teller.tell if (teller is not None and cfg.jokes.on_smile) else None,
-                              on_event=web.note_event if web is not None else None)
+                              on_event=_fan_out(web.note_event if web is not None else None,
+                                                mqtt.note_event if mqtt is not None else None))
             closers.add("actions", lambda: actions.close(timeout=1.0))
             if teller is not None and cfg.gpio.button_enabled:
                 button = attach_button(cfg.gpio, teller)
@@ -406,6 +445,9 @@ def main(args) -> int:
             if web is not None:
                 web.start()
                 closers.add("web", web.stop)
+            if mqtt is not None:
+                mqtt.start()
+                closers.add("mqtt", mqtt.close)
 
             trigger = Trigger(cfg.trigger, model.threshold)
             log.info("trigger: %s", trigger.describe())
@@ -418,7 +460,7 @@ def main(args) -> int:
             stats = LoopStats()
             rc = run(cfg, source, model=model, finder=finder, stop_event=stop_event, web=web,
                      notifier=notifier, actions=actions, max_frames=args.max_frames,
-                     trigger=trigger, stats=stats)
+                     trigger=trigger, stats=stats, mqtt=mqtt, manual_shot=manual_shot)
             log.info("stopped after %d frames: %d shot%s", stats.frames, stats.shots,
                      "" if stats.shots == 1 else "s")
             if isinstance(source, ThreadedSource):

@@ -38,6 +38,7 @@ class JokeTeller:
         self.last_origin: Optional[str] = None
         self.told = 0        # requests carried out
         self.dropped = 0     # requests dropped because busy
+        self.on_told = None  # optional callback(text), on the worker thread, for each joke told (MQTT)
         self._lock = threading.Lock()
         self._busy = False
         self._closed = False
@@ -113,6 +114,11 @@ class JokeTeller:
             self.last_joke, self.last_origin = text, joke.origin
             log.info("joke (%s): %s", joke.origin, text)
         self.told += 1
+        if self.on_told is not None:
+            try:
+                self.on_told(text)
+            except Exception:
+                log.exception("on_told callback failed")
         self.engine.say(text)
 
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Debian / Raspberry Pi OS packages the test suite uses (installed only when missing):
 #   espeak-ng (speech), alsa-utils (aplay), sox, systemd (systemd-analyze verify),
-#   shellcheck (install script lint), chromium (live view screenshot), python3-venv.
+#   shellcheck (install script lint), chromium (live view screenshot), mosquitto (MQTT tests' broker),
+#   python3-venv.
 set -euo pipefail
 
-pkgs=(espeak-ng alsa-utils sox systemd shellcheck chromium python3-venv)
+pkgs=(espeak-ng alsa-utils sox systemd shellcheck chromium mosquitto python3-venv)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

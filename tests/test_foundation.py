@@ -57,7 +57,7 @@ def test_train_without_tensorflow_says_how_to_install(tmp_path):
     assert "Traceback" not in r.stderr
 
 
-@pytest.mark.parametrize("cmd", ["run", "train", "convert", "eval", "bench", "joke", "config"])
+@pytest.mark.parametrize("cmd", ["run", "train", "convert", "eval", "bench", "joke", "config", "mqtt"])
 def test_every_subcommand_has_help(cmd):
     r = subprocess.run([sys.executable, "-m", "djsmile", cmd, "--help"], cwd=ROOT,
                        capture_output=True, text=True, timeout=120)
@@ -68,7 +68,7 @@ def test_every_subcommand_has_help(cmd):
 def test_default_config_is_commented_and_loads_back():
     text = config.default_toml()
     data = tomllib.loads(text)
-    assert set(data) == {"camera", "detector", "model", "trigger", "gpio", "speech", "jokes", "storage", "web"}
+    assert set(data) == {"camera", "detector", "model", "trigger", "gpio", "speech", "jokes", "storage", "web", "mqtt"}
     cfg = config.from_dict(data)
     assert cfg == config.Config()
     # every key is preceded by its description

@@ -1,0 +1,444 @@
+"""MQTT and Home Assistant: a real Mosquitto broker on a free 127.0.0.1 port, started and stopped here."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from djsmile import config
+from djsmile.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+MOSQUITTO_PASSWD = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
+QUIET = ["--set", 'jokes.api_url=""', "--set", 'speech.engine="none"', "--set", 'gpio.pin_factory="mock"']
+DEVICE = "testcam"
+BASE = f"djsmile/{DEVICE}"
+HA_KEYS = {  # what Home Assistant needs in each discovery config
+    ("binary_sensor", "smiling"): {"state_topic", "value_template", "payload_on", "payload_off"},
+    ("sensor", "p_smile"): {"state_topic", "value_template", "unit_of_measurement"},
+    ("sensor", "shots"): {"state_topic", "value_template", "state_class"},
+    ("sensor", "fps"): {"state_topic", "value_template", "entity_category"},
+    ("image", "photo"): {"image_topic", "content_type"},
+    ("button", "tell_joke"): {"command_topic"},
+    ("button", "fire_shutter"): {"command_topic"},
+    ("sensor", "last_joke"): {"state_topic"},
+}
+
+needs_mosquitto = pytest.mark.skipif(not Path(MOSQUITTO).exists(),
+                                     reason="needs the mosquitto broker (apt-get install mosquitto)")
+
+
+# --------------------------------------------------------------------------- a real broker
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(pred, timeout: float, what: str, step: float = 0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(step)
+    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+
+
+class Broker:
+    """Mosquitto with its own config file (anonymous, or a password file) and persistence in a tmp folder."""
+
+    def __init__(self, folder: Path, users: dict | None = None):
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.proc = None
+        lines = [f"user {getpass.getuser()}", f"listener {self.port} 127.0.0.1", "persistence true",
+                 f"persistence_location {folder}/"]
+        if users:
+            pw = folder / "passwd"
+            pw.touch()
+            for user, password in users.items():
+                subprocess.run([MOSQUITTO_PASSWD, "-b", str(pw), user, password], check=True,
+                               capture_output=True)
+            lines += ["allow_anonymous false", f"password_file {pw}"]
+        else:
+            lines += ["allow_anonymous true"]
+        self.conf = folder / "mosquitto.conf"
+        self.conf.write_text("\n".join(lines) + "\n")
+
+    def start(self) -> "Broker":
+        log = open(self.folder / "mosquitto.log", "ab")
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.conf)], stdout=log, stderr=log)
+        log.close()
+
+        def up():
+            assert self.proc.poll() is None, (self.folder / "mosquitto.log").read_text()[-2000:]
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return True
+            except OSError:
+                return False
+        wait_until(up, 20, "mosquitto to listen")
+        return self
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+@pytest.fixture
+def broker(tmp_path):
+    b = Broker(tmp_path / "broker").start()
+    try:
+        yield b
+    finally:
+        b.stop()
+
+
+class Listener:
+    """A paho client that records every message on ``topics`` (a persistent session: clean_session=False)."""
+
+    def __init__(self, port: int, topics, client_id: str = "test-listener"):
+        import paho.mqtt.client as paho
+        self.messages: list = []
+        self.lock = threading.Lock()
+        self.subscribed = threading.Event()
+        self.c = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False)
+        self.c.reconnect_delay_set(0.2, 1)
+        self.c.on_connect = lambda c, u, f, rc, p: c.subscribe([(t, 1) for t in topics])
+        self.c.on_subscribe = lambda *a: self.subscribed.set()
+        self.c.on_message = self._on_message
+        self.c.connect("127.0.0.1", port)
+        self.c.loop_start()
+        assert self.subscribed.wait(20), "the test listener could not subscribe"
+
+    def _on_message(self, c, u, msg):
+        with self.lock:
+            self.messages.append((msg.topic, msg.payload, msg.retain))
+
+    def on(self, topic: str) -> list:
+        with self.lock:
+            return [p for t, p, _r in self.messages if t == topic]
+
+    def retained_now(self, prefix: str) -> dict:
+        """Every retained message under ``prefix``: subscribe afresh, then a marker proves all arrived."""
+        import paho.mqtt.client as paho
+        got, lock, done = {}, threading.Lock(), threading.Event()
+        marker = f"{prefix}/zz-marker-{time.monotonic_ns()}"
+        c = paho.Client(paho.CallbackAPIVersion.VERSION2)
+
+        def on_message(c, u, msg):
+            if msg.topic == marker:
+                done.set()
+            elif msg.payload:
+                with lock:
+                    got[msg.topic] = msg.payload
+        c.on_message = on_message
+        c.on_subscribe = lambda c, *a: c.publish(marker, b"x", qos=1)
+        c.on_connect = lambda c, *a: c.subscribe(prefix + "/#", qos=1)
+        c.connect("127.0.0.1", self.c._port)
+        c.loop_start()
+        try:
+            assert done.wait(20), "the marker never came back"
+        finally:
+            c.disconnect()
+            c.loop_stop()
+        return got
+
+    def publish(self, topic: str, payload=b"") -> None:
+        self.c.publish(topic, payload, qos=1).wait_for_publish(10)
+
+    def close(self) -> None:
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+# --------------------------------------------------------------------------- clips and the djsmile process
+def _face_canvas(shared: Path) -> np.ndarray:
+    """A real photo with one large Haar face, fitted into 640x480 (BGR)."""
+    from djsmile.faces import HaarDetector
+    det = HaarDetector(scale_factor=1.1, min_neighbors=5, min_face_fraction=0.2, detect_width=0)
+    for p in sorted((shared / "djsmile" / "photos" / "smile").glob("*.jpg"), key=lambda p: int(p.stem))[:100]:
+        img = cv2.imread(str(p))
+        h, w = img.shape[:2]
+        s = min(640 / w, 480 / h)
+        big = cv2.resize(img, (int(w * s), int(h * s)))
+        canvas = np.zeros((480, 640, 3), np.uint8)
+        y0, x0 = (480 - big.shape[0]) // 2, (640 - big.shape[1]) // 2
+        canvas[y0:y0 + big.shape[0], x0:x0 + big.shape[1]] = big
+        if len(det.detect(cv2.cvtColor(canvas, cv2.COLOR_BGR2GRAY))) == 1:
+            return canvas
+    pytest.skip("no shared photo with one large face")
+
+
+def make_clip(folder: Path, image: np.ndarray, frames: int) -> Path:
+    """An image folder: ``image`` (one file) linked ``frames`` times."""
+    folder.mkdir(parents=True)
+    cv2.imwrite(str(folder.parent / f"{folder.name}.jpg"), image)
+    for i in range(frames):
+        os.symlink(folder.parent / f"{folder.name}.jpg", folder / f"{i:05d}.jpg")
+    return folder
+
+
+# every face smiles (tiny thresholds), a shot each 0.5 s of stream time
+SHOOT_ALL = ["--set", "trigger.on_threshold=0.001", "--set", "trigger.off_threshold=0.0005",
+             "--set", "trigger.hold_frames=1", "--set", "trigger.cooldown_s=0.5", "--set", "trigger.rearm=false"]
+
+
+def djsmile(tmp_path: Path, port: int, source: Path, *extra, realtime=False) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("NOTIFY_SOCKET", None)
+    cmd = [PY, "-m", "djsmile", "run", "--source", str(source), "--state-dir", str(tmp_path / "state"),
+           "--mqtt", f"127.0.0.1:{port}", "--set", f'mqtt.device_id="{DEVICE}"', *QUIET,
+           "--realtime" if realtime else "--no-realtime", *extra]
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 120) -> tuple[int, str]:
+    try:
+        _out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    return proc.returncode, err
+
+
+def events_jsonl(tmp_path: Path) -> list[dict]:
+    p = tmp_path / "state" / "events.jsonl"
+    return [json.loads(ln) for ln in p.read_text().splitlines()] if p.exists() else []
+
+
+# --------------------------------------------------------------------------- config (no broker)
+@pytest.mark.parametrize("toml, words", [
+    ("[mqtt]\nport = 0\n", ["mqtt.port", "0", "1 to 65535"]),
+    ("[mqtt]\nport = 70000\n", ["mqtt.port", "70000"]),
+    ("[mqtt]\ntls = true\nca_file = '/no/such/ca.pem'\n", ["mqtt.ca_file", "/no/such/ca.pem", "no such file"]),
+    ("[mqtt]\nca_file = '/etc/hostname'\n", ["mqtt.ca_file", "mqtt.tls = true"]),
+    ("[mqtt]\ndevice_id = 'Porch Cam'\n", ["mqtt.device_id", "'Porch Cam'", "lower-case"]),
+    ("[mqtt]\nbase_topic = 'djsmile/+/x'\n", ["mqtt.base_topic", "'+'"]),
+    ("[mqtt]\nbase_topic = 'djsmile/'\n", ["mqtt.base_topic"]),
+    ("[mqtt]\nhost = ''\n", ["mqtt.host"]),
+    ("[mqtt]\nusername = 7\n", ["mqtt.username", "string"]),
+])
+def test_bad_mqtt_config_is_78_naming_the_key(tmp_path, toml, words):
+    f = tmp_path / "bad.toml"
+    f.write_text(toml)
+    with pytest.raises(ConfigError) as e:
+        config.load(f)
+    assert e.value.exit_code == 78
+    for w in words:
+        assert w in str(e.value)
+
+
+def test_config_check_names_a_missing_tls_ca_file(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text("[mqtt]\nenabled = true\ntls = true\nca_file = 'missing-ca.pem'\n")
+    r = subprocess.run([PY, "-m", "djsmile", "config", "--check", str(f)], cwd=ROOT, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 78 and "mqtt.ca_file" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_default_config_documents_the_mqtt_section():
+    text = config.default_toml()
+    section = text[text.index("[mqtt]"):]
+    for key in ("enabled", "host", "port", "username", "password", "tls", "ca_file", "device_id",
+                "base_topic", "discovery_prefix", "photo"):
+        assert f"\n{key} = " in section
+    m = config.Config().mqtt
+    assert (m.enabled, m.host, m.port, m.username, m.password, m.tls, m.device_id, m.base_topic,
+            m.discovery_prefix, m.photo) == (False, "localhost", 1883, "", "", False, "", "", "homeassistant", True)
+
+
+@pytest.mark.parametrize("flag, host, port", [("broker.lan", "broker.lan", 1883), ("10.0.0.2:1884", "10.0.0.2", 1884),
+                                              ("[::1]:8883", "::1", 8883)])
+def test_run_mqtt_flag_turns_it_on(flag, host, port):
+    from djsmile import service
+    from djsmile.cli import build_parser, load_config
+    argv = ["run", "--mqtt", flag]
+    args = build_parser(argv).parse_args(argv)
+    cfg = load_config(args)
+    service.apply_overrides(cfg, args)
+    assert (cfg.mqtt.enabled, cfg.mqtt.host, cfg.mqtt.port) == (True, host, port)
+
+
+def test_device_id_from_the_hostname_and_default_topics():
+    from djsmile.mqtt import Topics, device_id_from_hostname
+    assert device_id_from_hostname("Porch-Pi.local") == "porch_pi"
+    assert device_id_from_hostname("---") == "djsmile"
+    t = Topics(config.Config().mqtt, hostname="Kitchen Pi")
+    assert t.base == "djsmile/kitchen_pi" and t.availability == "djsmile/kitchen_pi/availability"
+    assert t.discovery("sensor", "shots") == "homeassistant/sensor/kitchen_pi/shots/config"
+
+
+def test_events_beyond_the_bound_drop_the_oldest_and_say_so(caplog):
+    from djsmile.mqtt import MqttSink
+    m = config.Config().mqtt
+    m.event_queue = 3
+    sink = MqttSink(m, version="t", hostname="x")  # never started: the broker is "away"
+    for i in range(5):
+        sink.note_event({"frame": i, "photo": None})
+    assert [e["frame"] for e in sink._events] == [2, 3, 4]
+    assert sink.events_dropped == 2
+    assert "dropped the oldest; 2 dropped so far" in caplog.text
+
+
+# --------------------------------------------------------------------------- with a real broker
+@needs_mosquitto
+def test_discovery_configs_arrive_as_home_assistant_expects_and_forget_clears_them(tmp_path, broker):
+    clip = make_clip(tmp_path / "clip", np.full((120, 160, 3), 90, np.uint8), 5)
+    rc, err = finish(djsmile(tmp_path, broker.port, clip))
+    assert rc == 0, err[-3000:]
+    listener = Listener(broker.port, ["#"])
+    try:
+        configs = listener.retained_now("homeassistant")
+        device_blocks = []
+        for (component, object_id), keys in HA_KEYS.items():
+            topic = f"homeassistant/{component}/{DEVICE}/{object_id}/config"
+            assert topic in configs, f"no discovery config on {topic}; got {sorted(configs)}"
+            conf = json.loads(configs[topic])
+            assert keys <= set(conf), (topic, keys - set(conf))
+            assert conf["availability_topic"] == f"{BASE}/availability" and conf["unique_id"] and conf["name"]
+            device_blocks.append(conf["device"])
+        assert len(configs) == len(HA_KEYS)
+        dev = device_blocks[0]
+        assert all(d == dev for d in device_blocks)
+        assert dev["model"] == "djsmile" and dev["identifiers"] and dev["name"] and dev["sw_version"]
+        assert len({json.loads(c)["unique_id"] for c in configs.values()}) == len(HA_KEYS)
+        shots = json.loads(configs[f"homeassistant/sensor/{DEVICE}/shots/config"])
+        assert shots["state_class"] == "total_increasing"
+        assert json.loads(configs[f"homeassistant/sensor/{DEVICE}/fps/config"])["entity_category"] == "diagnostic"
+        assert json.loads(configs[f"homeassistant/sensor/{DEVICE}/p_smile/config"])["unit_of_measurement"] == "%"
+        assert json.loads(configs[f"homeassistant/button/{DEVICE}/tell_joke/config"])["command_topic"] == \
+            f"{BASE}/joke/tell"
+        mine = listener.retained_now(BASE)
+        assert mine[f"{BASE}/availability"] == b"offline"  # a clean stop says so
+        state = json.loads(mine[f"{BASE}/state"])
+        assert set(state) == {"smiling", "p_smile", "faces", "fps", "shots", "last_shot"}
+        assert state["faces"] == 0 and state["p_smile"] is None and state["smiling"] is False
+
+        r = subprocess.run([PY, "-m", "djsmile", "mqtt", "--forget", "--mqtt", f"127.0.0.1:{broker.port}",
+                            "--set", f'mqtt.device_id="{DEVICE}"'], cwd=ROOT, capture_output=True, text=True,
+                           timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert listener.retained_now("homeassistant") == {}
+        assert listener.retained_now(BASE) == {}
+    finally:
+        listener.close()
+
+
+@needs_mosquitto
+def test_events_arrive_for_the_shots_of_a_real_clip(tmp_path, broker, shared_datasets):
+    clip = make_clip(tmp_path / "clip", _face_canvas(shared_datasets), 90)  # 3 s of stream
+    listener = Listener(broker.port, [f"{BASE}/#"])
+    try:
+        rc, err = finish(djsmile(tmp_path, broker.port, clip, *SHOOT_ALL))
+        assert rc == 0, err[-3000:]
+        written = events_jsonl(tmp_path)
+        assert len(written) >= 3, err[-3000:]
+        got = wait_until(lambda: len(listener.on(f"{BASE}/event")) >= len(written) and listener.on(f"{BASE}/event"),
+                         30, "the events")
+        assert [json.loads(p) for p in got] == written
+        assert all(set(e) >= {"time", "frame", "faces", "photo"} and e["faces"] for e in written)
+        photo = listener.on(f"{BASE}/photo")[-1]
+        assert photo[:2] == b"\xff\xd8" and photo == Path(written[-1]["photo"]).read_bytes()
+        state = json.loads(listener.retained_now(BASE)[f"{BASE}/state"])
+        assert state["shots"] == len(written) and state["faces"] == 1 and state["last_shot"]
+        assert 0.0 <= state["p_smile"] <= 1.0
+    finally:
+        listener.close()
+
+
+@needs_mosquitto
+def test_commands_tell_a_joke_and_fire_the_shutter_and_the_last_will_says_offline(tmp_path, broker):
+    clip = make_clip(tmp_path / "clip", np.full((240, 320, 3), 90, np.uint8), 3000)  # no face: no smile
+    listener = Listener(broker.port, [f"{BASE}/#"])
+    proc = djsmile(tmp_path, broker.port, clip, realtime=True)
+    try:
+        wait_until(lambda: b"online" in listener.on(f"{BASE}/availability"), 60, "availability online")
+        listener.publish(f"{BASE}/joke/tell", b"PRESS")
+        joke = wait_until(lambda: listener.on(f"{BASE}/joke"), 30, "a joke on the joke topic")[0]
+        assert len(joke.decode()) > 10
+
+        listener.publish(f"{BASE}/shutter/fire", b"PRESS")
+        ev = json.loads(wait_until(lambda: listener.on(f"{BASE}/event"), 30, "the manual shot's event")[0])
+        assert ev["manual"] is True and ev["faces"] == []
+        assert Path(ev["photo"]).is_file() and Path(ev["photo"]).with_suffix(".json").is_file()
+        assert events_jsonl(tmp_path) == [ev]
+        wait_until(lambda: listener.on(f"{BASE}/photo"), 30, "the photo")
+
+        listener.messages.clear()
+        proc.send_signal(signal.SIGKILL)  # a pulled plug: only the broker's last will can say so
+        proc.wait(30)
+        wait_until(lambda: b"offline" in listener.on(f"{BASE}/availability"), 60, "availability offline")
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        _out, err = proc.communicate()
+        listener.close()
+    assert "manual shot" in err and "joke (" in err
+
+
+@needs_mosquitto
+def test_a_broker_restart_mid_run_loses_no_event(tmp_path, broker, shared_datasets):
+    clip = make_clip(tmp_path / "clip", _face_canvas(shared_datasets), 600)  # 20 s in real time, a shot each 0.5 s
+    listener = Listener(broker.port, [f"{BASE}/event"])
+    proc = djsmile(tmp_path, broker.port, clip, *SHOOT_ALL, realtime=True)
+    try:
+        wait_until(lambda: listener.on(f"{BASE}/event"), 60, "the first event")
+        broker.stop()
+        n = len(events_jsonl(tmp_path))
+        wait_until(lambda: len(events_jsonl(tmp_path)) >= n + 3, 60, "shots while the broker is away")
+        broker.start()
+        rc, err = finish(proc)
+        assert rc == 0, err[-3000:]
+        written = events_jsonl(tmp_path)
+
+        def received():  # QoS 1 is at least once: a resent event may come twice
+            return {e["frame"]: e for e in map(json.loads, listener.on(f"{BASE}/event"))}
+        wait_until(lambda: len(received()) >= len(written), 60, f"all {len(written)} events after the restart")
+        assert sorted(received().values(), key=lambda e: e["frame"]) == written
+        assert "lost the broker" in err and err.count("connected to 127.0.0.1") >= 2
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        listener.close()
+
+
+@needs_mosquitto
+def test_refused_credentials_are_one_line_and_the_run_goes_on(tmp_path):
+    b = Broker(tmp_path / "broker", users={"djsmile": "right-password"}).start()
+    try:
+        clip = make_clip(tmp_path / "clip", np.full((120, 160, 3), 90, np.uint8), 120)  # 4 s in real time
+        rc, err = finish(djsmile(tmp_path, b.port, clip, "--set", 'mqtt.username="djsmile"',
+                                 "--set", 'mqtt.password="wrong-secret-pw"', realtime=True))
+    finally:
+        b.stop()
+    assert rc == 0, err[-3000:]
+    refused = [ln for ln in err.splitlines() if "djsmile.mqtt" in ln and "refused" in ln]
+    assert len(refused) == 1 and "mqtt.password" in refused[0], err[-3000:]
+    assert "stopped after 120 frames" in err
+    assert "wrong-secret-pw" not in err and "Traceback" not in err
