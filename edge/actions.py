@@ -657,7 +657,7 @@ class Actions:
                           e.__class__.__name__, e)
             shot.sidecar = {"time": event["time"], "frame": int(result.frame), "t": float(result.t),
                             # the state that fired (the trigger has already moved on to "cooldown")
-                            "state": "smiling", "faces": sidecar_faces(result)}
+                            "state": "manual" if manual else "smiling", "faces": sidecar_faces(result)}
         elif self.writer.store is not None:
             self.writer.note_dropped(result.frame)
         self.writer.submit(shot)

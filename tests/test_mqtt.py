@@ -385,7 +385,8 @@ def test_commands_tell_a_joke_and_fire_the_shutter_and_the_last_will_says_offlin
         listener.publish(f"{BASE}/shutter/fire", b"PRESS")
         ev = json.loads(wait_until(lambda: listener.on(f"{BASE}/event"), 30, "the manual shot's event")[0])
         assert ev["manual"] is True and ev["faces"] == []
-        assert Path(ev["photo"]).is_file() and Path(ev["photo"]).with_suffix(".json").is_file()
+        assert Path(ev["photo"]).is_file()
+        assert json.loads(Path(ev["photo"]).with_suffix(".json").read_text())["state"] == "manual"
         assert events_jsonl(tmp_path) == [ev]
         wait_until(lambda: listener.on(f"{BASE}/photo"), 30, "the photo")
 
