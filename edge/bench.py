@@ -57,6 +57,7 @@ with full detection on a worker).
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
 import json
 import logging
@@ -153,6 +154,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--pace", type=_positive_float, default=None, metavar="FPS",
                    help="feed the folder or video at FPS frames a second like a camera (newest frame wins, "
                         "late frames dropped) and report late_frames_pct and decision_ms_p50/p95/p99")
+    p.add_argument("--compare-set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="also time the config with this one override, e.g. detector.equalize=clahe (repeatable: "
+                        "each adds a setting beside the config as loaded, interleaved in the same run; the "
+                        "ratios compare each with the config)")
     p.add_argument("--json", metavar="OUT", help="write the results as JSON to OUT")
     p.add_argument("--plot", metavar="OUT.png", help="write per-stage latency histograms (needs matplotlib)")
     p.add_argument("--chunk", type=positive_int, default=25, metavar="N",
@@ -516,6 +521,7 @@ class Variant:
     frames_due: int = 0                # paced: frames the feeder made ready
     dropped: int = 0                   # paced: of them, replaced before the loop took one
     late: int = 0                      # paced: decisions after the next frame was due
+    setting: str = "config"            # "config" or the --compare-set override this variant runs with
 
     def step(self, record: bool, frames: Iterator[Frame] | None = None) -> None:
         """One loop iteration: capture -> detect -> classify -> trigger (+ mocked actions)."""
@@ -604,7 +610,7 @@ def variant_result(v: Variant, runtime_import_ms: float = 0.0) -> dict:
     # more detail
     d.update({"model": str(v.model_path), "model_sha256": _sha256(v.model_path)[:16],
               "model_bytes": v.model_path.stat().st_size, "model_input": v.model.runtime.input_dtype.name,
-              "threads": v.threads, "mode": v.mode, "full_every": v.full_every,
+              "threads": v.threads, "mode": v.mode, "setting": v.setting, "full_every": v.full_every,
               "tracker": v.finder.tracker if v.full_every > 1 else None, "frames": v.measured})
     for s in STAGES:
         for k, val in st[s].items():
@@ -661,33 +667,46 @@ def _label(paths: list[Path]) -> list[str]:
     return out
 
 
+def setting_configs(cfg, compare_sets) -> list[tuple[str, object]]:
+    """``[("config", cfg), ("KEY=VALUE", cfg with that override), ...]`` (each checked like a file)."""
+    from . import config as C
+    out = [("config", cfg)]
+    for item in compare_sets or []:
+        c = copy.deepcopy(cfg)
+        C.apply_sets(c, [item])
+        C.cross_check(c)
+        out.append((item.strip(), c))
+    return out
+
+
 def build_variants(cfg, model_paths: list[Path], threads: list[int], modes: list[str], feed,
-                   pace: float | None = None) -> list[Variant]:
+                   pace: float | None = None, settings=None) -> list[Variant]:
     from .model import SmileModel
     from .trigger import Trigger
 
     variants = []
     labels = _label(model_paths)
-    for path, label in zip(model_paths, labels):
-        for t in threads:
-            for mode in modes:
-                full_every = 1 if mode == "full" else int(cfg.detector.full_every)
-                v = Variant(f"{label}/t{t}/{mode}", path, t, mode, full_every, pace=pace)
-                t0 = time.perf_counter()
-                # built as 'djsmile run' builds it, only full_every and async_full differ between the modes
-                v.finder = FaceFinder.from_config(dataclasses.replace(
-                    cfg.detector, full_every=full_every, async_full="on" if mode == "async" else "off"))
-                v.cascade_load_ms = (time.perf_counter() - t0) * 1e3
-                rss0 = _rss_mb_now()
-                t0 = time.perf_counter()
-                v.model = SmileModel(path, num_threads=t)
-                v.model_load_ms = (time.perf_counter() - t0) * 1e3
-                rss1 = _rss_mb_now()
-                v.model_rss_mb = (rss1 - rss0) if rss0 is not None and rss1 is not None else None
-                v.trigger = Trigger(cfg.trigger, v.model.threshold)
-                v.actions = BenchActions()
-                v.frames = feed.iterator()
-                variants.append(v)
+    settings = settings or [("config", cfg)]
+    for (path, label), t, mode, (setting, vcfg) in (
+            (pl, t, m, s) for pl in zip(model_paths, labels) for t in threads for m in modes for s in settings):
+        full_every = 1 if mode == "full" else int(vcfg.detector.full_every)
+        name = f"{label}/t{t}/{mode}" + (f"/{setting}" if len(settings) > 1 else "")
+        v = Variant(name, path, t, mode, full_every, pace=pace, setting=setting)
+        t0 = time.perf_counter()
+        # built as 'djsmile run' builds it, only full_every and async_full differ between the modes
+        v.finder = FaceFinder.from_config(dataclasses.replace(
+            vcfg.detector, full_every=full_every, async_full="on" if mode == "async" else "off"))
+        v.cascade_load_ms = (time.perf_counter() - t0) * 1e3
+        rss0 = _rss_mb_now()
+        t0 = time.perf_counter()
+        v.model = SmileModel(path, num_threads=t)
+        v.model_load_ms = (time.perf_counter() - t0) * 1e3
+        rss1 = _rss_mb_now()
+        v.model_rss_mb = (rss1 - rss0) if rss0 is not None and rss1 is not None else None
+        v.trigger = Trigger(vcfg.trigger, v.model.threshold)
+        v.actions = BenchActions()
+        v.frames = feed.iterator()
+        variants.append(v)
     return variants
 
 
@@ -716,7 +735,8 @@ def run_variants(variants: list[Variant], frames: int, warmup: int, chunk: int) 
 def ratios(results: list[dict]) -> list[dict]:
     """For each factor (model, threads, mode): FPS of each level over the first level, other factors equal."""
     out = []
-    keyf = {"model": lambda r: r["name"].split("/")[0], "threads": lambda r: r["threads"], "mode": lambda r: r["mode"]}
+    keyf = {"model": lambda r: r["name"].split("/")[0], "threads": lambda r: r["threads"], "mode": lambda r: r["mode"],
+            "setting": lambda r: r.get("setting", "config")}
     for factor, f in keyf.items():
         levels = list(dict.fromkeys(f(r) for r in results))
         if len(levels) < 2:
@@ -939,6 +959,8 @@ def command_line(args, threads, modes, model_paths) -> str:
     parts += ["--modes", ",".join(modes)]
     if getattr(args, "pace", None):
         parts += ["--pace", f"{args.pace:g}"]
+    for item in getattr(args, "compare_set", None) or []:
+        parts += ["--compare-set", str(item)]
     for opt in ("chunk", "hold", "study_frames"):
         parts += [f"--{opt.replace('_', '-')}", str(getattr(args, opt))]
     for flag in ("one_face", "detector_study"):
@@ -988,7 +1010,8 @@ def main(args) -> int:
     source_open_ms = (time.perf_counter() - t0) * 1e3
     variants: list[Variant] = []
     try:
-        variants = build_variants(cfg, model_paths, threads, modes, feed, pace=pace)
+        variants = build_variants(cfg, model_paths, threads, modes, feed, pace=pace,
+                                  settings=setting_configs(cfg, getattr(args, "compare_set", None)))
         log.info("bench: %d variant(s) x %d frames (+%d warm-up) from %s",
                  len(variants), frames, warmup, feed.name)
         run_variants(variants, frames, warmup, chunk)

@@ -301,3 +301,22 @@ def test_pace_with_a_camera_is_a_usage_error(source, tiny_models, capsys):
     with pytest.raises(Exception) as e:
         run_bench("--source", source, "--pace", 30, "--model", tiny_models[0], "--frames", 2)
     assert getattr(e.value, "exit_code", None) == EX_USAGE and "--pace" in str(e.value)
+def test_compare_set_times_the_override_beside_the_config_in_one_run(noise_folder, tiny_models, tmp_path):
+    out = tmp_path / "b.json"
+    rc = run_bench("--source", noise_folder, "--frames", 4, "--warmup", 0, "--modes", "full",
+                   "--model", tiny_models[0], "--compare-set", "detector.equalize=clahe", "--json", out)
+    assert rc == 0
+    report = json.loads(out.read_text())
+    by_setting = {v["setting"]: v for v in report["variants"]}
+    assert set(by_setting) == {"config", "detector.equalize=clahe"}
+    assert all(v["frames"] == 4 for v in by_setting.values())
+    [r] = [r for r in report["ratios"] if r["factor"] == "setting"]
+    assert (r["a"], r["b"]) == ("detector.equalize=clahe", "config") and r["fps_ratio"] > 0
+    assert "--compare-set detector.equalize=clahe" in report["command"]
+
+
+def test_compare_set_with_a_bad_value_is_a_config_error(noise_folder, tiny_models):
+    from djsmile.errors import ConfigError
+    with pytest.raises(ConfigError, match="detector.equalize"):
+        run_bench("--source", noise_folder, "--frames", 2, "--warmup", 0, "--modes", "full",
+                  "--model", tiny_models[0], "--compare-set", "detector.equalize=sharpen")
