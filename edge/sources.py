@@ -4,7 +4,7 @@ Every source yields :class:`Frame` objects: a 2-D uint8 gray analysis image,
 the frame's index from the start of the run, its stream time in seconds, a
 way to get the full-resolution colour still (only when a photo is taken) and
 the colour image at the analysis size (:meth:`Frame.color`, for the live view;
-on the Pi made only when asked for).
+made only when asked for; on the Pi from the lores YUV420 frame's chroma).
 
 * :class:`PiCamera2Source` — ``picamera2`` (imported only when used): a
   ``lores`` YUV420 stream at the analysis size (its Y plane, with the row
@@ -71,7 +71,7 @@ class Frame:
         """The BGR uint8 image at the analysis size (made once, when first asked for).
 
         From ``color_fn`` (OpenCV sources: the frame as read; the Pi: the
-        ``main`` stream scaled down), else the still scaled, else the gray
+        lores YUV420 frame converted), else the still scaled, else the gray
         frame as BGR.
         """
         cached = getattr(self, "_color", None)
@@ -259,6 +259,22 @@ class PiCamera2Source(Source):
         """The Y plane of a lores YUV420 array, stride padding removed."""
         return arr[: self.height, : self.width]
 
+    def bgr_from_lores(self, arr: np.ndarray) -> np.ndarray:
+        """The lores YUV420 array as BGR at the analysis size (the small colour stream).
+
+        The array is our own copy, so this may run on any thread after the
+        request is gone. With a stride, each chroma row is ``stride / 2`` bytes
+        (two per ``stride``-wide array row).
+        """
+        h, w, stride = self.height, self.width, arr.shape[1]
+        y = arr[:h, :w]
+        chroma = arr[h: h + h // 2].reshape(-1)
+        cw, ch = stride // 2, h // 2
+        u = chroma[: cw * ch].reshape(ch, cw)[:, : w // 2]
+        v = chroma[cw * ch: 2 * cw * ch].reshape(ch, cw)[:, : w // 2]
+        i420 = np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(h * 3 // 2, w)
+        return cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
+
     def _release(self):
         req, self._req = self._req, None
         with self._lock:
@@ -296,7 +312,7 @@ class PiCamera2Source(Source):
                 else:
                     t = time.monotonic() - t0_mono
                 yield Frame(gray, index, t, self._still_for(req, held),
-                            color_fn=self._color_for(req, held),
+                            color_fn=lambda a=arr: self.bgr_from_lores(a),
                             release_fn=self._release_fn(req, held) if self.frames_hold_requests else None)
                 index += 1
         finally:
@@ -313,11 +329,6 @@ class PiCamera2Source(Source):
                 return req.make_array("main")
             return self.picam2.capture_array("main")
         return still
-
-    def _color_for(self, req, held):
-        def color():  # the main stream, scaled down by Frame.color(); only while the request is held
-            return req.make_array("main") if self._holds(req, held) else None
-        return color
 
     def _release_fn(self, req, held):
         def release():

@@ -29,7 +29,9 @@ How the stream stays off the detector's back:
   only stores references (frame, result, fps) under a lock: no copy, no drawing,
   no encoding in the loop thread. (Sources yield a fresh ``gray`` array per
   frame; the encoder only reads it.)
-- One encoder thread draws the overlay on a BGR copy and JPEG-encodes it, at
+- One encoder thread draws the overlay on a copy of the frame's colour image
+  (``Frame.color()``: the camera's BGR frame, on the Pi the lores YUV420
+  frame converted; analysis stays on gray) and JPEG-encodes it, at
   most ``web.stream_fps`` times a second, and ONLY while at least one stream
   client is connected; with no viewer it sleeps on a condition variable.
   It runs at a lower scheduling priority (nice +10) where the OS allows.
@@ -139,8 +141,14 @@ def _jsonable(obj):
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
+def frame_image(frame) -> np.ndarray:
+    """What the live view shows of a frame: its colour image (``Frame.color()``), else its gray one."""
+    color = getattr(frame, "color", None)
+    return color() if callable(color) else frame.gray
+
+
 def render_overlay(gray: np.ndarray, result, fps: float) -> np.ndarray:
-    """A BGR copy of ``gray`` with face boxes, "NN% smiling" and the state drawn on it."""
+    """A BGR copy of ``gray`` (or of a BGR frame) with face boxes, "NN% smiling" and the state drawn on it."""
     img = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR) if gray.ndim == 2 else gray.copy()
     h, w = img.shape[:2]
     scale = max(0.4, min(w, h) / 600.0)
@@ -359,7 +367,7 @@ class WebServer:
                 (frame, result, fps), seq = self._latest, self._seq
             next_t = time.monotonic() + interval
             try:
-                img = render_overlay(frame.gray, result, fps)
+                img = render_overlay(frame_image(frame), result, fps)
                 ok, buf = cv2.imencode(".jpg", img, quality)
                 if not ok:
                     raise RuntimeError("cv2.imencode returned False")

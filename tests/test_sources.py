@@ -299,3 +299,31 @@ def test_picamera2_on_the_capture_thread_holds_only_the_frames_in_use(fake_picam
     assert most_live <= 3
     src.close()
     assert not cam.live, "requests still held after close"
+
+
+def test_picamera2_colour_frame_from_the_lores_yuv420_with_stride(fake_picamera2):
+    cfg = Config()
+    cfg.camera.width = 600            # stride 640: padded rows, chroma rows of 320 bytes
+    src = PiCamera2Source(cfg)
+    w, h = src.width, src.height
+    stride = src.stride
+    assert stride > w
+    bgr = np.zeros((h, w, 3), np.uint8)
+    bgr[:, : w // 2] = (255, 0, 0)    # blue | red
+    bgr[:, w // 2:] = (0, 0, 255)
+    i420 = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420).reshape(-1)
+    y, u, v = i420[: w * h], i420[w * h: w * h * 5 // 4], i420[w * h * 5 // 4:]
+    arr = np.full((h * 3 // 2, stride), 255, np.uint8)   # as picamera2 lays it out
+    arr[:h, :w] = y.reshape(h, w)
+    cw, ch = stride // 2, h // 2
+    planes = np.full((2, ch, cw), 255, np.uint8)
+    planes[0, :, : w // 2] = u.reshape(ch, w // 2)
+    planes[1, :, : w // 2] = v.reshape(ch, w // 2)
+    arr[h:] = planes.reshape(h // 2, stride)
+    out = src.bgr_from_lores(arr)
+    assert out.shape == (h, w, 3)
+    assert np.abs(out.astype(int) - bgr.astype(int)).max(axis=2)[:, 4:w // 2 - 4].max() < 40
+    assert np.abs(out.astype(int) - bgr.astype(int)).max(axis=2)[:, w // 2 + 4:-4].max() < 40
+    fr = next(iter(src))
+    assert fr.color().shape == (h, w, 3)      # frames carry it, made when asked for
+    src.close()

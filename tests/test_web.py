@@ -518,3 +518,50 @@ def test_viewers_that_stop_reading_do_not_lock_new_viewers_out(server):
         finally:
             for s in stalled:
                 s.close()
+
+
+@dataclass
+class ColourFrame(FakeFrame):
+    """A frame with a colour image, as sources give: blue left half, red right half (BGR)."""
+
+    def color(self):
+        h, w = self.gray.shape
+        img = np.zeros((h, w, 3), np.uint8)
+        img[:, : w // 2] = (230, 60, 30)
+        img[:, w // 2:] = (30, 60, 230)
+        return img
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's 'chromium' package is not installed (apt-get install chromium)")
+def test_chromium_screenshot_shows_the_colour_stream(server, tmp_path):
+    out = tmp_path / "colour.png"
+    web = server(wcfg(stream_fps=10.0), info={"model": "m", "runtime": "test"})
+    stop = threading.Event()
+
+    def publish():
+        i = 0
+        while not stop.is_set():
+            f = make_frame(i)
+            web.publish(ColourFrame(f.gray, i, f.t), make_result(i), 29.5)
+            i += 1
+            stop.wait(1 / 15)
+    t = threading.Thread(target=publish, daemon=True)
+    t.start()
+    try:
+        cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={tmp_path / 'chrome'}", f"--screenshot={out}", "--window-size=1000,800",
+               "--virtual-time-budget=3000", f"http://127.0.0.1:{web.port}/"]
+        proc = subprocess.run(cmd, capture_output=True, timeout=120)
+    finally:
+        stop.set()
+        t.join(2)
+    assert out.exists(), proc.stderr.decode(errors="replace")[-2000:]
+    img = cv2.imread(str(out), cv2.IMREAD_COLOR).astype(int)
+    b, r = img[..., 0], img[..., 2]
+    blue = np.argwhere(b - r > 100)       # where the source is blue, the page is blue ...
+    red = np.argwhere(r - b > 100)        # ... and where it is red, red
+    assert len(blue) > 2000 and len(red) > 2000, "no colour stream on the page"
+    assert np.median(blue[:, 1]) < np.median(red[:, 1])   # blue on the left, red on the right
+    assert web.frames_encoded >= 1
