@@ -71,3 +71,9 @@ class BusyError(DjsmileError):
     """Something another process holds (the state folder of a running ``djsmile run``). Exit 75."""
 
     exit_code = EX_TEMPFAIL
+
+
+class SpeechError(DjsmileError):
+    """The speech engine or audio output is unavailable (missing binary or voice, playback failed)."""
+
+    exit_code = EX_UNAVAILABLE

@@ -553,10 +553,13 @@ def main(args) -> int:
         print(f"djsmile: joke API unavailable ({reason}); this joke is from {where}",
               file=sys.stderr, flush=True)
     if getattr(args, "say", False):
+        from .errors import SpeechError
         from .speech import make_engine
-        engine = make_engine(cfg.speech)
+        engine = make_engine(cfg.speech, strict=True)      # unavailable: SpeechError, exit 69, one line
         try:
-            engine.say(joke.text)
+            spoken = engine.say(joke.text)
         finally:
             engine.stop()
+        if not spoken:
+            raise SpeechError(f"the joke was not spoken: {engine.last_error or 'speech failed'}")
     return 0

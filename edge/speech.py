@@ -35,6 +35,7 @@ import wave
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
+from .errors import SpeechError
 from .fsutil import atomic_open
 
 log = logging.getLogger(__name__)
@@ -84,9 +85,11 @@ class Engine:
 
     name = "none"
 
-    def __init__(self, *, timeout_s: float = 20.0, max_chars: int = 300):
+    def __init__(self, *, timeout_s: float = 20.0, max_chars: int = 300, warn: bool = True):
         self.timeout_s = float(timeout_s)
         self.max_chars = int(max_chars)
+        self.warn = warn                       # False: failures only at DEBUG (the caller reports last_error)
+        self.last_error = ""                   # why the last say() failed, in one line
         self._lock = threading.Lock()          # one utterance at a time
         self._procs_lock = threading.Lock()
         self._procs: list = []
@@ -104,8 +107,10 @@ class Engine:
         text = clean_text(text, self.max_chars)
         if not text:
             return False
+        self.last_error = ""
         if not self._lock.acquire(blocking=False):
             self.dropped += 1
+            self.last_error = "speech busy"
             log.info("speech busy: dropped %r", text[:60])
             return False
         try:
@@ -138,7 +143,8 @@ class Engine:
 
     # -- helpers ------------------------------------------------------------
     def _warn_once(self, key: str, msg: str, *args) -> None:
-        if key in self._warned:
+        self.last_error = msg % args if args else msg
+        if key in self._warned or not self.warn:
             log.debug(msg, *args)
         else:
             self._warned.add(key)
@@ -204,8 +210,9 @@ class Engine:
                 except subprocess.TimeoutExpired:
                     for q in procs:
                         _kill(q)
-                    log.warning("speech engine %s ran longer than %.1f s: killed (speech.timeout_s)",
-                                synth[0], self.timeout_s)
+                    self.last_error = (f"speech engine {synth[0]} ran longer than {self.timeout_s:.1f} s: "
+                                       "killed (speech.timeout_s)")
+                    (log.warning if self.warn else log.debug)("%s", self.last_error)
                     return False, b""
             if pump is not None:
                 pump.join(timeout=max(0.1, deadline - time.monotonic()))
@@ -213,6 +220,7 @@ class Engine:
             rc2 = p2.returncode if p2 is not None else 0
             if p2 is not None and rc2 != 0:
                 if rc2 < 0 and rc2 != -13:      # killed by stop()
+                    self.last_error = "speech stopped"
                     return False, b""
                 self._warn_once("player", "audio playback failed (%s exit %s): %s; "
                                 "is there a sound card / is speech.alsa_device right?",
@@ -220,6 +228,7 @@ class Engine:
                 return False, b""
             if rc1 != 0:
                 if rc1 < 0:
+                    self.last_error = "speech stopped"
                     return False, b""
                 self._warn_once("synth", "speech engine %s failed (exit %s): %s",
                                 synth[0], rc1, _tail(err1) or "no message")
@@ -256,8 +265,8 @@ class Espeak(Engine):
     def __init__(self, binary: str = "espeak-ng", *, voice: str = "en-us", speed: int = 160,
                  volume: int = 100, output: str = "aplay", device: str = "", aplay: str = "aplay",
                  timeout_s: float = 20.0, max_chars: int = 300,
-                 audio_tap: Optional[Callable[[bytes], None]] = None):
-        super().__init__(timeout_s=timeout_s, max_chars=max_chars)
+                 audio_tap: Optional[Callable[[bytes], None]] = None, warn: bool = True):
+        super().__init__(timeout_s=timeout_s, max_chars=max_chars, warn=warn)
         self.binary, self.voice, self.speed, self.volume = binary, voice, int(speed), int(volume)
         self.output, self.device, self.aplay = output, device, aplay
         self.audio_tap = audio_tap
@@ -290,8 +299,8 @@ class Piper(Engine):
 
     def __init__(self, binary: str = "piper", *, model: str, device: str = "", aplay: str = "aplay",
                  timeout_s: float = 20.0, max_chars: int = 300,
-                 audio_tap: Optional[Callable[[bytes], None]] = None):
-        super().__init__(timeout_s=timeout_s, max_chars=max_chars)
+                 audio_tap: Optional[Callable[[bytes], None]] = None, warn: bool = True):
+        super().__init__(timeout_s=timeout_s, max_chars=max_chars, warn=warn)
         self.binary, self.model, self.device, self.aplay = binary, model, device, aplay
         self.audio_tap = audio_tap
         self.rate = _piper_rate(model)
@@ -367,9 +376,22 @@ def _write_wav(path: Path, pcm: bytes, rate: int) -> None:
             w.writeframes(pcm)
 
 
-def make_engine(scfg, *, audio_tap: Optional[Callable[[bytes], None]] = None) -> Engine:
-    """The engine chosen by ``[speech] engine``; a missing binary or model -> one clear message, then ``Silent``."""
+def make_engine(scfg, *, audio_tap: Optional[Callable[[bytes], None]] = None, strict: bool = False) -> Engine:
+    """The engine chosen by ``[speech] engine``.
+
+    A missing binary or voice model: one clear message, then ``Silent`` (jokes
+    are logged), or with ``strict`` (``djsmile joke --say``) a
+    :class:`~djsmile.errors.SpeechError` (exit 69) carrying that message, and an
+    engine whose failures the caller reports (``engine.last_error``) instead of logging them.
+    """
     common = dict(timeout_s=scfg.timeout_s, max_chars=scfg.max_chars)
+
+    def unusable(message: str) -> Engine:
+        if strict:
+            raise SpeechError(message)
+        log.error("%s; jokes will only be logged", message)
+        return Silent(**common)
+
     engine = scfg.engine
     if engine == "none":
         return Silent(**common)
@@ -377,17 +399,17 @@ def make_engine(scfg, *, audio_tap: Optional[Callable[[bytes], None]] = None) ->
     if engine == "espeak-ng":
         binary = shutil.which(scfg.espeak_binary)
         if not binary:
-            log.error("speech engine espeak-ng not found (%r): jokes will only be logged. "
-                      "Install it with 'sudo apt install espeak-ng' or set [speech] engine = \"none\"",
-                      scfg.espeak_binary)
-            return Silent(**common)
+            return unusable(f"speech engine espeak-ng not found ({scfg.espeak_binary!r}): "
+                            "install it with 'sudo apt install espeak-ng', set [speech] espeak_binary, "
+                            "or set [speech] engine = \"none\"")
         output = scfg.output
         if output == "aplay" and not aplay:
             log.error("aplay not found: espeak-ng plays the audio itself. "
                       "Install it with 'sudo apt install alsa-utils'")
             output = "engine"
         return Espeak(binary, voice=scfg.voice, speed=scfg.speed, volume=scfg.volume, output=output,
-                      device=scfg.alsa_device, aplay=aplay or "aplay", audio_tap=audio_tap, **common)
+                      device=scfg.alsa_device, aplay=aplay or "aplay", audio_tap=audio_tap, warn=not strict,
+                      **common)
     if engine == "piper":
         binary = shutil.which(scfg.piper_binary)
         problem = None
@@ -398,9 +420,7 @@ def make_engine(scfg, *, audio_tap: Optional[Callable[[bytes], None]] = None) ->
         elif not aplay:
             problem = "aplay not found (install alsa-utils)"
         if problem:
-            log.error("speech engine piper unusable: %s; jokes will only be logged", problem)
-            return Silent(**common)
+            return unusable(f"speech engine piper unusable: {problem}")
         return Piper(binary, model=scfg.piper_model, device=scfg.alsa_device, aplay=aplay,
-                     audio_tap=audio_tap, **common)
-    log.error("unknown speech engine %r: jokes will only be logged", engine)
-    return Silent(**common)
+                     audio_tap=audio_tap, warn=not strict, **common)
+    return unusable(f"unknown speech engine {engine!r} (set [speech] engine to espeak-ng, piper or none)")

@@ -444,9 +444,9 @@ def test_prefetch_survives_malformed_answers_with_one_line_each_and_backoff(raw_
 
 
 # --------------------------------------------------------------------------- `djsmile joke`
-def run_cli(tmp_path, url, *extra, no_repeat=20):
+def run_cli(tmp_path, url, *extra, no_repeat=20, speech='engine = "none"'):
     cfg = tmp_path / "djsmile.toml"
-    cfg.write_text(f'[jokes]\napi_url = "{url}"\nno_repeat = {no_repeat}\n[speech]\nengine = "none"\n')
+    cfg.write_text(f'[jokes]\napi_url = "{url}"\nno_repeat = {no_repeat}\n[speech]\n{speech}\n')
     env = dict(os.environ, NO_PROXY="127.0.0.1", no_proxy="127.0.0.1")
     t0 = time.monotonic()
     r = subprocess.run([sys.executable, "-m", "djsmile", "joke", "--config", str(cfg),
@@ -479,3 +479,30 @@ def test_cli_uses_the_shared_cache(server, tmp_path):
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "Test joke number 1: why did it pass?"
     assert "cache" in r.stderr and dt < 5.0
+
+
+def fake_espeak(tmp_path, rc: int, message: str = "") -> str:
+    exe = tmp_path / "fake-espeak"
+    exe.write_text(f"#!/bin/sh\ncat > /dev/null\necho '{message}' >&2\nexit {rc}\n")
+    exe.chmod(0o755)
+    return f'engine = "espeak-ng"\nespeak_binary = "{exe}"\noutput = "engine"'
+
+
+def test_cli_joke_say_without_piper_exits_69_with_one_line(tmp_path):
+    r, _ = run_cli(tmp_path, "", "--say", speech=f'engine = "piper"\npiper_binary = "{tmp_path / "no-piper"}"')
+    assert r.returncode == 69, r.stderr
+    assert r.stdout.strip() in BUNDLED                        # the joke is still printed
+    said = [line for line in r.stderr.splitlines() if "piper" in line]
+    assert len(said) == 1 and "piper_binary" in said[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_cli_joke_say_exits_69_when_playback_fails(tmp_path):
+    r, _ = run_cli(tmp_path, "", "--say", speech=fake_espeak(tmp_path, 1, "cannot open audio device hw:7"))
+    assert r.returncode == 69, r.stderr
+    assert r.stdout.strip() in BUNDLED
+    said = [line for line in r.stderr.splitlines() if "audio device" in line]
+    assert len(said) == 1, r.stderr
+    assert "Traceback" not in r.stderr
+    r, _ = run_cli(tmp_path, "", "--say", speech=fake_espeak(tmp_path, 0))
+    assert r.returncode == 0, r.stderr
