@@ -685,6 +685,10 @@ class Actions:
             return
         self._closed = True
         self._close_gpio()
+        parts = [f"LED off (pin {self.cfg.gpio.led_pin})"] if self.led is not None else []
+        parts += [f"shutter off (pin {self.cfg.gpio.shutter_pin})"] if self.shutter is not None else []
+        if parts:
+            log.info("%s", ", ".join(parts))
         self.writer.close(timeout)
 
     def __enter__(self):

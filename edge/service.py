@@ -12,11 +12,14 @@ waiting. The loop:
         web.publish(frame, result, fps)             # if the live view is on
         notifier.watchdog()                         # systemd watchdog
 
-SIGINT / SIGTERM set a stop flag checked every frame: the loop ends within a
-frame, then the camera is released, the LED and shutter go off and a photo
-being written is finished (or removed, never left half-written). If the
-source hangs (a camera that stopped delivering), a timer forces the exit
-after ``STOP_GRACE_S`` with the LED off.
+SIGINT / SIGTERM / SIGHUP / SIGQUIT set a stop flag checked every frame: the
+loop ends within a frame, then the camera is released, the LED and shutter go
+off and a photo being written is finished (or removed, never left
+half-written). Frames are read on a daemon thread (``FrameReader``) and a
+stream is opened on one, so a source blocked inside OpenCV (a stalled
+network stream: 30 s) cannot hold up the stop. If the loop still has not
+ended ``STOP_GRACE_S`` after the signal, a timer forces the exit with the LED
+off. SIGUSR1 logs the status line.
 
 A finite source (a video file, an image folder) ends the run with exit 0; a
 camera that stops delivering frames ends it with exit 69 (systemd restarts).
@@ -42,7 +45,7 @@ from .fsutil import pid_lock
 from .faces import FaceFinder
 from .model import SmileModel
 from .notify import Notifier
-from .sources import Source, ThreadedSource, open_source
+from .sources import FrameReader, OpenCancelled, Source, ThreadedSource, open_source
 from .trigger import Trigger
 
 log = logging.getLogger(__name__)
@@ -108,18 +111,28 @@ def run(cfg, source: Source, *, model, finder, stop_event: threading.Event | Non
     stop_event = stop_event or threading.Event()
     trigger = trigger or Trigger(cfg.trigger, getattr(model, "threshold", 0.5))
     stats = stats or LoopStats()
+    reader = FrameReader(source)  # a source stuck in a blocking read cannot hold up a stop
+    try:
+        return _loop(cfg, source, reader, model=model, finder=finder, stop_event=stop_event, web=web,
+                     notifier=notifier, actions=actions, max_frames=max_frames, trigger=trigger, stats=stats,
+                     mqtt=mqtt, manual_shot=manual_shot)
+    finally:
+        if not reader.finish():
+            log.info("%s is still blocked in a read; not waiting for it", source.name)
+
+
+def _loop(cfg, source: Source, reader: FrameReader, *, model, finder, stop_event, web, notifier, actions,
+          max_frames, trigger, stats, mqtt, manual_shot) -> int:
     realtime = bool(cfg.camera.realtime) and source.finite
     wall0 = t0 = None
     next_status = time.monotonic()
     next_log = next_status + LOG_STATUS_EVERY_S
     errors_in_a_row = 0
     ended = False
-    it = iter(source)
     while not stop_event.is_set():
-        try:
-            frame = next(it)
-        except StopIteration:
-            ended = True
+        frame = reader.next(stop_event)
+        if frame is None:
+            ended = not stop_event.is_set()
             break
         if realtime:  # play the file at its own rate
             if wall0 is None:
@@ -275,11 +288,16 @@ def setup_gpio(cfg) -> str:
     return type(factory).__name__
 
 
-@contextlib.contextmanager
-def stop_signals(stop_event: threading.Event, on_force=None, grace_s: float = STOP_GRACE_S):
-    """SIGINT/SIGTERM set ``stop_event``; if still running ``grace_s`` later, ``on_force(signum)``.
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 
-    A second signal forces at once. Only in the main thread (elsewhere a no-op).
+
+@contextlib.contextmanager
+def stop_signals(stop_event: threading.Event, on_force=None, grace_s: float = STOP_GRACE_S, on_status=None):
+    """SIGINT/SIGTERM/SIGHUP/SIGQUIT set ``stop_event``; if still running ``grace_s`` later, ``on_force(signum)``.
+
+    A second signal forces at once. SIGUSR1 calls ``on_status()`` (the
+    status line in the log) and the run goes on. Only in the main thread
+    (elsewhere a no-op).
     """
     if threading.current_thread() is not threading.main_thread():
         yield
@@ -301,7 +319,12 @@ def stop_signals(stop_event: threading.Event, on_force=None, grace_s: float = ST
             state["timer"] = t
             t.start()
 
-    saved = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    def status(_signum, _frame):
+        if on_status is not None:
+            on_status()
+
+    saved = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
+    saved[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, status)
     try:
         yield
     finally:
@@ -381,18 +404,29 @@ def main(args) -> int:
     closers = _Closers()
     actions = None
 
+    stats = LoopStats()
+
+    def stop_line() -> None:
+        log.info("stopped after %d frames: %d shot%s", stats.frames, stats.shots, "" if stats.shots == 1 else "s")
+
     def force_exit(signum):
-        log.error("still not stopped %.1f s after the signal; forcing the exit (LED off)", STOP_GRACE_S)
+        log.error("still not stopped %.1f s after the signal; forcing the exit", STOP_GRACE_S)
         if actions is not None:
             with contextlib.suppress(Exception):
                 actions.close(timeout=0.2)
         with contextlib.suppress(Exception):
+            stop_line()
             sys.stderr.flush()
         os._exit(EX_SOFTWARE)
 
-    with stop_signals(stop_event, on_force=force_exit):
+    with stop_signals(stop_event, on_force=force_exit, on_status=lambda: log.info("%s", stats.line())):
         try:
-            source = open_source(cfg.camera.source, cfg)
+            try:
+                source = open_source(cfg.camera.source, cfg, cancel=stop_event)
+            except OpenCancelled as e:
+                log.info("%s", e)
+                stop_line()
+                return EX_OK
             closers.add("source", source.close)
             if not source.finite and cfg.camera.capture_thread:
                 source = ThreadedSource(source, stop_event)
@@ -454,15 +488,14 @@ def main(args) -> int:
             notifier = Notifier.from_env()
             closers.add("notifier", notifier.stopping)
             if stop_event.is_set():  # a signal during start-up
+                stop_line()
                 return EX_OK
             notifier.ready()
             log.info("running; Ctrl+C or SIGTERM stops")
-            stats = LoopStats()
             rc = run(cfg, source, model=model, finder=finder, stop_event=stop_event, web=web,
                      notifier=notifier, actions=actions, max_frames=args.max_frames,
                      trigger=trigger, stats=stats, mqtt=mqtt, manual_shot=manual_shot)
-            log.info("stopped after %d frames: %d shot%s", stats.frames, stats.shots,
-                     "" if stats.shots == 1 else "s")
+            stop_line()
             if isinstance(source, ThreadedSource):
                 log.info("capture thread: %d frames captured, %d dropped (the loop was busy)",
                          source.captured, source.dropped)

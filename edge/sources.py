@@ -26,6 +26,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import queue
 import re
 import threading
 import time
@@ -358,15 +359,56 @@ class PiCamera2Source(Source):
 
 
 # --------------------------------------------------------------------------- OpenCV
-class OpenCVSource(Source):
-    """A webcam (integer index) or a video file / stream URL through ``cv2.VideoCapture``."""
+class OpenCancelled(Exception):
+    """A stop was asked (``cancel`` set) while a source was still opening."""
 
-    def __init__(self, spec, cfg):
+
+def _open_capture(target, cancel: threading.Event | None, poll_s: float = 0.05):
+    """``cv2.VideoCapture(target)`` on a daemon thread, so a stop is not held up by a stream that
+    hangs while opening (OpenCV waits 30 s). Raises :class:`OpenCancelled` when ``cancel`` is set
+    first; the abandoned capture is released by its thread when it finally opens."""
+    box: dict = {}
+    lock = threading.Lock()
+
+    def opener():
+        cap = cv2.VideoCapture(target)
+        with lock:
+            if box.get("abandoned"):
+                cap.release()
+            else:
+                box["cap"] = cap
+
+    t = threading.Thread(target=opener, name="djsmile-open", daemon=True)
+    t.start()
+    while True:
+        t.join(poll_s)
+        with lock:
+            if "cap" in box:
+                return box["cap"]
+            if cancel is not None and cancel.is_set():
+                box["abandoned"] = True
+                raise OpenCancelled(f"stopped while {target!r} was opening")
+        if not t.is_alive():  # pragma: no cover - VideoCapture() itself raised
+            raise SourceError(f"source {target!r} cannot be opened by OpenCV")
+
+
+class OpenCVSource(Source):
+    """A webcam (integer index) or a video file / stream URL through ``cv2.VideoCapture``.
+
+    Opening honours ``cancel`` (see :func:`_open_capture`). ``close()`` never
+    waits for a read in progress (a stalled stream blocks in OpenCV for up
+    to 30 s): the capture is then released by the reading thread when the
+    read returns.
+    """
+
+    def __init__(self, spec, cfg, cancel: threading.Event | None = None):
         cam = cfg.camera
         self.is_webcam = isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit())
+        self._lock = threading.Lock()
+        self._reading = False
         if self.is_webcam:
             idx = int(spec)
-            self.cap = cv2.VideoCapture(idx)
+            self.cap = _open_capture(idx, cancel)
             if not self.cap.isOpened():
                 self.cap.release()
                 raise SourceError(f"webcam {idx} cannot be opened (/dev/video{idx}); "
@@ -380,7 +422,7 @@ class OpenCVSource(Source):
             path = str(spec)
             if "://" not in path and not os.path.isfile(path):
                 raise SourceError(f"source {path!r} not found: no such file or folder")
-            self.cap = cv2.VideoCapture(path)
+            self.cap = _open_capture(path, cancel)
             if not self.cap.isOpened():
                 self.cap.release()
                 raise SourceError(f"source {path!r} cannot be opened as a video by OpenCV")
@@ -390,12 +432,25 @@ class OpenCVSource(Source):
         self.fps = float(fps) if fps and 0 < fps < 1000 else float(cam.fps)
         self._closed = False
 
+    def _read(self):
+        with self._lock:
+            if self._closed:
+                return False, None
+            self._reading = True
+        try:
+            return self.cap.read()
+        finally:
+            with self._lock:
+                self._reading = False
+                if self._closed:  # closed while we were blocked: the release is ours
+                    self.cap.release()
+
     def __iter__(self) -> Iterator[Frame]:
         index = 0
         t0 = time.monotonic()
         last_t = -1.0
         while not self._closed:
-            ok, img = self.cap.read()
+            ok, img = self._read()
             if not ok or img is None:
                 if not self.finite and not self._closed:
                     log.warning("%s: no frame (camera unplugged?); stopping", self.name)
@@ -414,9 +469,77 @@ class OpenCVSource(Source):
             index += 1
 
     def close(self) -> None:
-        if not self._closed:
+        with self._lock:
+            if self._closed:
+                return
             self._closed = True
-            self.cap.release()
+            if self._reading:
+                return  # the reading thread releases it when its read returns
+        self.cap.release()
+
+
+class FrameReader:
+    """Pull frames from a source on a daemon thread, one at a time, only when asked.
+
+    ``next(stop)`` returns the source's next frame, or None when the source
+    ended or ``stop`` was set while waiting (the caller can stop even if the
+    source is stuck inside a blocking call). Frames are not read ahead: the
+    source is driven exactly as a plain ``for`` loop would (a Pi camera
+    request stays held until the next frame is asked for). An exception of
+    the source is raised here.
+    """
+
+    POLL_S = 0.05
+
+    def __init__(self, source: Source):
+        self.source = source
+        self._it = iter(source)
+        self._want = threading.Semaphore(0)
+        self._got: queue.Queue = queue.Queue()
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name="djsmile-frames", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            self._want.acquire()
+            if self._stopped:
+                return
+            try:
+                frame = next(self._it)
+            except StopIteration:
+                self._got.put(("end", None))
+                return
+            except BaseException as e:  # handed to the caller
+                self._got.put(("error", e))
+                return
+            self._got.put(("frame", frame))
+
+    def next(self, stop: threading.Event | None = None) -> Frame | None:
+        if self._stopped:
+            return None
+        self._want.release()
+        while True:
+            try:
+                kind, value = self._got.get(timeout=self.POLL_S)
+            except queue.Empty:
+                if stop is not None and stop.is_set():
+                    return None
+                continue
+            if kind == "frame":
+                return value
+            self._stopped = True
+            if kind == "error":
+                raise value
+            return None
+
+    def finish(self, timeout: float = 0.2) -> bool:
+        """Let the reading thread end; False if it is still inside the source after ``timeout`` s
+        (a stalled stream: it is a daemon thread and ends with the process)."""
+        self._stopped = True
+        self._want.release()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
 
 
 # --------------------------------------------------------------------------- folder
@@ -575,30 +698,31 @@ def _webcam_present(idx: int = 0) -> bool:
         cap.release()
 
 
-def open_source(spec, cfg, *, picamera2_cls=None) -> Source:
+def open_source(spec, cfg, *, picamera2_cls=None, cancel: threading.Event | None = None) -> Source:
     """Open a frame source from a ``--source`` string.
 
     ``''`` = the Pi camera if present, else webcam 0, else :class:`NoCameraError`;
     ``'pi'`` = the Pi camera; a number = that webcam; a folder = its images;
-    a file or URL = a video.
+    a file or URL = a video. ``cancel``: a stop asked while a stream or
+    webcam opens raises :class:`OpenCancelled` at once.
     """
     spec = "" if spec is None else str(spec).strip()
     if spec == "":
         if pi_camera_present(picamera2_cls):
             return PiCamera2Source(cfg, picamera2_cls)
         if _webcam_present(0):
-            return OpenCVSource(0, cfg)
+            return OpenCVSource(0, cfg, cancel)
         raise NoCameraError("no camera found (no Pi camera, no webcam 0); try --source FILE "
                             "(a video or an image folder)")
     if spec.lower() in PI_SPECS:
         return PiCamera2Source(cfg, picamera2_cls)
     if spec.isdigit():
-        return OpenCVSource(int(spec), cfg)
+        return OpenCVSource(int(spec), cfg, cancel)
     if "://" in spec:
-        return OpenCVSource(spec, cfg)
+        return OpenCVSource(spec, cfg, cancel)
     p = Path(spec).expanduser()
     if p.is_dir():
         return FolderSource(p, cfg)
     if p.is_file():
-        return OpenCVSource(str(p), cfg)
+        return OpenCVSource(str(p), cfg, cancel)
     raise SourceError(f"source {spec!r} not found: no such file or folder")
