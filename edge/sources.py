@@ -401,6 +401,8 @@ class OpenCVSource(Source):
     read returns.
     """
 
+    closes_during_read = True  # close() never waits for, nor breaks, a read under way
+
     def __init__(self, spec, cfg, cancel: threading.Event | None = None):
         cam = cfg.camera
         self.is_webcam = isinstance(spec, int) or (isinstance(spec, str) and spec.isdigit())
@@ -683,7 +685,9 @@ class ThreadedSource(Source):
         self._release_current()
         t = self._thread
         if t is not None and t is not threading.current_thread():
-            t.join(1.0)   # the reader sees _closed after its current frame (never close a read under way)
+            # the reader sees _closed after its current frame (never close a read under way), unless the
+            # inner source's close() is safe during a read (OpenCV: the reading thread releases it)
+            t.join(0.1 if getattr(self.inner, "closes_during_read", False) else 1.0)
         self.inner.close()
 
 
