@@ -130,8 +130,7 @@ def discovery_configs(topics: Topics, version: str, *, photo: bool = True) -> di
     for (component, object_id), conf in ents.items():
         if component == "image" and not photo:
             continue
-        payload = dict(conf, unique_id=f"djsmile_{t.device_id}_{object_id}",
-                       object_id=f"djsmile_{t.device_id}_{object_id}", **common)
+        payload = dict(conf, unique_id=f"djsmile_{t.device_id}_{object_id}", **common)
         out[t.discovery(component, object_id)] = payload
     return out
 

@@ -42,7 +42,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_web import make_clip  # noqa: E402  (the same clip as the live-view benchmark)
+import bench_web  # noqa: E402  (the same clip as the live-view benchmark)
+from bench_web import make_clip  # noqa: E402
 
 from djsmile import service  # noqa: E402
 from djsmile.actions import Actions  # noqa: E402
@@ -93,19 +94,20 @@ def one_run(kind: str, args, model, state: Path, host: str, port: int) -> dict:
         while not sink.connected and time.monotonic() < deadline:
             time.sleep(0.01)
     stats = service.LoopStats()
-    t0, c0 = time.perf_counter(), time.thread_time()
+    t0, c0, p0 = time.perf_counter(), time.thread_time(), time.process_time()
     try:
         service.run(cfg, source, model=model, finder=finder, actions=actions, max_frames=args.frames,
                     stats=stats, mqtt=sink)
     finally:
         elapsed = time.perf_counter() - t0
-        loop_cpu = time.thread_time() - c0
+        loop_cpu, proc_cpu = time.thread_time() - c0, time.process_time() - p0
         source.close()
         actions.close(5.0)
         if sink:
             sink.close(2.0)
     return {"kind": kind, "fps": stats.frames / elapsed, "frames": stats.frames, "s": elapsed,
             "shots": stats.shots, "loop_ms": 1000 * loop_cpu / stats.frames,
+            "proc_ms": 1000 * proc_cpu / stats.frames,
             "events_sent": sink.events_sent if sink else 0, "states_sent": sink.states_sent if sink else 0}
 
 
@@ -117,10 +119,13 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=7, help="back-to-back off/on pairs (default: %(default)s)")
     ap.add_argument("--broker", metavar="HOST:PORT", help="an existing broker (default: start a Mosquitto)")
     args = ap.parse_args(argv)
+    if os.environ.get("DJSMILE_SHARED"):  # where ../shared is, as for the tests
+        bench_web.SHARED_PHOTOS = Path(os.environ["DJSMILE_SHARED"]) / "datasets" / "djsmile" / "photos"
     if not args.source:
         args.source = str(make_clip(ROOT / ".cache" / "bench_web" / "clip.avi", max(300, args.frames)))
     model = SmileModel(args.model, num_threads=1)
-    runs, ratios = [], []
+    started = datetime.datetime.now(datetime.timezone.utc)
+    runs, ratios, cpu_ratios = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         proc = None
         if args.broker:
@@ -138,27 +143,35 @@ def main(argv=None) -> int:
                     runs.append(r)
                     this[kind] = r["fps"]
                     print(f"{kind:3s} {r['fps']:7.1f} fps  ({r['frames']} frames in {r['s']:.2f} s, {r['shots']} shots; "
-                          f"loop thread CPU {r['loop_ms']:.2f} ms/frame; MQTT sent {r['events_sent']} events, "
+                          f"CPU per frame: loop thread {r['loop_ms']:.2f} ms, process {r['proc_ms']:.2f} ms; MQTT sent {r['events_sent']} events, "
                           f"{r['states_sent']} states)", flush=True)
                 ratios.append(this["on"] / this["off"])
-                print(f"  pair {i + 1}: on/off = {ratios[-1]:.3f}", flush=True)
+                cpu_ratios.append(runs[-1]["proc_ms"] / runs[-2]["proc_ms"] if runs[-1]["kind"] == "on"
+                                  else runs[-2]["proc_ms"] / runs[-1]["proc_ms"])
+                print(f"  pair {i + 1}: fps on/off = {ratios[-1]:.3f}; process CPU per frame on/off = "
+                      f"{cpu_ratios[-1]:.3f}", flush=True)
         finally:
             if proc is not None:
                 proc.terminate()
                 proc.wait(10)
     med = {k: statistics.median(r["fps"] for r in runs if r["kind"] == k) for k in ("off", "on")}
     loop = {k: statistics.median(r["loop_ms"] for r in runs if r["kind"] == k) for k in ("off", "on")}
+    proc_ms = {k: statistics.median(r["proc_ms"] for r in runs if r["kind"] == k) for k in ("off", "on")}
+    cpu_ratio = statistics.median(cpu_ratios)
     ratio = statistics.median(ratios)
     ok = ratio >= 0.95
     print(f"\nmedian fps: off {med['off']:.1f}, on {med['on']:.1f}; median of paired on/off ratios = {ratio:.3f} "
           f"(min {min(ratios):.3f}, max {max(ratios):.3f}) -> {'OK' if ok else 'BELOW 0.95'}")
+    print(f"median CPU per frame (loop thread / whole process, ms): off {loop['off']:.2f} / {proc_ms['off']:.2f}, "
+          f"on {loop['on']:.2f} / {proc_ms['on']:.2f}; median of paired process-CPU ratios on/off = {cpu_ratio:.3f}")
     cpu = platform.processor() or platform.machine()
     with open("/proc/loadavg") as f:
         load = f.read().split()[0]
-    print(f"\n| {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC | {platform.node()} ({cpu}, {os.cpu_count()} CPUs, "
+    print(f"\n| {started:%Y-%m-%d %H:%M} UTC | {platform.node()} ({cpu}, {os.cpu_count()} CPUs, "
           f"load {load}) | {Path(args.source).name}, {args.frames} frames, {args.repeats} pairs | {med['off']:.1f} | "
           f"{med['on']:.1f} | {ratio:.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | "
-          f"{loop['off']:.1f} vs {loop['on']:.1f} ms |")
+          f"{loop['off']:.1f} vs {loop['on']:.1f} ms | {proc_ms['off']:.1f} vs {proc_ms['on']:.1f} ms "
+          f"(x{cpu_ratio:.3f}) |")
     return 0 if ok else 1
 
 
