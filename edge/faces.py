@@ -206,12 +206,14 @@ class AsyncDetector:
     takes the newest. :meth:`poll` returns the newest finished detection as
     ``(tag, gray, boxes)`` once, or ``None``; :meth:`detect` posts and waits
     (the deterministic path). The thread starts at the first post and ends
-    with :meth:`close`.
+    with :meth:`close`; it runs ``nice`` levels below the frame loop, so on a
+    busy machine the loop's tracked frames go first.
     """
 
-    def __init__(self, detector: HaarDetector, name: str = "face-detect"):
+    def __init__(self, detector: HaarDetector, name: str = "face-detect", nice: int = 5):
         self.detector = detector.clone()   # its own cascade: the frame thread may use the other
         self.name = name
+        self.nice = int(nice)
         self._cond = threading.Condition()
         self._pending = None     # (tag, gray) waiting for the worker
         self._result = None      # (tag, gray, boxes, error) newest finished, not yet polled
@@ -278,6 +280,12 @@ class AsyncDetector:
         return tag, gray, boxes
 
     def _work(self) -> None:
+        if self.nice:
+            try:  # Linux: a thread is a task; where cores are short, the frame loop goes first
+                tid = threading.get_native_id()
+                os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + self.nice)
+            except (AttributeError, OSError):
+                pass
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._pending is not None or self._closed)
