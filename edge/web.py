@@ -80,7 +80,7 @@ _PHOTO_LIST_TTL_S = 2.0
 SIDECAR_SUFFIX = ".json"        # djsmile writes <stem>.jpg with <stem>.json beside it
 SEND_TIMEOUT_S = 5.0            # a viewer that takes longer to take one frame is dropped
 STALL_S = 1.0                   # a viewer stuck this long in one frame gives its slot to a newcomer
-STREAM_SNDBUF = 64 * 1024       # small send buffer: a viewer that stops reading is noticed within a frame or two
+STREAM_SNDBUF = 32 * 1024       # small send buffer: a viewer that stops reading is noticed within a frame or two
 MAX_POST_BYTES = 65536
 
 
@@ -526,6 +526,7 @@ class WebServer:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 64      # listen backlog (socketserver's 5 drops SYNs when a burst of clients arrives)
 
     def handle_error(self, request, client_address):
         """A client that resets or times out is not news: one short line at most, never a traceback."""
