@@ -76,6 +76,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200, b'["a joke", "in a list"]')
         elif path == "/status":
             self._send(200, b'{"joke": "Not found joke", "status": 404}')
+        elif path == "/deep":               # 8,000 nested lists: within the size cap, past Python's recursion limit
+            self._send(200, b"[" * 8000 + b"]" * 8000)
         elif path == "/longjoke":
             self._send(200, json.dumps({"joke": "ha " * 2000, "status": 200}).encode())
         elif path == "/huge":                # 1 MB, with Content-Length
@@ -152,6 +154,7 @@ def test_fetch_sends_accept_and_user_agent(server):
     ("/badjson", "not JSON"),
     ("/wrongtype", "joke"),
     ("/list", "not an object"),
+    ("/deep", "not JSON"),
     ("/status", "status"),
     ("/longjoke", "characters"),
     ("/huge", "too big"),
