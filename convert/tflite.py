@@ -111,10 +111,9 @@ def latency_ms(path: Path, input_size: int, runs: int = 300) -> dict:
             "p90_ms": round(float(np.percentile(ts, 90)), 4), "runtime": rt.describe(), "threads": 1}
 
 
-def main(args) -> int:
+def main(args, cfg) -> int:
     tf = _tf()  # noqa: F841  (fail early without TensorFlow)
     import keras
-    from djsmile.cli import load_config
     from djsmile.runtime import Runtime
     from djsmile.training import data as D
     from djsmile.training.evaluate import choose_threshold, write_json_atomic
@@ -138,7 +137,6 @@ def main(args) -> int:
     output = summary.get("output", "sigmoid")
     meta0 = ModelMeta(input_size=S, scale=1.0 / 255.0, offset=0.0, crop_margin=float(summary["crop_margin"]),
                       labels=list(D.CLASSES), smile_index=1, output=output)
-    cfg = load_config(args)
     det = dict(summary.get("detector") or D.detector_kwargs(cfg.detector))
     if "cascade" not in det:
         from djsmile.faces import find_cascade
@@ -196,10 +194,9 @@ def main(args) -> int:
               f"{r['val']['all']['accuracy']:8.4f} {r['test']['all']['accuracy']:8.4f}  {per}")
     print(f"int8 accuracy on test is {abs(drop):.2f} points {'below' if drop >= 0 else 'above'} float32 "
           f"(allowed drop {args.max_drop}); decisions agree on {agree:.4f}")
-    if drop > args.max_drop:
-        log.error("int8 accuracy on the test split is %.2f points below float32 (more than --max-drop %.2f); "
-                  "nothing written", drop, args.max_drop)
-        return 1
+    if drop > args.max_drop:  # exit 65 (bad data: the int8 model fails the gate)
+        raise DataError(f"int8 accuracy on the test split is {drop:.2f} points below float32 "
+                        f"(more than --max-drop {args.max_drop:.2f}); nothing written")
 
     created = _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat()
     for kind, r in results.items():

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Callable
 import cv2
 import numpy as np
 
-from .errors import ConfigError, GpioError
+from .errors import CantCreateError, GpioError
 from .fsutil import TEMP_EXT, atomic_write, fsync_dir
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
@@ -77,8 +77,6 @@ class SmileLed:
     def __init__(self, pin: int, mode: str = "hold", blink_s: float = 0.5):
         from gpiozero import LED
 
-        if mode not in ("hold", "blink"):
-            raise ConfigError(f"config key gpio.led_mode = {mode!r} is not valid: allowed are 'hold', 'blink'")
         self.mode = mode
         self.blink_s = float(blink_s)
         self.led = _gpio_device(lambda: LED(pin, initial_value=False), "gpio.led_pin", pin)
@@ -574,14 +572,7 @@ class Actions:
         self.shutter: ShutterPulse | None = None
         self._closed = False
 
-        if g.led_enabled and g.shutter_enabled and g.led_pin == g.shutter_pin:
-            raise ConfigError(f"config keys gpio.led_pin and gpio.shutter_pin are both {g.led_pin}: "
-                              "give them different pins")
-        for key, enabled, pin in (("gpio.led_pin", g.led_enabled, g.led_pin),
-                                  ("gpio.shutter_pin", g.shutter_enabled, g.shutter_pin)):
-            if enabled and g.button_enabled and pin == g.button_pin:
-                raise ConfigError(f"config keys {key} and gpio.button_pin are both {pin}: "
-                                  "give them different pins")
+        # pins that clash are a config error, found at load (djsmile.config.validate)
         try:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             store = None
@@ -590,7 +581,7 @@ class Actions:
                                    max_mb=s.max_photos_mb, min_free_mb=s.min_free_mb)
             events = EventLog(self.events_path, max_bytes=int(s.max_events_mb * MB))
         except OSError as e:
-            raise ConfigError(f"state folder {self.state_dir} cannot be used ({e.strerror or e}); "
+            raise CantCreateError(f"state folder {self.state_dir} cannot be used ({e.strerror or e}); "
                               "set storage.state_dir or --state-dir to a writable folder") from None
 
         try:

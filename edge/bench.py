@@ -76,9 +76,9 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from .cli import nonneg_int, positive_int
+from .argtypes import nonneg_int, positive_int
 from . import __version__
-from .errors import EX_USAGE, DjsmileError, ModelError, SourceError
+from .errors import ModelError, SourceError, UsageError
 from .fsutil import atomic_write
 from .faces import FaceFinder, HaarDetector, iou
 from .sources import (IMAGE_EXTS, FolderSource, Frame, OpenCVSource, PiCamera2Source, Source, ThreadedSource,
@@ -674,7 +674,7 @@ def setting_configs(cfg, compare_sets) -> list[tuple[str, object]]:
     for item in compare_sets or []:
         c = copy.deepcopy(cfg)
         C.apply_sets(c, [item])
-        C.cross_check(c)
+        C.validate(c)
         out.append((item.strip(), c))
     return out
 
@@ -972,14 +972,12 @@ def command_line(args, threads, modes, model_paths) -> str:
     return " ".join(parts)
 
 
-def main(args) -> int:
+def main(args, cfg) -> int:
     started = datetime.now(timezone.utc)
     t_started = time.perf_counter()
-    from .cli import load_config
     from .model import default_model_path
     from .runtime import find_interpreter
 
-    cfg = load_config(args)
     frames, warmup = int(args.frames), int(args.warmup)
     threads = args.threads or [int(cfg.model.num_threads)]
     pace = getattr(args, "pace", None)
@@ -992,10 +990,8 @@ def main(args) -> int:
             raise ModelError(f"model file {p} not found; pass --model PATH or set model.path")
     spec = str(args.source or "").strip()
     if pace and (spec.lower() in CAMERA_SPECS or spec == "" or spec.isdigit() or "://" in spec):
-        err = DjsmileError("--pace plays an image folder or a video like a camera; a camera sets its own "
-                           "pace (drop --pace, or pass --source DIR or VIDEO)")
-        err.exit_code = EX_USAGE
-        raise err
+        raise UsageError("--pace plays an image folder or a video like a camera; a camera sets its own "
+                         "pace (drop --pace, or pass --source DIR or VIDEO)")
     if "track" in modes and int(cfg.detector.full_every) == 1:
         log.warning("detector.full_every = 1: the 'track' mode is the same as 'full'")
     machine = machine_info()

@@ -18,19 +18,10 @@ import time
 
 from . import calibration as cal
 from .calib_session import DONE_SOLID_S, Guide, Session
-from .errors import DjsmileError
+from .errors import EX_DATAERR, CantCreateError
 from .fsutil import atomic_write
 
 log = logging.getLogger(__name__)
-
-EX_CANTCREAT = 73
-
-
-class OutputError(DjsmileError):
-    """An output file cannot be written. Exit code 73."""
-
-    exit_code = EX_CANTCREAT
-
 
 def positive_seconds(s: str) -> float:
     import argparse
@@ -69,19 +60,21 @@ def _led(cfg):
         return None
 
 
-def main(args) -> int:
-    from .cli import load_config
+def apply_overrides(cfg, args) -> None:
+    """``--source`` / ``--state-dir`` win over the config (the CLI applies them after ``--set``)."""
+    if args.source is not None:
+        cfg.set("camera.source", args.source)
+    if args.state_dir is not None:
+        cfg.set("storage.state_dir", args.state_dir)
+
+
+def main(args, cfg) -> int:
     from .faces import FaceFinder
     from .model import SmileModel
     from .sources import open_source
     from .speech import make_engine
     from .trigger import Trigger
 
-    cfg = load_config(args)
-    if args.source is not None:
-        cfg.set("camera.source", args.source)
-    if args.state_dir is not None:
-        cfg.set("storage.state_dir", args.state_dir)
     state_dir = cfg.state_dir()
     if args.reset:
         gone = cal.remove(state_dir)
@@ -113,11 +106,11 @@ def main(args) -> int:
         try:
             data = session.finish()
         except OSError as e:
-            raise OutputError(f"cannot write {cal.path_in(state_dir)} ({e.strerror or e}); "
+            raise CantCreateError(f"cannot write {cal.path_in(state_dir)} ({e.strerror or e}); "
                               "use --state-dir with a writable folder") from None
         guide.close(timeout=cfg.speech.timeout_s)
         if data is None:   # refused: the guide has printed and spoken the one line
-            return session.error.exit_code
+            return EX_DATAERR  # the refusal (CalibrationRefused, a DataError)
         if led is not None:   # "solid 1 s = done": let it show before the pin is released
             time.sleep(DONE_SOLID_S)
         log.info("wrote %s", cal.path_in(state_dir))
@@ -129,7 +122,7 @@ def main(args) -> int:
                 try:
                     atomic_write(args.json, text.encode())
                 except OSError as e:
-                    raise OutputError(f"cannot write --json {args.json} ({e.strerror or e})") from None
+                    raise CantCreateError(f"cannot write --json {args.json} ({e.strerror or e})") from None
         n, s = data["neutral"], data["smile"]
         print(f"straight face p_smile median {n['median']:.2f} (p90 {n['p90']:.2f}, {n['n']} frames); "
               f"smile median {s['median']:.2f} (p10 {s['p10']:.2f}, {s['n']} frames); "

@@ -1,20 +1,30 @@
 """The ``djsmile`` command and its subcommands.
 
 Each subcommand lives in the module that does its job; that module offers
-``add_arguments(parser)`` and ``main(args) -> int``. The module is imported
-only when its subcommand runs (``--help`` included), so ``djsmile run`` never
-imports TensorFlow, and ``djsmile train`` without TensorFlow says how to get it.
+``add_arguments(parser)``, ``main(args, cfg) -> int`` and, if its flags change
+config keys, ``apply_overrides(cfg, args)``. The CLI parses the command line,
+loads the config once (``--config FILE``, then ``--set``, then the command's
+flags, then every cross-field rule: :func:`djsmile.config.load`) and hands it
+to the command; commands never import this module. Exceptions become exit
+codes through one table, :data:`EXIT_CODES`.
+
+A module is imported only when its subcommand runs (``--help`` included), so
+``djsmile run`` never imports TensorFlow, and ``djsmile train`` without
+TensorFlow says how to get it.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import logging
 import sys
 
-from . import __version__
-from .errors import DjsmileError, MissingDependencyError
+from . import __version__, config
+from .errors import (EX_CANTCREAT, EX_CONFIG, EX_DATAERR, EX_NOINPUT, EX_SOFTWARE, EX_TEMPFAIL, EX_UNAVAILABLE,
+                     EX_USAGE, CantCreateError, ConfigError, DataError, DjsmileError, MissingDependencyError,
+                     NoInputError, TempFailError, UnavailableError, UsageError)
 
 log = logging.getLogger("djsmile")
 
@@ -32,6 +42,45 @@ SUBCOMMANDS = {
 }
 
 TRAIN_HINT = "TensorFlow is not installed: pip install '.[train]'"
+
+#: The one table of exit codes: exception type -> code (README "Exit codes" shows the same).
+#: An exception takes the code of the first class in its MRO found here.
+EXIT_CODES: dict[type, int] = {
+    UsageError: EX_USAGE,              # 64 bad command line (a mistyped flag)
+    DataError: EX_DATAERR,             # 65 bad input data
+    NoInputError: EX_NOINPUT,          # 66 missing input: model, --source file or folder
+    UnavailableError: EX_UNAVAILABLE,  # 69 no camera, no TFLite runtime, GPIO busy, no cascade
+    DjsmileError: EX_SOFTWARE,         # 70 internal error
+    CantCreateError: EX_CANTCREAT,     # 73 state folder not writable
+    TempFailError: EX_TEMPFAIL,        # 75 port in use: try again later
+    ConfigError: EX_CONFIG,            # 78 wrong config text (systemd does not restart)
+    KeyboardInterrupt: 130,            # Ctrl+C
+}
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """The exit code for an exception, from :data:`EXIT_CODES`."""
+    for cls in type(exc).__mro__:
+        if cls in EXIT_CODES:
+            return EXIT_CODES[cls]
+    return EX_SOFTWARE
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error prints THIS (sub)command's usage and exits 64, not 2."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: error: {message}", usage=self.format_usage())
+
+    def parse_known_args(self, args=None, namespace=None):
+        ns, extras = super().parse_known_args(args, namespace)
+        if extras and self._subparsers is not None and getattr(ns, "command", None):
+            # argparse reports a subcommand's unknown flags at the top level: report them at the subcommand
+            for action in self._subparsers._group_actions:
+                sub = getattr(action, "choices", {}).get(ns.command)
+                if sub is not None:
+                    sub.error(f"unrecognized arguments: {' '.join(extras)}")
+        return ns, extras
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -60,27 +109,11 @@ def setup_logging(level: str = "INFO") -> None:
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
 
 
-def int_at_least(lo: int):
-    """An argparse type: a whole number >= ``lo`` (a clear message otherwise)."""
-    def parse(s: str) -> int:
-        try:
-            v = int(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{s!r} is not a whole number") from None
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"{s!r} must be at least {lo}")
-        return v
-    parse.__name__ = f"int>={lo}"
-    return parse
-
-
-positive_int = int_at_least(1)
-nonneg_int = int_at_least(0)
-
-
 def common_parent() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(add_help=False)
+    p = Parser(add_help=False)
     p.add_argument("--config", metavar="FILE", help="TOML config file (see 'djsmile config --default')")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="override one config key (repeatable), e.g. --set trigger.hold_frames=5")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                    type=str.upper, help="log detail on stderr (default: INFO)")
     return p
@@ -97,7 +130,7 @@ def _import_for(name: str):
 
 
 def build_parser(argv=None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="djsmile", description="A Raspberry Pi smile detector that answers smiles with dad jokes.")
     parser.add_argument("--version", action="version", version=f"djsmile {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -110,8 +143,25 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
         if name == chosen:
             mod = _import_for(name)
             mod.add_arguments(sp)
-            sp.set_defaults(_main=mod.main)
+            sp.set_defaults(_main=functools.partial(run_command, mod))
     return parser
+
+
+def load_config(mod, args) -> "config.Config":
+    """The config a command runs with: ``--config``, ``--set``, the command's flags; every rule checked."""
+    overrides = getattr(mod, "apply_overrides", None)
+    return config.load(getattr(args, "config", None), sets=getattr(args, "set", None) or (),
+                       adjust=(lambda cfg: overrides(cfg, args)) if overrides is not None else None)
+
+
+def config_for(args) -> "config.Config":
+    """:func:`load_config` for parsed ``args`` of any subcommand (tests, embedding programs)."""
+    return load_config(_import_for(args.command), args)
+
+
+def run_command(mod, args) -> int:
+    """Load and check the config once, then run the command with it."""
+    return mod.main(args, load_config(mod, args))
 
 
 def main(argv=None) -> int:
@@ -121,22 +171,18 @@ def main(argv=None) -> int:
         args = parser.parse_args(argv)
         if not getattr(args, "command", None):
             parser.print_help()
-            return 64
+            return EX_USAGE
         setup_logging(args.log_level)
         return int(args._main(args) or 0)
-    except DjsmileError as e:
-        if not logging.getLogger().handlers:
-            setup_logging("INFO")
-        log.error("%s", e)
-        return e.exit_code
-    except KeyboardInterrupt:
-        return 130
-
-
-def load_config(args):
-    """The config from ``--config`` (or defaults). Subcommands apply their own flag overrides."""
-    from . import config
-    return config.load(getattr(args, "config", None))
+    except UsageError as e:
+        sys.stderr.write(f"{e.usage}{e}\n")
+        return exit_code_for(e)
+    except (DjsmileError, KeyboardInterrupt) as e:
+        if isinstance(e, DjsmileError):
+            if not logging.getLogger().handlers:
+                setup_logging("INFO")
+            log.error("%s", e)
+        return exit_code_for(e)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -2,16 +2,20 @@
 
 Every key has a default and a one-line description (``djsmile config
 --default`` prints them as a commented TOML file). Loading a file checks every
-key: an unknown key, a wrong type or an out-of-range value raises
+key: an unknown key, a wrong type, NaN/inf or an out-of-range value raises
 :class:`~djsmile.errors.ConfigError` (exit code 78) naming the key, the bad value
-and what is allowed.
+and what is allowed. Rules across keys (GPIO pins that clash, ``web.listen``
+syntax, the live view off localhost without a token) live here too
+(:func:`validate`) and run at every load, so ``djsmile config --check`` and
+``djsmile run`` always agree; no command finds a config error later.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
+import ipaddress
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field, fields
@@ -87,7 +91,8 @@ class TriggerConfig:
 @dataclass
 class GpioConfig:
     """LED, shutter output and joke button (BCM pin numbers)."""
-    pin_factory: str = opt("", "gpiozero pin factory ('' = automatic, 'mock' = simulated pins)")
+    pin_factory: str = opt("", "gpiozero pin factory ('' = automatic, 'mock' = simulated pins)",
+                           choices=("", "lgpio", "rpigpio", "pigpio", "native", "mock"))
     led_enabled: bool = opt(True, "light an LED on a smile")
     led_pin: int = opt(17, "LED pin (BCM)", min=0, max=27)
     led_mode: str = opt("hold", "LED behaviour: lit while the smile holds, or one blink per shot", choices=("hold", "blink"))
@@ -189,7 +194,10 @@ class Config:
 
     # -- helpers ---------------------------------------------------------
     def set(self, dotted: str, value) -> None:
-        """Set ``section.key`` to ``value`` with the same checks as a file."""
+        """Set ``section.key`` to ``value`` with the same per-key checks as a file.
+
+        Rules across keys run in :func:`validate` (:func:`load` calls it after all overrides).
+        """
         if "." not in dotted:
             raise ConfigError(f"config key {dotted!r} must be 'section.key'")
         sec_name, key = dotted.split(".", 1)
@@ -237,6 +245,7 @@ _TYPE_NAMES = {bool: "true/false", int: "an integer", float: "a number", str: "a
 
 
 def _check(f, name: str, value):
+    """One key's rules: type, finite number, allowed choices, range."""
     typ = {"bool": bool, "int": int, "float": float, "str": str}.get(f.type, f.type)
     meta = f.metadata
     ok = (isinstance(value, bool) if typ is bool else
@@ -244,48 +253,63 @@ def _check(f, name: str, value):
           isinstance(value, (int, float)) and not isinstance(value, bool) if typ is float else
           isinstance(value, str))
     if not ok:
-        raise ConfigError(f"config key {name} = {value!r} is not valid: expected {_TYPE_NAMES[typ]}")
+        raise ConfigError(f"config key {name} = {_show(value)} is not valid: expected {_TYPE_NAMES[typ]}")
     if typ is float:
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:  # an integer too big for a float
+            raise ConfigError(f"config key {name} = {_show(value)} is out of range: allowed "
+                              f"{meta.get('min')} to {meta.get('max')}") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"config key {name} = {value!r} is not valid: expected a finite number")
+    if typ is str and "\0" in value:
+        raise ConfigError(f"config key {name} = {_show(value)} is not valid: it contains a NUL character")
     if meta.get("choices") and value not in meta["choices"]:
-        raise ConfigError(f"config key {name} = {value!r} is not valid: allowed are "
+        raise ConfigError(f"config key {name} = {_show(value)} is not valid: allowed are "
                           + ", ".join(repr(c) for c in meta["choices"]))
     lo, hi = meta.get("min"), meta.get("max")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise ConfigError(f"config key {name} = {value!r} is out of range: allowed {lo} to {hi}")
+        raise ConfigError(f"config key {name} = {_show(value)} is out of range: allowed {lo} to {hi}")
     return value
 
 
+def _show(value, limit: int = 60) -> str:
+    """A value for a one-line message: repr, cut to ``limit`` characters."""
+    r = repr(value)
+    return r if len(r) <= limit else r[:limit - 3] + "..."
+
+
 def from_dict(data: dict, base: Config | None = None) -> Config:
-    """Build a Config from a nested dict (as read from TOML), checking every key."""
-    cfg = base if base is not None else Config()
+    """Build a Config from a nested dict (as read from TOML), checking every key and every rule."""
+    cfg = _apply_dict(data, base if base is not None else Config())
+    validate(cfg)
+    return cfg
+
+
+def _apply_dict(data, cfg: Config) -> Config:
+    """Set every key of a nested dict with the per-key checks (cross-field rules: :func:`validate`)."""
     if not isinstance(data, dict):
         raise ConfigError("config must be a table of sections")
     for sec_name, table in data.items():
         section = _section(cfg, sec_name)
         if not isinstance(table, dict):
-            raise ConfigError(f"config [{sec_name}] must be a table of keys, got {table!r}")
+            raise ConfigError(f"config [{sec_name}] must be a table of keys, got {_show(table)}")
         for key, value in table.items():
             f = _field(section, sec_name, key)
             setattr(section, key, _check(f, f"{sec_name}.{key}", value))
-    cross_check(cfg)
     return cfg
 
 
 def parse_value(text: str):
     """A --set value as TOML would read it (true, 3, 0.5, "x"); bare words are strings."""
     try:
-        import tomllib
-    except ModuleNotFoundError:  # pragma: no cover
-        import tomli as tomllib  # type: ignore
-    try:
         return tomllib.loads(f"v = {text}")["v"]
-    except Exception:
+    except Exception:  # not TOML (or absurdly nested): the text itself, checked as a string
         return text
 
 
 def apply_sets(cfg: Config, items) -> None:
-    """Apply ``--set SECTION.KEY=VALUE`` overrides (same checks as a file)."""
+    """Apply ``--set SECTION.KEY=VALUE`` overrides (same per-key checks as a file)."""
     for item in items:
         key, sep, value = item.partition("=")
         if not sep:
@@ -293,12 +317,69 @@ def apply_sets(cfg: Config, items) -> None:
         cfg.set(key.strip(), parse_value(value.strip()))
 
 
-def cross_check(cfg: Config) -> None:
-    """Checks that involve several keys (after a file is loaded and after CLI overrides)."""
+# --------------------------------------------------------------------------- cross-field rules
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``"HOST:PORT"`` (``"[::1]:8080"`` for IPv6) -> ``(host, port)``; ConfigError if malformed."""
+    s = (listen or "").strip()
+    host, sep, port_s = s.rpartition(":")
+    bad = f"web.listen = {_show(listen)} is not valid"
+    if not sep or not port_s.isdigit() or not port_s.isascii():
+        raise ConfigError(f"{bad}: expected HOST:PORT, e.g. 127.0.0.1:8080")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        try:
+            ipaddress.IPv6Address(host)
+        except ValueError:
+            raise ConfigError(f"{bad}: [{host}] is not an IPv6 address") from None
+    elif ":" in host or "[" in host or "]" in host:
+        raise ConfigError(f"{bad}: write an IPv6 host in brackets, e.g. [::1]:8080")
+    if any(c.isspace() for c in host) or "/" in host:
+        raise ConfigError(f"{bad}: {host!r} is not a host name or address")
+    port = int(port_s)
+    if port > 65535:
+        raise ConfigError(f"{bad}: port must be 0 to 65535")
+    return host, port
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost / 127.0.0.0/8 / ::1. Anything else (0.0.0.0, names, '') is not."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def validate(cfg: Config) -> None:
+    """Rules that involve several keys, or a key's syntax beyond its type.
+
+    Runs at every load (file, ``--set`` and command-line flags applied), so
+    ``djsmile config --check`` and ``djsmile run`` reject the same files.
+    """
     t = cfg.trigger
     if t.on_threshold and t.off_threshold and t.off_threshold > t.on_threshold:
         raise ConfigError(f"config key trigger.off_threshold = {t.off_threshold} is not valid: "
                           f"it must not exceed trigger.on_threshold = {t.on_threshold}")
+    g = cfg.gpio
+    pins = [(key, getattr(g, key)) for key, on in (("led_pin", g.led_enabled), ("shutter_pin", g.shutter_enabled),
+                                                    ("button_pin", g.button_enabled)) if on]
+    for i, (k1, p1) in enumerate(pins):
+        for k2, p2 in pins[i + 1:]:
+            if p1 == p2:
+                raise ConfigError(f"config keys gpio.{k1} and gpio.{k2} are both {p1}: give them different pins "
+                                  f"(or switch one off with gpio.{k1.replace('_pin', '_enabled')} = false)")
+    w = cfg.web
+    host, _port = parse_listen(w.listen)
+    if w.enabled and not is_loopback(host) and not w.token:
+        raise ConfigError(f"web.listen = {w.listen!r} is reachable from other machines: "
+                          "set web.token (every request must then carry it), or listen on 127.0.0.1")
+    url = cfg.jokes.api_url
+    if url and not (url.startswith(("http://", "https://")) and len(url.split("://", 1)[1].strip("/")) > 0
+                    and not any(c.isspace() for c in url)):
+        raise ConfigError(f"config key jokes.api_url = {_show(url)} is not valid: "
+                          "expected an http:// or https:// URL, or '' (offline)")
     check_mqtt(cfg.mqtt)
 
 
@@ -327,48 +408,57 @@ def check_mqtt(m: "MqttConfig") -> None:
                               "give the broker's CA certificate (PEM), or '' for the system's CAs")
 
 
-def host_port(s: str) -> tuple:
-    """An argparse type: ``HOST[:PORT]`` (``[::1]:1883`` for IPv6) -> ``(host, port or None)``."""
-    host, port = s, None
-    if s.startswith("["):
-        host, _, rest = s[1:].partition("]")
-        if rest:
-            if not rest.startswith(":"):
-                raise argparse.ArgumentTypeError(f"{s!r}: expected HOST[:PORT], e.g. [::1]:1883")
-            port = rest[1:]
-    elif s.count(":") == 1:
-        host, port = s.split(":")
-    if not host:
-        raise argparse.ArgumentTypeError(f"{s!r}: no host; expected HOST[:PORT], e.g. localhost:1883")
-    if port is not None:
-        if not port.isdigit() or not 1 <= int(port) <= 65535:
-            raise argparse.ArgumentTypeError(f"{s!r}: the port must be a number from 1 to 65535")
-        port = int(port)
-    return host, port
+# --------------------------------------------------------------------------- loading
 
-
-def load(path: str | os.PathLike | None = None) -> Config:
-    """Load and validate a TOML config file (``None``: the defaults)."""
-    if path is None:
-        return Config()
+def read_file(path: str | os.PathLike) -> dict:
+    """A TOML file as a dict; ConfigError (one line) when it is missing, unreadable or not TOML."""
     p = Path(path)
     try:
         raw = p.read_bytes()
     except FileNotFoundError:
         raise ConfigError(f"config file {p} not found; create one with 'djsmile config --default > {p}'") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {p} is a folder, not a file") from None
     except OSError as e:
-        raise ConfigError(f"config file {p} cannot be read: {e.strerror}") from None
+        raise ConfigError(f"config file {p} cannot be read: {e.strerror or e}") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
-        raise ConfigError(f"config file {p} is not valid TOML: {e}") from None
-    try:
-        return from_dict(data)
-    except ConfigError as e:
-        raise ConfigError(f"{p}: {e}") from None
+        return tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {p} is not valid UTF-8 text (byte {e.start})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"config file {p} is not valid TOML: {str(e).splitlines()[0]}") from None
+    except RecursionError:
+        raise ConfigError(f"config file {p} is not valid: tables or arrays nested too deeply") from None
+    except (ValueError, TypeError, OverflowError, MemoryError) as e:  # anything else tomllib trips over
+        raise ConfigError(f"config file {p} is not valid TOML: {type(e).__name__}: {_show(str(e))}") from None
 
 
-def _toml_value(v) -> str:
+def load(path: str | os.PathLike | None = None, *, sets=(), adjust=None) -> Config:
+    """Load a TOML config file (``None``: the defaults), apply overrides, check every rule.
+
+    The one loader every command uses. ``sets`` are ``--set SECTION.KEY=VALUE``
+    strings; ``adjust(cfg)`` applies a command's flags (through :meth:`Config.set`).
+    Per-key checks run as each value is set; the cross-field rules
+    (:func:`validate`) once at the end, on the config the command will use.
+    """
+    cfg = Config()
+    if path is not None:
+        data = read_file(path)
+        try:
+            _apply_dict(data, cfg)
+        except ConfigError as e:
+            raise ConfigError(f"{Path(path)}: {e}") from None
+        except RecursionError:
+            raise ConfigError(f"config file {path} is not valid: tables or arrays nested too deeply") from None
+    apply_sets(cfg, sets or ())
+    if adjust is not None:
+        adjust(cfg)
+    validate(cfg)
+    return cfg
+
+
+def toml_value(v) -> str:
+    """A value as TOML text (for ``config --default`` / ``--show``)."""
     if isinstance(v, bool):
         return "true" if v else "false"
     if isinstance(v, str):
@@ -393,6 +483,6 @@ def default_toml() -> str:
             elif m.get("min") is not None:
                 allowed = f" ({m['min']} to {m['max']})"
             out.append(f"# {m['help']}{allowed}")
-            out.append(f"{f.name} = {_toml_value(getattr(section, f.name))}")
+            out.append(f"{f.name} = {toml_value(getattr(section, f.name))}")
         out.append("")
     return "\n".join(out)

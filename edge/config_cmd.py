@@ -11,10 +11,11 @@ def add_arguments(p) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--default", action="store_true", help="print a commented default config file")
     g.add_argument("--check", metavar="FILE", help="validate FILE; exit 78 naming the bad key")
-    g.add_argument("--show", action="store_true", help="print the effective config (--config FILE and defaults) as TOML")
+    g.add_argument("--show", action="store_true",
+                   help="print the effective config (--config FILE, --set, defaults) as TOML")
 
 
-def main(args) -> int:
+def main(args, cfg) -> int:
     if args.default:
         sys.stdout.write(config.default_toml())
         return 0
@@ -22,10 +23,9 @@ def main(args) -> int:
         config.load(args.check)
         print(f"{args.check}: OK")
         return 0
-    cfg = config.load(args.config)
     for sec, table in cfg.to_dict().items():
         print(f"[{sec}]")
         for k, v in table.items():
-            print(f"{k} = {config._toml_value(v)}")
+            print(f"{k} = {config.toml_value(v)}")
         print()
     return 0

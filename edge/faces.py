@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .errors import ConfigError
+from .errors import CascadeError
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +38,12 @@ def find_cascade(path: str = "") -> str:
     """Return the Haar cascade XML to use: ``path`` if given, else the frontal-face default."""
     if path:
         if not os.path.isfile(path):
-            raise ConfigError(f"detector.cascade = {path!r}: file not found")
+            raise CascadeError(f"detector.cascade = {path!r}: file not found")
         return path
     for d in CASCADE_DIRS:
         if d and os.path.isfile(os.path.join(d, CASCADE_NAME)):
             return os.path.join(d, CASCADE_NAME)
-    raise ConfigError(f"no {CASCADE_NAME} found in {', '.join(d for d in CASCADE_DIRS if d)}; "
+    raise CascadeError(f"no {CASCADE_NAME} found in {', '.join(d for d in CASCADE_DIRS if d)}; "
                       "install opencv-python-headless<5 or set detector.cascade")
 
 
@@ -115,7 +115,7 @@ class HaarDetector:
         self.cascade_path = find_cascade(cascade)
         self._cascade = cv2.CascadeClassifier(self.cascade_path)
         if self._cascade.empty():
-            raise ConfigError(f"detector.cascade: {self.cascade_path} is not a valid Haar cascade")
+            raise CascadeError(f"detector.cascade: {self.cascade_path} is not a valid Haar cascade")
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
         self.min_face_fraction = min_face_fraction
@@ -363,9 +363,6 @@ class FaceFinder:
     def __init__(self, detector: HaarDetector, full_every: int = 5, track_margin: float = 0.5,
                  tracker: str = "template", template_width: int = 40, min_score: float = 0.8,
                  async_full: str = "off"):
-        if tracker not in ("template", "haar"):
-            raise ConfigError(f"config key detector.tracker = {tracker!r} is not valid: "
-                              "allowed are 'template', 'haar'")
         if async_full not in ("off", "wait", "on"):
             raise ValueError(f"async_full = {async_full!r}: 'off', 'wait' or 'on'")
         self.async_full = async_full

@@ -537,12 +537,13 @@ def add_arguments(p) -> None:
                    help="folder holding the joke cache (default: [storage] state_dir, the one 'djsmile run' uses)")
 
 
-def main(args) -> int:
-    from .cli import load_config
-
-    cfg = load_config(args)
+def apply_overrides(cfg, args) -> None:
+    """``--state-dir`` wins over the config (the CLI applies it, after ``--set``)."""
     if getattr(args, "state_dir", None):
         cfg.set("storage.state_dir", args.state_dir)
+
+
+def main(args, cfg) -> int:
     source = JokeSource(cfg.jokes, cfg.state_dir(), warn=False)
     joke = source.next_joke(wait_api=min(cfg.jokes.timeout_s, CLI_API_WAIT_S))
     source.close()

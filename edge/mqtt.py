@@ -43,7 +43,7 @@ from typing import Callable, Optional
 
 import paho.mqtt.client as paho
 
-from .errors import ConfigError, DjsmileError, EX_UNAVAILABLE
+from .errors import ConfigError, UnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -58,10 +58,8 @@ ENTITIES = (("binary_sensor", "smiling"), ("sensor", "p_smile"), ("sensor", "sho
             ("image", "photo"), ("button", "tell_joke"), ("button", "fire_shutter"), ("sensor", "last_joke"))
 
 
-class MqttError(DjsmileError):
-    """The broker cannot be reached or refused us (``djsmile mqtt``)."""
-
-    exit_code = EX_UNAVAILABLE
+class MqttError(UnavailableError):
+    """The broker cannot be reached or refused us (``djsmile mqtt``). Exit 69."""
 
 
 def device_id_from_hostname(hostname: str) -> str:

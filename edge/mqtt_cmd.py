@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from .config import host_port
+from .argtypes import host_port
 
 log = logging.getLogger(__name__)
 
@@ -14,23 +14,20 @@ def add_arguments(p) -> None:
                    help="clear the retained discovery configs (Home Assistant drops the device), "
                         "availability, state and photo of this device")
     p.add_argument("--mqtt", metavar="HOST[:PORT]", type=host_port, help="the broker (default: mqtt.host, mqtt.port)")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one config key (repeatable), e.g. --set mqtt.device_id=porch")
 
 
-def main(args) -> int:
-    from . import config
-    from .cli import load_config
-    from .mqtt import forget
-
-    cfg = load_config(args)
-    config.apply_sets(cfg, args.set)
+def apply_overrides(cfg, args) -> None:
+    """``--mqtt HOST[:PORT]`` wins over the config (the CLI applies it after ``--set``)."""
     if args.mqtt is not None:
         host, port = args.mqtt
         cfg.set("mqtt.host", host)
         if port is not None:
             cfg.set("mqtt.port", port)
-    config.cross_check(cfg)
+
+
+def main(args, cfg) -> int:
+    from .mqtt import forget
+
     cleared = forget(cfg.mqtt)
     for topic in cleared:
         print(topic)

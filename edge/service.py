@@ -38,8 +38,8 @@ import threading
 import time
 import warnings
 
-from .cli import positive_int
-from . import __version__, config
+from . import __version__
+from .argtypes import host_port, positive_int
 from .errors import EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, BusyError, GpioError
 from .fsutil import pid_lock
 from .faces import FaceFinder
@@ -201,20 +201,17 @@ def add_arguments(p) -> None:
     p.add_argument("--policy", choices=("largest", "any", "all"),
                    help="whose smile counts: the largest face, any face, or all faces (group photo)")
     p.add_argument("--web", metavar="HOST:PORT", help="serve the live view on HOST:PORT (turns web.enabled on)")
-    p.add_argument("--mqtt", metavar="HOST[:PORT]", type=config.host_port,
+    p.add_argument("--mqtt", metavar="HOST[:PORT]", type=host_port,
                    help="publish to the MQTT broker at HOST[:PORT] for Home Assistant (turns mqtt.enabled on)")
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
                    help="play a file source at its own frame rate, or as fast as possible (default: camera.realtime)")
     p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     p.add_argument("--no-gpio", action="store_true", help="no LED, shutter or button (no pins touched)")
     p.add_argument("--no-jokes", action="store_true", help="no joke on a smile")
-    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="override one config key (repeatable), e.g. --set trigger.hold_frames=5")
 
 
 def apply_overrides(cfg, args) -> None:
-    """Command-line flags win over the config file (same checks as the file)."""
-    config.apply_sets(cfg, getattr(args, "set", None) or [])
+    """Command-line flags win over the config file and --set (same checks; the CLI then checks every rule)."""
     flags = [("source", "camera.source"), ("state_dir", "storage.state_dir"), ("model", "model.path"),
              ("sensitivity", "trigger.sensitivity"), ("policy", "trigger.policy")]
     for attr, key in flags:
@@ -239,7 +236,6 @@ def apply_overrides(cfg, args) -> None:
             cfg.set(key, False)
     if getattr(args, "no_jokes", False):
         cfg.set("jokes.on_smile", False)
-    config.cross_check(cfg)
 
 
 def gpio_in_use(cfg) -> bool:
@@ -387,14 +383,12 @@ def _fan_out(*fns):
     return call
 
 
-def main(args) -> int:
+def main(args, cfg) -> int:
+    """``djsmile run`` with ``cfg`` loaded and checked by the CLI (``--set`` and flags applied)."""
     from .actions import PHOTOS_NAME, Actions
-    from .cli import load_config
     from .teller import JokeTeller, attach_button
     from .web import WebServer
 
-    cfg = load_config(args)
-    apply_overrides(cfg, args)
     state_dir = cfg.state_dir()
     log.info("djsmile %s on Python %s (%s %s)", __version__, platform.python_version(),
              platform.system(), platform.machine())

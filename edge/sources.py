@@ -37,7 +37,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from .errors import NoCameraError, SourceError
+from .errors import NoCameraError, SourceError, SourceNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -423,7 +423,7 @@ class OpenCVSource(Source):
         else:
             path = str(spec)
             if "://" not in path and not os.path.isfile(path):
-                raise SourceError(f"source {path!r} not found: no such file or folder")
+                raise SourceNotFoundError(f"source {path!r} not found: no such file or folder")
             self.cap = _open_capture(path, cancel)
             if not self.cap.isOpened():
                 self.cap.release()
@@ -557,7 +557,7 @@ class FolderSource(Source):
     def __init__(self, path, cfg):
         self.path = Path(path)
         if not self.path.is_dir():
-            raise SourceError(f"source {str(path)!r} not found: no such folder")
+            raise SourceNotFoundError(f"source {str(path)!r} not found: no such folder")
         self.files = sorted((p for p in self.path.iterdir()
                              if p.is_file() and p.suffix.lower() in IMAGE_EXTS),
                             key=lambda p: _natural_key(p.name))
@@ -729,4 +729,4 @@ def open_source(spec, cfg, *, picamera2_cls=None, cancel: threading.Event | None
         return FolderSource(p, cfg)
     if p.is_file():
         return OpenCVSource(str(p), cfg, cancel)
-    raise SourceError(f"source {spec!r} not found: no such file or folder")
+    raise SourceNotFoundError(f"source {spec!r} not found: no such file or folder")

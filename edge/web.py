@@ -46,9 +46,9 @@ valid ``?token=`` (401 otherwise).
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
-import ipaddress
 import json
 import logging
 import mimetypes
@@ -67,7 +67,8 @@ import cv2
 import numpy as np
 
 from . import __version__
-from .errors import ConfigError
+from .config import is_loopback, parse_listen  # noqa: F401  (parse_listen: re-exported)
+from .errors import AddressInUseError, TempFailError, UnavailableError
 
 log = logging.getLogger(__name__)
 
@@ -85,30 +86,6 @@ MAX_POST_BYTES = 65536
 
 
 # --------------------------------------------------------------------------- helpers
-
-def parse_listen(listen: str) -> tuple[str, int]:
-    """``"HOST:PORT"`` (``"[::1]:8080"`` for IPv6) -> ``(host, port)``; ConfigError if malformed."""
-    s = (listen or "").strip()
-    host, sep, port_s = s.rpartition(":")
-    if not sep or not port_s.isdigit():
-        raise ConfigError(f"web.listen = {listen!r} is not valid: expected HOST:PORT, e.g. 127.0.0.1:8080")
-    if host.startswith("[") and host.endswith("]"):
-        host = host[1:-1]
-    port = int(port_s)
-    if port > 65535:
-        raise ConfigError(f"web.listen = {listen!r} is not valid: port must be 0 to 65535")
-    return host, port
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost / 127.0.0.0/8 / ::1. Anything else (0.0.0.0, names, '') is not."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
 
 def _host_of(host_header: str) -> str:
     h = host_header.strip()
@@ -294,20 +271,25 @@ class WebServer:
     def start(self) -> str:
         """Bind and serve in background threads; return the URL.
 
-        Raises ConfigError (exit 78) when listening off localhost without ``web.token``,
-        or when the address cannot be bound.
+        The config layer has checked ``web.listen`` (syntax; a token when off
+        localhost). Raises AddressInUseError / TempFailError (exit 75: the
+        service retries) when the port is taken or the address is not up yet,
+        UnavailableError (69) when it cannot be bound otherwise.
         """
-        if not is_loopback(self.host) and not self._token:
-            raise ConfigError(f"web.listen = {self.cfg.listen!r} is reachable from other machines: "
-                              "set web.token (every request must then carry it), or listen on 127.0.0.1")
         handler = type("Handler", (_Handler,), {"web": self})
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         server_cls = type("Server", (_Server,), {"address_family": family})
         try:
             self._httpd = server_cls((self.host, self._port), handler)
         except OSError as e:
-            raise ConfigError(f"web.listen = {self.cfg.listen!r} cannot be used: {e.strerror or e}; "
-                              "choose another HOST:PORT") from None
+            what = f"web.listen = {self.cfg.listen!r} cannot be used: {e.strerror or e}"
+            if e.errno == errno.EADDRINUSE:
+                raise AddressInUseError(f"{what}; another program listens there: stop it or choose "
+                                        "another HOST:PORT") from None
+            if e.errno == errno.EADDRNOTAVAIL:
+                raise TempFailError(f"{what}; this machine has no such address (yet): "
+                                    "check the network or choose another HOST") from None
+            raise UnavailableError(f"{what}; choose another HOST:PORT") from None
         self._started_at = time.monotonic()
         self._stop.clear()
         self._threads = [

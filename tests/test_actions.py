@@ -484,13 +484,15 @@ def test_on_joke_off_in_config_and_failures_do_not_stop_the_loop(make_actions, m
 
 # -- config / GPIO errors -------------------------------------------------------
 
-def test_same_pin_twice_is_a_config_error_naming_keys(mock_factory, tmp_path):
+def test_same_pin_twice_is_a_config_error_naming_keys():
+    # a config rule: found at load (djsmile.config.validate), before any pin is touched
+    from djsmile.config import validate
     cfg = make_cfg(gpio__shutter_pin=LED_PIN)
     with pytest.raises(ConfigError, match="gpio.led_pin and gpio.shutter_pin"):
-        Actions(cfg, tmp_path)
+        validate(cfg)
     cfg = make_cfg(gpio__button_enabled=True, gpio__button_pin=SHUTTER_PIN)
     with pytest.raises(ConfigError, match="gpio.shutter_pin and gpio.button_pin"):
-        Actions(cfg, tmp_path)
+        validate(cfg)
 
 
 def test_busy_pin_is_a_gpio_error_and_releases_the_other_pin(mock_factory, tmp_path):
@@ -500,7 +502,8 @@ def test_busy_pin_is_a_gpio_error_and_releases_the_other_pin(mock_factory, tmp_p
     try:
         with pytest.raises(GpioError, match="gpio.shutter_pin") as e:
             Actions(make_cfg(), tmp_path)
-        assert e.value.exit_code == 69
+        from djsmile.cli import exit_code_for
+        assert exit_code_for(e.value) == 69
         from gpiozero import LED
         LED(LED_PIN).close()  # the LED pin was released again
     finally:

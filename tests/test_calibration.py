@@ -89,7 +89,8 @@ def test_refusals(neutral, smile, why):
         cal.summarize(col, "abc")
     assert str(e.value) == cal.REFUSAL
     assert "could not tell your smile from your straight face; try more light or a bigger smile" == str(e.value)
-    assert e.value.exit_code == EX_DATAERR == 65
+    from djsmile.cli import exit_code_for
+    assert exit_code_for(e.value) == EX_DATAERR == 65
     assert why in e.value.detail
 
 

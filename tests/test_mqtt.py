@@ -248,7 +248,8 @@ def test_bad_mqtt_config_is_78_naming_the_key(tmp_path, toml, words):
     f.write_text(toml)
     with pytest.raises(ConfigError) as e:
         config.load(f)
-    assert e.value.exit_code == 78
+    from djsmile.cli import exit_code_for
+    assert exit_code_for(e.value) == 78
     for w in words:
         assert w in str(e.value)
 
@@ -275,12 +276,10 @@ def test_default_config_documents_the_mqtt_section():
 @pytest.mark.parametrize("flag, host, port", [("broker.lan", "broker.lan", 1883), ("10.0.0.2:1884", "10.0.0.2", 1884),
                                               ("[::1]:8883", "::1", 8883)])
 def test_run_mqtt_flag_turns_it_on(flag, host, port):
-    from djsmile import service
-    from djsmile.cli import build_parser, load_config
+    from djsmile.cli import build_parser, config_for
     argv = ["run", "--mqtt", flag]
     args = build_parser(argv).parse_args(argv)
-    cfg = load_config(args)
-    service.apply_overrides(cfg, args)
+    cfg = config_for(args)
     assert (cfg.mqtt.enabled, cfg.mqtt.host, cfg.mqtt.port) == (True, host, port)
 
 

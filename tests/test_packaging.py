@@ -143,7 +143,6 @@ def _lint(unpacked: Path, config: Path) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=300)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 14: service/jokes/training/convert still import djsmile.cli")
 def test_import_contracts_hold(unpacked):
     pytest.importorskip("importlinter", reason="pip install '.[dev]' (import-linter)")
     r = _lint(unpacked, ROOT / ".importlinter")

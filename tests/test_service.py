@@ -16,7 +16,7 @@ import pytest
 
 from djsmile import service
 from djsmile.config import Config
-from djsmile.errors import EX_CONFIG, EX_UNAVAILABLE
+from djsmile.errors import EX_CONFIG, EX_NOINPUT, EX_UNAVAILABLE
 from djsmile.faces import FaceFinder, HaarDetector, iou
 from djsmile.sources import Frame, Source
 
@@ -173,13 +173,12 @@ def test_the_loop_reports_the_rate_it_runs_at():
 def test_cli_flags_override_the_config_file(tmp_path):
     conf = tmp_path / "djsmile.toml"
     conf.write_text('[trigger]\npolicy = "any"\nhold_frames = 2\n[camera]\nsource = "elsewhere"\n')
-    from djsmile.cli import build_parser, load_config
+    from djsmile.cli import build_parser, config_for
     argv = ["run", "--config", str(conf), "--policy", "all", "--source", "clip.mp4", "--state-dir", "/tmp/x",
             "--sensitivity", "big", "--web", "127.0.0.1:9999", "--no-gpio", "--realtime",
             "--set", "trigger.cooldown_s=2.5"]
     args = build_parser(argv).parse_args(argv)
-    cfg = load_config(args)
-    service.apply_overrides(cfg, args)
+    cfg = config_for(args)
     assert (cfg.trigger.policy, cfg.trigger.hold_frames, cfg.trigger.sensitivity) == ("all", 2, "big")
     assert cfg.camera.source == "clip.mp4" and cfg.state_dir() == Path("/tmp/x")
     assert cfg.web.enabled and cfg.web.listen == "127.0.0.1:9999"
@@ -189,16 +188,14 @@ def test_cli_flags_override_the_config_file(tmp_path):
 
 @pytest.mark.parametrize("extra, want", [([], True), (["--no-realtime"], False)])
 def test_web_plays_file_sources_in_real_time_by_default(extra, want):
-    from djsmile.cli import build_parser, load_config
+    from djsmile.cli import build_parser, config_for
     argv = ["run", "--source", "clip.mp4", "--web", "127.0.0.1:0", *extra]
     args = build_parser(argv).parse_args(argv)
-    cfg = load_config(args)
-    service.apply_overrides(cfg, args)
+    cfg = config_for(args)
     assert cfg.camera.realtime is want
     argv = ["run", "--source", "clip.mp4"]  # no live view: as fast as possible
     args = build_parser(argv).parse_args(argv)
-    cfg = load_config(args)
-    service.apply_overrides(cfg, args)
+    cfg = config_for(args)
     assert cfg.camera.realtime is False
 
 
@@ -288,7 +285,7 @@ def _env():
 def test_run_missing_source_is_one_clear_line():
     p = subprocess.run([PY, "-m", "djsmile", "run", "--source", "no/such/clip.mp4"], cwd=ROOT, env=_env(),
                        capture_output=True, text=True, timeout=60)
-    assert p.returncode == EX_UNAVAILABLE
+    assert p.returncode == EX_NOINPUT  # 66 missing input, as the README's table says (was 69)
     errors = [ln for ln in p.stderr.splitlines() if ln.startswith("ERROR")]
     assert len(errors) == 1 and "no/such/clip.mp4" in errors[0] and "not found" in errors[0]
     assert "Traceback" not in p.stderr

@@ -205,7 +205,8 @@ def test_no_camera_at_all_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(sources, "_webcam_present", lambda idx=0: False)
     with pytest.raises(NoCameraError, match="--source") as e:
         open_source("", Config())
-    assert e.value.exit_code == EX_UNAVAILABLE
+    from djsmile.cli import exit_code_for
+    assert exit_code_for(e.value) == EX_UNAVAILABLE
 
 
 # --------------------------------------------------------------------------- folder

@@ -269,9 +269,12 @@ def test_no_encoding_without_viewers_and_rate_cap(server):
 
 
 def test_token_required_off_localhost(tmp_path):
-    with pytest.raises(ConfigError) as e:
-        WebServer(WebConfig(listen="0.0.0.0:0", token=""), photo_dir=tmp_path).start()
-    assert e.value.exit_code == 78 and "web.token" in str(e.value)
+    # a config rule, checked at load (djsmile.config.validate), so 'config --check' finds it too
+    from djsmile.config import Config, validate
+    cfg = Config()
+    cfg.web = WebConfig(enabled=True, listen="0.0.0.0:0", token="")
+    with pytest.raises(ConfigError, match="web.token"):
+        validate(cfg)
 
     web = WebServer(WebConfig(listen="0.0.0.0:0", token="s3cret-tok"), photo_dir=tmp_path)
     web.start()

@@ -331,8 +331,6 @@ def add_arguments(parser) -> None:
                         help="decision threshold (default: the one in the model's metadata)")
     parser.add_argument("--threads", type=int, default=None, help="interpreter threads (default: model.num_threads)")
     parser.add_argument("--errors", metavar="FILE", help="write the misclassified files (one per line, with p_smile)")
-    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                        help="override one config key (repeatable), e.g. --set detector.upscale=2")
     parser.add_argument("--label-fixes", metavar="CSV", default=None,
                         help="also score the images on their reviewed labels (default: the committed "
                              "training/label_fixes.csv; 'none' = original labels only); files are matched "
@@ -340,13 +338,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--progress", action="store_true", help="show a progress bar")
 
 
-def main(args) -> int:
-    from djsmile.cli import load_config
+def main(args, cfg) -> int:
     from djsmile.model import SmileModel
-    from djsmile import config
-    cfg = load_config(args)
-    config.apply_sets(cfg, args.set)
-    config.cross_check(cfg)
     data_dir = Path(args.data_dir)
     if not data_dir.is_dir():
         raise DataError(f"data folder {data_dir} not found")

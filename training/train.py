@@ -279,9 +279,7 @@ def plot_curves(hist: dict, path: Path, title: str) -> bool:
     return True
 
 
-def main(args) -> int:
-    from djsmile.cli import load_config
-    cfg = load_config(args)
+def main(args, cfg) -> int:
     params = crop_params(args, cfg)
     progress = not args.no_progress and sys.stderr.isatty()
     if not args.export_split:
