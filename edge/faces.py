@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .errors import CascadeError
+from .errors import CascadeError, ConfigError
 
 log = logging.getLogger(__name__)
 
