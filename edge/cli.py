@@ -69,17 +69,22 @@ def exit_code_for(exc: BaseException) -> int:
 class Parser(argparse.ArgumentParser):
     """argparse, but a usage error prints THIS (sub)command's usage and exits 64, not 2."""
 
+    subcommands = None  #: the subparsers action, once added
+
     def error(self, message):
         raise UsageError(f"{self.prog}: error: {message}", usage=self.format_usage())
 
+    def add_subparsers(self, **kwargs):
+        self.subcommands = super().add_subparsers(**kwargs)
+        return self.subcommands
+
     def parse_known_args(self, args=None, namespace=None):
         ns, extras = super().parse_known_args(args, namespace)
-        if extras and self._subparsers is not None and getattr(ns, "command", None):
+        if extras and self.subcommands is not None:
             # argparse reports a subcommand's unknown flags at the top level: report them at the subcommand
-            for action in self._subparsers._group_actions:
-                sub = getattr(action, "choices", {}).get(ns.command)
-                if sub is not None:
-                    sub.error(f"unrecognized arguments: {' '.join(extras)}")
+            sub = self.subcommands.choices.get(getattr(ns, self.subcommands.dest, None))
+            if sub is not None:
+                sub.error(f"unrecognized arguments: {' '.join(extras)}")
         return ns, extras
 
 

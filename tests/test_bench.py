@@ -300,7 +300,9 @@ def test_pace_with_a_camera_is_a_usage_error(source, tiny_models, capsys):
     from djsmile.errors import EX_USAGE
     with pytest.raises(Exception) as e:
         run_bench("--source", source, "--pace", 30, "--model", tiny_models[0], "--frames", 2)
-    assert getattr(e.value, "exit_code", None) == EX_USAGE and "--pace" in str(e.value)
+    assert cli.exit_code_for(e.value) == EX_USAGE and "--pace" in str(e.value)
+
+
 def test_compare_set_times_the_override_beside_the_config_in_one_run(noise_folder, tiny_models, tmp_path):
     out = tmp_path / "b.json"
     rc = run_bench("--source", noise_folder, "--frames", 4, "--warmup", 0, "--modes", "full",
