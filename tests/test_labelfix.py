@@ -72,6 +72,8 @@ def test_eval_scores_both_label_sets(tmp_path):
            "paths": [str(root / "no_smile/1.jpg"), str(link / "2.jpg"), str(root / "smile/3.jpg")]}
     fixed, counts = E.fixed_labels(res, csvf)
     assert counts == {"relabelled": 1, "dropped": 1}
+    import json
+    json.dumps(counts)                      # goes into --json as is
     assert fixed["y"].tolist() == [1, 1] and fixed["p"].tolist() == [0.9, 0.8]
     assert E.summarize(res, 0.5)["accuracy"] == pytest.approx(1 / 3)
     assert E.summarize(fixed, 0.5)["accuracy"] == 1.0

@@ -234,7 +234,7 @@ def fixed_labels(res: dict, fixes_path=None):
     k = np.array(keep, bool)
     out = {"y": np.array(ys, int)[k], "p": res["p"][k], "found": res["found"][k], "ms": res["ms"][k],
            "paths": [p for p, kk in zip(res["paths"], keep) if kk], "corrupt": res["corrupt"]}
-    return out, {"relabelled": n_re, "dropped": n_drop}
+    return out, {"relabelled": int(n_re), "dropped": int(n_drop)}
 
 
 def format_side_by_side(rep: dict, rep_fixed: dict, counts: dict, extra: dict | None = None) -> str:
