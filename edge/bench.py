@@ -78,11 +78,11 @@ import numpy as np
 
 from .argtypes import nonneg_int, positive_int
 from . import __version__
-from .errors import ModelError, SourceError, UsageError
+from .errors import DataError, ModelError, SourceError, UsageError
 from .fsutil import atomic_write
 from .faces import FaceFinder, HaarDetector, iou
-from .sources import (IMAGE_EXTS, FolderSource, Frame, OpenCVSource, PiCamera2Source, Source, ThreadedSource,
-                      pi_camera_present)
+from .sources import (FolderSource, Frame, OpenCVSource, PiCamera2Source, Source, ThreadedSource,
+                      image_folders, pi_camera_present)
 
 log = logging.getLogger(__name__)
 
@@ -368,19 +368,9 @@ class LiveStream:
         self.source.close()
 
 
-def _image_folders(path: Path) -> list[Path]:
-    """``path`` if it holds images, else its sub-folders that do (one level)."""
-    def has_images(d: Path) -> bool:
-        return any(p.is_file() and p.suffix.lower() in IMAGE_EXTS for p in d.iterdir())
-    if has_images(path):
-        return [path]
-    subs = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
-    return [d for d in subs if has_images(d)]
-
-
 def load_folder_images(path: Path, cfg, count: int, one_face: bool = False) -> tuple[list, str]:
     """Up to ``count`` gray images from ``path`` (sub-folders interleaved) through ``FolderSource``."""
-    folders = _image_folders(path)
+    folders = image_folders(path)  # the same rule as djsmile run
     if not folders:
         FolderSource(path, cfg)  # raises its own "has no images" SourceError
         raise SourceError(f"source folder {str(path)!r} has no images")
@@ -393,7 +383,10 @@ def load_folder_images(path: Path, cfg, count: int, one_face: bool = False) -> t
     try:
         while len(images) < count and iters and scanned < limit:
             for it in list(iters):
-                fr = next(it, None)
+                try:
+                    fr = next(it, None)
+                except DataError:  # a sub-folder none of whose images reads: the others may
+                    fr = None
                 if fr is None:
                     iters.remove(it)
                     continue

@@ -141,9 +141,14 @@ def _loop(cfg, source: Source, reader: FrameReader, *, model, finder, stop_event
             if delay > 0 and stop_event.wait(delay):
                 break
         try:
+            if frame.new_scene:  # a new image: no face, smile or hold carries over from the last one
+                finder.reset()
+                trigger.new_scene()
             boxes = finder.find(frame.gray)
             probs = model.predict(frame.gray, boxes) if boxes else []
-            result = trigger.update(frame.index, frame.t, boxes, probs)
+            # a still image is a scene that holds: the trigger sees it for as many frames as a smile must hold
+            for _ in range(trigger.hold_frames if frame.new_scene else 1):
+                result = trigger.update(frame.index, frame.t, boxes, probs)
             if actions is not None:
                 actions.update(result, frame)
             manual = manual_shot is not None and manual_shot.is_set()
@@ -429,7 +434,8 @@ def main(args, cfg) -> int:
             model = SmileModel.from_config(cfg.model)
             runtime = _describe_runtime(model)
             log.info("model %s (%s, threshold %.3f)", model.path, runtime, model.threshold)
-            paced = not source.finite or bool(cfg.camera.realtime)
+            # each image of a folder is its own scene: its faces are detected on it, never tracked into it
+            paced = (not source.finite or bool(cfg.camera.realtime)) and not getattr(source, "still_images", False)
             finder = FaceFinder.from_config(cfg.detector, paced=paced)
             closers.add("finder", finder.close)
             log.info("full face detection: %s", {"on": "on a worker thread, tracking meanwhile",

@@ -37,12 +37,14 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from .errors import NoCameraError, SourceError, SourceNotFoundError
+from .errors import DataError, NoCameraError, SourceError, SourceNotFoundError
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
 PI_SPECS = {"pi", "picamera", "picamera2", "libcamera"}
+#: an image in a folder source above this many pixels is read reduced (JPEG) or skipped
+MAX_IMAGE_PIXELS = 40_000_000
 
 
 @dataclass
@@ -55,6 +57,7 @@ class Frame:
     color_fn: Callable[[], np.ndarray] | None = None   # lazily returns the BGR image (any size)
     captured: float | None = None   # time.perf_counter() when the frame was taken (capture thread, bench)
     release_fn: Callable[[], None] | None = None       # gives a held camera buffer back
+    new_scene: bool = False   # nothing carries over from the frame before (a new image in a folder)
 
     def still(self) -> np.ndarray:
         """The full-resolution BGR uint8 still (falls back to the gray frame as BGR)."""
@@ -428,6 +431,9 @@ class OpenCVSource(Source):
             if not self.cap.isOpened():
                 self.cap.release()
                 raise SourceError(f"source {path!r} cannot be opened as a video by OpenCV")
+            if int(self.cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little") == b"ansi":
+                self.cap.release()  # FFmpeg's tty demuxer plays a .txt/.nfo file as an "ANSI art" video
+                raise DataError(f"source {path!r} is a text file, not a video")
             self.finite = "://" not in path
             self.name = path
         fps = self.cap.get(cv2.CAP_PROP_FPS)
@@ -549,36 +555,135 @@ def _natural_key(name: str):
     return [int(s) if s.isdigit() else s.lower() for s in re.split(r"(\d+)", name)]
 
 
+def _is_image(p: Path) -> bool:
+    return p.is_file() and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".")
+
+
+def image_folders(path) -> list[Path]:
+    """What ``run``, ``bench`` and ``crosscheck`` count as an image folder, in one rule:
+    ``path`` itself if it holds images, else its sub-folders that do (one level, sorted;
+    e.g. ``photos/`` with ``smile/`` and ``no_smile/``). Empty if neither."""
+    path = Path(path)
+    if any(_is_image(p) for p in path.iterdir()):
+        return [path]
+    subs = sorted(d for d in path.iterdir() if d.is_dir() and not d.name.startswith("."))
+    return [d for d in subs if any(_is_image(p) for p in d.iterdir())]
+
+
+_PIL_LOCK = threading.Lock()
+
+
+def image_size(path) -> tuple[int, int] | None:
+    """(width, height) from the file's header (Pillow reads no pixels), or None if unknown."""
+    try:
+        from PIL import Image
+    except ImportError:  # pragma: no cover - a declared dependency
+        return None
+    with _PIL_LOCK:  # Pillow's own bomb check would refuse to tell the size of a huge image
+        saved, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            with Image.open(path) as im:
+                return int(im.size[0]), int(im.size[1])
+        except Exception:
+            return None
+        finally:
+            Image.MAX_IMAGE_PIXELS = saved
+
+
+class ImageTooBig(DataError):
+    """An image above the pixel cap that cannot be read reduced."""
+
+
+def read_image(path, max_pixels: int = 0) -> np.ndarray | None:
+    """``cv2.imread`` (8-bit BGR) with a pixel cap checked on the header, before any decoding.
+
+    Above ``max_pixels`` (0 = no cap) a JPEG is decoded at 1/2, 1/4 or 1/8
+    scale (libjpeg's own reduced decoding, so the full image never exists in
+    memory) with one warning; another format raises :class:`ImageTooBig`.
+    None when the file is not a readable image.
+    """
+    path = Path(path)
+    size = image_size(path) if max_pixels else None
+    if size is not None and size[0] * size[1] > max_pixels:
+        w, h = size
+        if path.suffix.lower() in (".jpg", ".jpeg"):
+            for k, flag in ((2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_4),
+                            (8, cv2.IMREAD_REDUCED_COLOR_8)):
+                if (w // k) * (h // k) <= max_pixels:
+                    break
+            if (w // k) * (h // k) <= max_pixels:
+                log.warning("%s: %dx%d is more than %d pixels: decoded at 1/%d size", path, w, h, max_pixels, k)
+                return cv2.imread(str(path), flag)
+        raise ImageTooBig(f"{path}: {w}x{h} is more than {max_pixels} pixels "
+                          f"({w * h * 3 / 1e6:.0f} MB decoded)")
+    return cv2.imread(str(path), cv2.IMREAD_COLOR)  # 8-bit BGR, EXIF orientation applied
+
+
 class FolderSource(Source):
-    """The images in a folder, sorted by name; frame ``i`` is at ``i / fps`` seconds."""
+    """The images of an image folder (see :func:`image_folders`), sorted by name; frame ``i`` is at
+    ``i / fps`` seconds. A single image file is a folder of one.
+
+    Each image is a new scene (``Frame.new_scene``): ``djsmile run`` resets face
+    tracking and the trigger's faces there, so nothing carries over from one
+    photo to the next. Images above ``MAX_IMAGE_PIXELS`` are read reduced or
+    skipped (:func:`read_image`). Unreadable images are skipped with a
+    warning each; when none could be read, iterating raises
+    :class:`DataError` (exit 65) with a summary.
+    """
 
     finite = True
+    still_images = True   # every frame is a new scene
 
     def __init__(self, path, cfg):
         self.path = Path(path)
-        if not self.path.is_dir():
+        if self.path.is_file():
+            if not _is_image(self.path):
+                raise DataError(f"source {str(path)!r} is not an image ({', '.join(sorted(IMAGE_EXTS))})")
+            folders, self.files = [], [self.path]
+        elif self.path.is_dir():
+            folders = image_folders(self.path)
+            self.files = [p for d in folders
+                          for p in sorted((q for q in d.iterdir() if _is_image(q)), key=lambda q: _natural_key(q.name))]
+        else:
             raise SourceNotFoundError(f"source {str(path)!r} not found: no such folder")
-        self.files = sorted((p for p in self.path.iterdir()
-                             if p.is_file() and p.suffix.lower() in IMAGE_EXTS),
-                            key=lambda p: _natural_key(p.name))
         if not self.files:
-            raise SourceError(f"source folder {str(path)!r} has no images "
-                              f"({', '.join(sorted(IMAGE_EXTS))})")
+            raise SourceError(f"source folder {str(path)!r} has no images, nor has any of its sub-folders "
+                            f"({', '.join(sorted(IMAGE_EXTS))})")
         self.fps = float(cfg.camera.fps)
-        self.name = f"{self.path} ({len(self.files)} images at {self.fps:g} fps)"
+        subs = f" in {', '.join(d.name for d in folders)}" if folders and folders != [self.path] else ""
+        self.name = f"{self.path} ({len(self.files)} image{'' if len(self.files) == 1 else 's'}{subs} at {self.fps:g} fps)"
+        self.unreadable: list[Path] = []
         self._closed = False
 
     def __iter__(self) -> Iterator[Frame]:
         index = 0
+        self.unreadable = []
         for p in self.files:
             if self._closed:
                 break
-            img = cv2.imread(str(p), cv2.IMREAD_COLOR)  # 8-bit BGR, EXIF orientation applied
+            try:
+                img = read_image(p, MAX_IMAGE_PIXELS)
+                if img is None:
+                    log.warning("%s: not a readable image; skipped", p)
+            except ImageTooBig as e:
+                log.warning("%s: skipped", e)
+                img = None
             if img is None:
-                log.warning("%s: not a readable image; skipped", p)
+                self.unreadable.append(p)
                 continue
-            yield Frame(_to_gray(img), index, index / self.fps, (lambda c=img: c), color_fn=(lambda c=img: c))
+            yield Frame(_to_gray(img), index, index / self.fps, (lambda c=img: c), color_fn=(lambda c=img: c),
+                        new_scene=True)
             index += 1
+        if self._closed:
+            return
+        if index == 0:
+            shown = ", ".join(p.name for p in self.unreadable[:3]) + (", ..." if len(self.unreadable) > 3 else "")
+            raise DataError(f"source {str(self.path)!r}: none of its {len(self.files)} image"
+                            f"{'' if len(self.files) == 1 else 's'} could be read ({shown}); "
+                            "check the files are whole images")
+        if self.unreadable:
+            log.warning("%s: %d of %d images could not be read and were skipped", self.path,
+                        len(self.unreadable), len(self.files))
 
     def close(self) -> None:
         self._closed = True
@@ -725,7 +830,7 @@ def open_source(spec, cfg, *, picamera2_cls=None, cancel: threading.Event | None
     if "://" in spec:
         return OpenCVSource(spec, cfg, cancel)
     p = Path(spec).expanduser()
-    if p.is_dir():
+    if p.is_dir() or (p.is_file() and p.suffix.lower() in IMAGE_EXTS):
         return FolderSource(p, cfg)
     if p.is_file():
         return OpenCVSource(str(p), cfg, cancel)

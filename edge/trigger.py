@@ -149,6 +149,10 @@ class Trigger:
         return (f"policy={self.policy} on={self.on_threshold:.3f} off={self.off_threshold:.3f} "
                 f"hold={self.hold_frames} frames cooldown={self.cooldown_s:g}s")
 
+    def new_scene(self) -> None:
+        """A new scene (the next image of a folder): forget the faces; the cooldown still runs."""
+        self._tracks = []
+
     def reset(self) -> None:
         self._tracks = []
         self._last_fire_t = None

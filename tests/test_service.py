@@ -49,6 +49,9 @@ class FixedFinder:
     def find(self, gray):
         return [self.box]
 
+    def reset(self):
+        pass
+
 
 class ListSource(Source):
     def __init__(self, values, fps=30.0, finite=True, shape=(40, 40)):
@@ -168,6 +171,32 @@ def test_the_loop_reports_the_rate_it_runs_at():
     service.run(cfg, ListSource([0.1] * 60, fps=20.0), model=FakeModel(), finder=FixedFinder(), web=rec)
     fps = [f for i, f in rec.published if i >= 40]
     assert fps and all(15.0 <= f <= 25.0 for f in fps), fps
+
+
+def test_each_image_of_a_folder_is_a_new_scene(tmp_path):
+    """Photos of different people: no smile carries from one photo to the next (no shot logged p=0.31)."""
+    from djsmile.sources import FolderSource
+    for i, v in enumerate([0.95, 0.95, 0.31, 0.31, 0.97]):  # a smile, the same again, a straight face, ...
+        cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((40, 40), int(v * 255), np.uint8))
+    cfg = quiet_cfg(hold_frames=3, cooldown_s=0.0)
+    rec = Recorder()
+    service.run(cfg, FolderSource(tmp_path, cfg), model=FakeModel(), finder=FixedFinder(), actions=rec)
+    shots = [(r.frame, round(r.faces[0].p_smile, 2)) for r in rec.results if r.fired]
+    # each smiling photo fires once on its own (a still image holds), a straight face never does
+    assert shots == [(0, 0.95), (1, 0.95), (4, 0.97)]
+
+
+def test_folder_of_unreadable_images_exits_65_with_one_line(tmp_path, capfd):
+    from djsmile.cli import main
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        (folder / name).write_bytes(b"\xff\xd8 not really")
+    rc = main(["run", "--source", str(folder), "--state-dir", str(tmp_path / "state"), "--no-gpio", *QUIET])
+    err = capfd.readouterr().err
+    assert rc == 65, err
+    errors = [ln for ln in err.splitlines() if ln.startswith("ERROR")]
+    assert len(errors) == 1 and "none of its 2 images could be read" in errors[0], err
 
 
 def test_cli_flags_override_the_config_file(tmp_path):
@@ -384,7 +413,9 @@ def _clip_photos(shared: Path, model, n_each: int):
 
 @pytest.fixture(scope="module")
 def photo_clip(tmp_path_factory):
-    """A folder of frames N S N S ... from real photos, and where the smiles start."""
+    """A video (MJPG AVI, 30 fps) N S N S ... from real photos, and where the smiles start.
+
+    A video, not a folder of frames: each image of a folder is a scene of its own."""
     shared = Path(os.environ.get("DJSMILE_SHARED", ROOT.parent / "shared")) / "datasets"
     if not (shared / "djsmile" / "photos" / "smile").is_dir():
         pytest.skip(f"needs the shared datasets at {shared} (absent on this machine)")
@@ -398,7 +429,9 @@ def photo_clip(tmp_path_factory):
     assert len(picked["smile"]) == n and len(picked["no_smile"]) == n
 
     # N S N S ... : 24 frames (0.8 s) per photo, drifting 2 px a frame; a new person each stretch
-    folder = tmp_path_factory.mktemp("clip")
+    clip = tmp_path_factory.mktemp("clip") / "clip.avi"
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 30.0, (640, 480))
+    writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 95)
     stretch, idx, smile_starts = 24, 0, []
     for k in range(n):
         for label in ("no_smile", "smile"):
@@ -408,9 +441,10 @@ def photo_clip(tmp_path_factory):
             for j in range(stretch):
                 m = np.float32([[1, 0, 2 * j - stretch], [0, 1, (j % 5) - 2]])
                 frame = cv2.warpAffine(img, m, (640, 480), borderMode=cv2.BORDER_REPLICATE)
-                cv2.imwrite(str(folder / f"{idx:05d}.jpg"), frame, [cv2.IMWRITE_JPEG_QUALITY, 95])
+                writer.write(frame)
                 idx += 1
-    return folder, smile_starts
+    writer.release()
+    return clip, smile_starts
 
 
 def test_clip_of_real_photos_fires_on_smiles_only(tmp_path, photo_clip, mock_factory):

@@ -246,6 +246,100 @@ def test_empty_folder_and_missing_path_are_named(tmp_path):
         open_source(str(missing), Config())
 
 
+def test_run_and_bench_share_one_rule_for_an_image_folder(tmp_path):
+    """A folder of image folders (photos/smile, photos/no_smile) is an image folder for run too."""
+    from djsmile import bench
+    for sub, vals in (("smile", (10, 20)), ("no_smile", (30,))):
+        (tmp_path / sub).mkdir()
+        for i, v in enumerate(vals):
+            _write(tmp_path / sub / f"{i}.jpg", v)
+    (tmp_path / "README.txt").write_text("not an image")
+    src = open_source(str(tmp_path), Config())
+    assert [p.parent.name + "/" + p.name for p in src.files] == ["no_smile/0.jpg", "smile/0.jpg", "smile/1.jpg"]
+    assert len(list(src)) == 3
+    images, _ = bench.load_folder_images(tmp_path, Config(), 10)
+    assert len(images) == 3
+
+
+def test_each_image_of_a_folder_is_a_new_scene(tmp_path):
+    for i in range(3):
+        _write(tmp_path / f"{i}.png", 50 * i)
+    assert [f.new_scene for f in FolderSource(tmp_path, Config())] == [True, True, True]
+
+
+def test_folder_of_only_unreadable_images_is_bad_data_with_a_summary(tmp_path):
+    from djsmile.errors import EX_DATAERR, DataError
+    (tmp_path / "a.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "b.png").write_bytes(b"")
+    with pytest.raises(DataError, match=r"none of its 2 images could be read \(a.jpg, b.png\)") as e:
+        list(open_source(str(tmp_path), Config()))
+    assert e.value.exit_code == EX_DATAERR
+
+
+def test_one_corrupt_jpg_as_source_is_bad_data(tmp_path):
+    from djsmile.errors import DataError
+    bad = tmp_path / "photo.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    with pytest.raises(DataError, match="photo.jpg"):
+        list(open_source(str(bad), Config()))
+    good = tmp_path / "ok.jpg"
+    _write(good, 60)
+    (frame,) = list(open_source(str(good), Config()))
+    assert int(round(frame.gray.mean())) == 60
+
+
+def test_a_text_file_is_not_a_video(tmp_path):
+    from djsmile.errors import DataError
+    txt = tmp_path / "notes.txt"
+    txt.write_text("hello, this is not a video\n" * 200)
+    with pytest.raises(DataError, match="notes.txt.*not a video"):
+        open_source(str(txt), Config())
+
+
+HUGE_PNG_SCRIPT = """
+import resource, struct, sys, zlib
+from pathlib import Path
+folder = Path(sys.argv[1])
+def chunk(kind, data):
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+w = h = 20000                                   # 400 Mpixel, gray, all zero: a few hundred KB on disk
+z = zlib.compressobj(9)
+row = bytes(w + 1)
+idat = b"".join(z.compress(row) for _ in range(h)) + z.flush()
+png = b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+(folder / "0_huge.png").write_bytes(png)
+import cv2, numpy as np
+cv2.imwrite(str(folder / "1_small.png"), np.full((48, 64, 3), 80, np.uint8))
+from djsmile.config import Config
+from djsmile.sources import FolderSource
+frames = list(FolderSource(folder, Config()))
+print(len(frames), (folder / "0_huge.png").stat().st_size, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+"""
+
+
+def test_huge_image_in_a_folder_is_refused_before_decoding(tmp_path):
+    import subprocess
+    p = subprocess.run([sys.executable, "-c", HUGE_PNG_SCRIPT, str(tmp_path)], capture_output=True, text=True,
+                       timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    frames, size, peak_mb = map(int, p.stdout.split())
+    assert frames == 1 and size < 2_000_000      # the small one plays; the huge one is small on disk
+    assert peak_mb < 400, f"peak memory {peak_mb} MB"  # decoding it would take 400 MB (gray) to 1.2 GB
+    warned = [ln for ln in p.stderr.splitlines() if "0_huge.png" in ln]
+    assert len(warned) == 1 and "20000x20000" in warned[0], p.stderr
+
+
+def test_jpeg_above_the_pixel_cap_is_read_reduced(tmp_path, monkeypatch, caplog):
+    import logging
+    monkeypatch.setattr(sources, "MAX_IMAGE_PIXELS", 100_000)
+    yy, xx = np.mgrid[0:400, 0:600]
+    cv2.imwrite(str(tmp_path / "big.jpg"), np.dstack([xx % 256, yy % 256, (xx + yy) % 256]).astype(np.uint8))
+    with caplog.at_level(logging.WARNING):
+        (frame,) = list(FolderSource(tmp_path, Config()))
+    assert frame.gray.shape == (200, 300)  # 1/2: 60,000 pixels, under the cap
+    assert sum("big.jpg" in r.getMessage() and "600x400" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_frame_still_without_fn_is_gray_as_bgr():
     g = np.arange(12, dtype=np.uint8).reshape(3, 4)
     f = Frame(g, 0, 0.0)
