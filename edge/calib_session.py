@@ -137,3 +137,106 @@ class Session:
         self.guide.done(True, f"calibrated: smile at {data['on_threshold']:.2f}, "
                               f"straight face below {data['off_threshold']:.2f}")
         return data
+
+
+class LoopCalibration:
+    """A calibration inside the running loop, started from another thread (button, web page).
+
+    :meth:`request` only raises a flag; the loop's next frame starts the session
+    (so the phases are that frame's stream time) and :meth:`feed` collects while
+    it runs. ``on_start()`` and ``on_done(data or None)`` are called in the loop's
+    thread. No second camera user: the loop's own frames are used.
+    """
+
+    def __init__(self, state_dir, model_sha256: str, guide: Guide, *, seconds: float = cal.DEFAULT_SECONDS,
+                 policy: str = "largest", on_start=None, on_done=None):
+        self.state_dir = state_dir
+        self.model_sha256 = model_sha256
+        self.guide = guide
+        self.seconds = float(seconds)
+        self.policy = policy
+        self.on_start = on_start
+        self.on_done = on_done
+        self._requested = threading.Event()
+        self.session: Session | None = None
+        self.runs = 0
+
+    @property
+    def active(self) -> bool:
+        return self.session is not None or self._requested.is_set()
+
+    @property
+    def phase(self) -> str | None:
+        s = self.session
+        return s.phase if s is not None else ("neutral" if self._requested.is_set() else None)
+
+    def request(self, origin: str = "") -> bool:
+        """Ask for a calibration (any thread); ``False`` if one is already under way."""
+        if self.active:
+            return False
+        log.info("calibration asked for%s", f" ({origin})" if origin else "")
+        self._requested.set()
+        return True
+
+    def feed(self, t: float, faces) -> bool:
+        """Call every frame (loop thread); ``True`` while this frame belongs to a calibration."""
+        if self.session is None:
+            if not self._requested.is_set():
+                return False
+            self.session = Session(self.state_dir, self.model_sha256, self.guide,
+                                   seconds=self.seconds, policy=self.policy)
+            self.runs += 1
+            if self.on_start is not None:
+                self.on_start()
+        s = self.session
+        try:
+            going = s.feed(t, faces)
+        except Exception:
+            log.exception("calibration failed; the loop goes on with its thresholds")
+            going = False
+        if going:
+            return True
+        self.session = None
+        self._requested.clear()
+        if self.on_done is not None:
+            self.on_done(s.result)
+        return True
+
+    def cancel(self) -> None:
+        """Drop a calibration in progress (nothing written)."""
+        self.session = None
+        self._requested.clear()
+
+
+def for_loop(cfg, state_dir, model_sha256: str, *, trigger, actions=None, web=None) -> LoopCalibration:
+    """The :class:`LoopCalibration` of ``djsmile run``: its LED is the smile LED, its prompts are
+    logged and spoken; a result goes live at once (unless the config sets the thresholds) and
+    into the live view."""
+    from .speech import make_engine
+
+    smile_led = getattr(actions, "led", None)
+    guide = Guide(make_engine(cfg.speech), getattr(smile_led, "led", None),
+                  out=lambda text: log.info("calibration: %s", text))
+    explicit = bool(cfg.trigger.on_threshold or cfg.trigger.off_threshold)
+
+    def on_start():
+        if smile_led is not None:
+            smile_led.off()          # the guide's blinking owns the LED until done
+
+    def on_done(data):
+        if data is None:
+            return
+        if explicit:
+            log.info("calibration saved; the config's trigger.on_threshold/off_threshold still win")
+        else:
+            trigger.on_threshold, trigger.off_threshold = data["on_threshold"], data["off_threshold"]
+            log.info("trigger thresholds from the new calibration: on %.3f off %.3f",
+                     trigger.on_threshold, trigger.off_threshold)
+        if web is not None:
+            web.calibration = data
+
+    lc = LoopCalibration(state_dir, model_sha256, guide, seconds=cal.DEFAULT_SECONDS,
+                         policy=cfg.trigger.policy, on_start=on_start, on_done=on_done)
+    if web is not None:
+        web.calibration_phase = lambda: lc.phase
+    return lc

@@ -106,6 +106,7 @@ class GpioConfig:
     button_pull_up: bool = opt(True, "use the internal pull-up (button between pin and GND)")
     button_bounce_ms: int = opt(50, "button debounce time in milliseconds", min=0, max=2000)
     button_long_press_s: float = opt(1.0, "holding the button this long repeats the last joke", min=0.1, max=30.0)
+    calibrate_hold_s: float = opt(3.0, "holding the joke button this long starts a calibration in the running loop (0 = never)", min=0.0, max=60.0)
 
 
 @dataclass
@@ -370,6 +371,9 @@ def validate(cfg: Config) -> None:
             if p1 == p2:
                 raise ConfigError(f"config keys gpio.{k1} and gpio.{k2} are both {p1}: give them different pins "
                                   f"(or switch one off with gpio.{k1.replace('_pin', '_enabled')} = false)")
+    if g.calibrate_hold_s and g.calibrate_hold_s <= g.button_long_press_s:
+        raise ConfigError(f"config key gpio.calibrate_hold_s = {g.calibrate_hold_s} is not valid: "
+                          f"it must be longer than gpio.button_long_press_s = {g.button_long_press_s} (or 0 = off)")
     w = cfg.web
     host, _port = parse_listen(w.listen)
     if w.enabled and not is_loopback(host) and not w.token:

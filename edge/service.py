@@ -38,7 +38,8 @@ import threading
 import time
 import warnings
 
-from . import __version__
+from . import __version__, calib_session
+from . import calibration as cal
 from .argtypes import host_port, positive_int
 from .errors import EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, BusyError, GpioError
 from .fsutil import pid_lock
@@ -100,8 +101,11 @@ class LoopStats:
 def run(cfg, source: Source, *, model, finder, stop_event: threading.Event | None = None,
         web=None, notifier=None, actions=None, max_frames: int | None = None,
         trigger: Trigger | None = None, stats: LoopStats | None = None,
-        mqtt=None, manual_shot: threading.Event | None = None) -> int:
+        mqtt=None, manual_shot: threading.Event | None = None, calibration=None) -> int:
     """Run the frame loop until the source ends, ``stop_event`` is set or ``max_frames`` frames.
+
+    ``calibration`` (a :class:`~djsmile.calib_session.LoopCalibration`) is fed every
+    frame; while it collects, the actions rest (no shot while you smile for it).
 
     Returns the exit code: 0 when a finite source ended, a stop was asked or
     ``max_frames`` was reached; 69 when a camera stopped delivering frames.
@@ -149,7 +153,8 @@ def _loop(cfg, source: Source, reader: FrameReader, *, model, finder, stop_event
             # a still image is a scene that holds: the trigger sees it for as many frames as a smile must hold
             for _ in range(trigger.hold_frames if frame.new_scene else 1):
                 result = trigger.update(frame.index, frame.t, boxes, probs)
-            if actions is not None:
+            calibrating = calibration is not None and calibration.feed(frame.t, result.faces)
+            if actions is not None and not calibrating:
                 actions.update(result, frame)
             manual = manual_shot is not None and manual_shot.is_set()
             if manual:
@@ -343,7 +348,7 @@ def _describe_runtime(model) -> str:
 class _Closers:
     """Things to close, in a fixed order whatever order they were opened in."""
 
-    ORDER = ("notifier", "actions", "source", "finder", "button", "web", "mqtt", "teller")
+    ORDER = ("notifier", "calibration", "actions", "source", "finder", "button", "web", "mqtt", "teller")
 
     def __init__(self):
         self._fns: dict = {}
@@ -442,6 +447,12 @@ def main(args, cfg) -> int:
                                                   "wait": "on a worker thread, waited for (deterministic)",
                                                   "off": "in the frame loop"}[finder.async_full])
             log.info("state dir %s", state_dir)
+            model_sha = cal.file_sha256(model.path)
+            calib = cal.load(state_dir, model_sha)
+            tcfg, thresholds_from = cal.trigger_config(cfg.trigger, calib)
+            if calib is not None and thresholds_from == "config":
+                log.info("calibration.json (%s) found, but the config's trigger.on_threshold/off_threshold win",
+                         calib["created"])
 
             if gpio_in_use(cfg):
                 setup_gpio(cfg)
@@ -457,7 +468,8 @@ def main(args, cfg) -> int:
             if cfg.web.enabled:
                 web = WebServer(cfg.web, photo_dir=state_dir / PHOTOS_NAME, teller=teller,
                                 info={"model": str(model.path), "runtime": runtime,
-                                      "version": __version__, "source": source.name})
+                                      "version": __version__, "source": source.name},
+                                calibration=calib)
 
             mqtt = manual_shot = None
             if cfg.mqtt.enabled:
@@ -472,8 +484,18 @@ def main(args, cfg) -> int:
                               on_event=_fan_out(web.note_event if web is not None else None,
                                                 mqtt.note_event if mqtt is not None else None))
             closers.add("actions", lambda: actions.close(timeout=1.0))
+            trigger = Trigger(tcfg, model.threshold)
+            log.info("trigger: %s (thresholds from %s)", trigger.describe(),
+                     {"calibration": f"calibration.json of {calib and calib['created']}",
+                      "config": "the config", "sensitivity": "the sensitivity preset"}[thresholds_from])
+            loop_cal = calib_session.for_loop(cfg, state_dir, model_sha, trigger=trigger,
+                                              actions=actions, web=web)
+            closers.add("calibration", lambda: loop_cal.guide.close(timeout=0.5))
+            if web is not None:
+                web.on_calibrate = lambda: loop_cal.request("live view")
             if teller is not None and cfg.gpio.button_enabled:
-                button = attach_button(cfg.gpio, teller)
+                button = attach_button(cfg.gpio, teller,
+                                       on_calibrate=lambda: loop_cal.request("button held"))
                 if button is not None:
                     closers.add("button", button.close)
             if web is not None:
@@ -483,8 +505,6 @@ def main(args, cfg) -> int:
                 mqtt.start()
                 closers.add("mqtt", mqtt.close)
 
-            trigger = Trigger(cfg.trigger, model.threshold)
-            log.info("trigger: %s", trigger.describe())
             notifier = Notifier.from_env()
             closers.add("notifier", notifier.stopping)
             if stop_event.is_set():  # a signal during start-up
@@ -494,7 +514,8 @@ def main(args, cfg) -> int:
             log.info("running; Ctrl+C or SIGTERM stops")
             rc = run(cfg, source, model=model, finder=finder, stop_event=stop_event, web=web,
                      notifier=notifier, actions=actions, max_frames=args.max_frames,
-                     trigger=trigger, stats=stats, mqtt=mqtt, manual_shot=manual_shot)
+                     trigger=trigger, stats=stats, mqtt=mqtt, manual_shot=manual_shot,
+                     calibration=loop_cal)
             stop_line()
             if isinstance(source, ThreadedSource):
                 log.info("capture thread: %d frames captured, %d dropped (the loop was busy)",

@@ -9,6 +9,8 @@ Routes (all GET unless noted):
 - ``/status.json``   fps, faces (box, p_smile), state, last event, uptime_s, model,
                      runtime, last_joke, photos.
 - ``POST /joke``     ``teller.tell()``; at most one per ``web.joke_interval_s`` (429 otherwise).
+- ``POST /calibrate`` starts a calibration inside the running loop (``on_calibrate``), with the
+                     same guard as ``POST /joke`` (token, origin, one per ``web.joke_interval_s``).
 - ``/photos/<name>`` a file from the photo folder (``?thumb=1``: a small JPEG of it).
 
 Why the standard library (``http.server.ThreadingHTTPServer``) and not Flask:
@@ -204,8 +206,15 @@ class _Viewers:
 class WebServer:
     """The live view. ``start()`` -> URL; the loop calls ``publish()`` each frame; ``stop()`` at the end."""
 
-    def __init__(self, wcfg, *, photo_dir: Path, teller=None, info: dict | None = None):
+    def __init__(self, wcfg, *, photo_dir: Path, teller=None, info: dict | None = None,
+                 on_calibrate=None, calibration: dict | None = None):
         self.cfg = wcfg
+        #: ``on_calibrate() -> bool`` starts a calibration (False: one is under way); None: no button
+        self.on_calibrate = on_calibrate
+        #: the calibration in use (calibration.json's content) or None
+        self.calibration = calibration
+        #: ``calibration_phase() -> "neutral" | "smile" | None``: a calibration under way
+        self.calibration_phase = None
         self.photo_dir = Path(photo_dir)
         self.teller = teller
         self.info = dict(info or {})
@@ -224,6 +233,7 @@ class WebServer:
         self._last_event = None
         self._events = 0
         self._last_joke_press = None
+        self._last_calibrate_press = None
         self._joke_lock = threading.Lock()
         self._stop = threading.Event()
         self._httpd = None
@@ -391,6 +401,8 @@ class WebServer:
             "model": self.info.get("model"),
             "runtime": self.info.get("runtime"),
             "last_joke": getattr(self.teller, "last_joke", None) if self.teller is not None else None,
+            "calibration": self.calibration,
+            "calibrating": self.calibration_phase() if self.calibration_phase is not None else None,
             "photos": self.recent_photos(),
             "viewers": clients,
             "version": __version__,
@@ -441,6 +453,24 @@ class WebServer:
             log.warning("live view: teller.tell() failed: %s", e)
             return 500, {"ok": False, "error": "the joke teller failed"}
         return 200, {"ok": told, "busy": not told, "last_joke": getattr(self.teller, "last_joke", None)}
+
+    def press_calibrate(self) -> tuple[int, dict]:
+        """The *Calibrate* button: (HTTP status, JSON body). Same rate limit as the joke button."""
+        if self.on_calibrate is None:
+            return 503, {"ok": False, "error": "calibration is not available in this run"}
+        with self._joke_lock:
+            now = time.monotonic()
+            wait = (self._last_calibrate_press + self.cfg.joke_interval_s - now
+                    if self._last_calibrate_press is not None else 0.0)
+            if wait > 0:
+                return 429, {"ok": False, "error": "too soon", "retry_after_s": round(wait, 1)}
+            self._last_calibrate_press = now
+        try:
+            started = bool(self.on_calibrate())
+        except Exception as e:
+            log.warning("live view: starting a calibration failed: %s", e)
+            return 500, {"ok": False, "error": "calibration could not start"}
+        return 200, {"ok": started, "busy": not started}
 
     def resolve_photo(self, raw_name: str) -> tuple[int, Path | None]:
         """Map the ``<name>`` of ``/photos/<name>`` (still %-encoded) to a photo djsmile wrote in photo_dir.
@@ -613,7 +643,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if length:
             self.rfile.read(length)
-        if path != "/joke":
+        if path not in ("/joke", "/calibrate"):
             self._text(404, "404 not found")
             return
         origin = self.headers.get("Origin")
@@ -622,7 +652,7 @@ class _Handler(BaseHTTPRequestHandler):
             if not o or o != self.headers.get("Host", o):
                 self._json(403, {"ok": False, "error": "cross-origin request refused"})
                 return
-        code, body = self.web.press_joke()
+        code, body = self.web.press_joke() if path == "/joke" else self.web.press_calibrate()
         headers = {"Retry-After": str(max(1, int(body["retry_after_s"] + 0.999)))} if code == 429 else None
         self._json(code, body, headers)
 
@@ -739,6 +769,8 @@ PAGE = """<!doctype html>
  <aside>
   <div class="card"><b>Last joke</b><div id="joke">No joke yet.</div>
    <button id="next" type="button">Next joke</button><span id="msg"></span></div>
+  <div class="card"><b>Calibration</b> <small id="calib">global threshold</small><div id="prompt"></div>
+   <button id="calibrate" type="button">Calibrate</button><span id="cmsg"></span></div>
   <div class="card"><b>Last event</b><div id="event"><small>none yet</small></div></div>
   <div class="card"><b>Recent photos</b><div id="photos"><small>none yet</small></div></div>
   <div class="card"><small id="about"></small></div>
@@ -758,6 +790,8 @@ async function poll(){
     $("fps").textContent = s.fps.toFixed(1) + " fps";
     $("faces").textContent = s.faces.length ? s.faces.map(f=>Math.round(100*(f.p_smooth ?? f.p_smile))+"% smiling").join(", ") : "no face";
     if(s.last_joke) $("joke").textContent = s.last_joke;
+    $("calib").textContent = s.calibration ? "calibrated " + String(s.calibration.created).slice(0,10) : "not calibrated (global threshold)";
+    $("prompt").textContent = s.calibrating === "neutral" ? "look at the camera with a straight face" : s.calibrating === "smile" ? "now smile" : "";
     if(s.last_event) $("event").textContent = Object.entries(s.last_event).filter(([k,v])=>typeof v!=="object").map(([k,v])=>k+": "+v).join("  ");
     const key = s.photos.join("/");
     if(key !== shown){
@@ -780,6 +814,19 @@ $("next").onclick = async () => {
   }catch(e){ $("msg").textContent = "offline"; }
   setTimeout(()=>{b.disabled=false;}, 1000);
   setTimeout(poll, 800);
+};
+$("calibrate").onclick = async () => {
+  const b = $("calibrate"); b.disabled = true; $("cmsg").textContent = "";
+  try{
+    const r = await fetch("calibrate",{method:"POST"});
+    const j = await r.json();
+    if(r.status === 429) $("cmsg").textContent = "wait " + j.retry_after_s + " s";
+    else if(!r.ok) $("cmsg").textContent = j.error || ("error " + r.status);
+    else if(j.busy) $("cmsg").textContent = "already calibrating";
+    else $("cmsg").textContent = "starting…";
+  }catch(e){ $("cmsg").textContent = "offline"; }
+  setTimeout(()=>{b.disabled=false;}, 1000);
+  setTimeout(poll, 500);
 };
 poll(); setInterval(poll, 1000);
 </script>

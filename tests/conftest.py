@@ -68,3 +68,69 @@ def small_face_scene(_large_face):
         scene[90:90 + small.shape[0], 150:150 + small.shape[1]] = small
         return scene
     return make
+
+
+# --------------------------------------------------------------------------- calibration clips
+CALIB_FPS = 10.0
+CALIB_HOLD = 2          # frames each photo is shown in a clip
+CALIB_PER_CLASS = 5     # photos per class -> 10 frames = 1 s of stream time
+
+
+def _calib_frame(img):
+    """A 640x480 gray frame with the (about 320x213) photo scaled to the full width."""
+    import cv2
+    h, w = img.shape[:2]
+    img = cv2.resize(img, (640, int(round(h * 640 / w))))[:480]
+    out = np.full((480, 640), 128, np.uint8)
+    out[:img.shape[0]] = img
+    return out
+
+
+@pytest.fixture(scope="session")
+def calib_photos():
+    """Test-split shared photos as 640x480 frames: one person each, whom the device finds and reads right.
+
+    ``{"smile": [...], "no_smile": [...]}``, ``CALIB_PER_CLASS`` frames each (the split rule
+    is the training one, so none of them was trained on).
+    """
+    import hashlib
+    import cv2
+    from djsmile.config import Config
+    from djsmile.faces import HaarDetector
+    from djsmile.model import SmileModel
+    from djsmile.training.data import split_of
+
+    root = SHARED / "djsmile" / "photos"
+    if not (root / "smile").is_dir():
+        pytest.skip(f"needs the shared datasets at {SHARED} (absent on this machine)")
+    det = HaarDetector.from_config(Config().detector)
+    model = SmileModel()
+    out = {}
+    for cls, ok in (("no_smile", lambda p: p < 0.3), ("smile", lambda p: p > 0.7)):
+        got = []
+        for f in sorted((root / cls).glob("*.jpg"), key=lambda p: int(p.stem)):
+            if split_of(hashlib.sha1(f.read_bytes()).hexdigest()) != "test":
+                continue
+            g = _calib_frame(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE))
+            boxes = det.detect(g)
+            if len(boxes) == 1 and ok(float(model.predict(g, boxes)[0])):
+                got.append(g)
+            if len(got) == CALIB_PER_CLASS:
+                break
+        out[cls] = got
+    return out
+
+
+@pytest.fixture
+def clip_writer():
+    """``write(path, frames)``: an MJPG .avi at 10 fps, each gray frame shown ``CALIB_HOLD`` times."""
+    def write(path, frames):
+        import cv2
+        vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), CALIB_FPS, (640, 480))
+        assert vw.isOpened()
+        for g in frames:
+            for _ in range(CALIB_HOLD):
+                vw.write(cv2.cvtColor(g, cv2.COLOR_GRAY2BGR))
+        vw.release()
+        return path
+    return write

@@ -10,67 +10,7 @@ import pytest
 from djsmile import calibration as cal
 from djsmile.cli import main
 
-FPS = 10.0
-HOLD = 2          # frames each photo is shown
-PER_PHASE = 5     # photos per phase -> 10 frames = 1 s of stream time per phase
 SECONDS = "1"     # --seconds: the clip is exactly the two phases
-
-
-def _frame(img):
-    """A 640x480 gray frame with the (about 320x213) photo scaled to the full width."""
-    import cv2
-    h, w = img.shape[:2]
-    img = cv2.resize(img, (640, int(round(h * 640 / w))))[:480]
-    out = np.full((480, 640), 128, np.uint8)
-    out[:img.shape[0]] = img
-    return out
-
-
-@pytest.fixture(scope="module")
-def test_photos():
-    """Test-split shared photos, as frames, whose one face the device finds and the model reads right.
-
-    ``{"smile": [...], "no_smile": [...]}``, PER_PHASE frames each: a person the model sees
-    smiling and not smiling (the split rule is the training one, so none was trained on).
-    """
-    import hashlib
-    import cv2
-    from conftest import SHARED
-    from djsmile.config import Config
-    from djsmile.faces import HaarDetector
-    from djsmile.model import SmileModel
-    from djsmile.training.data import split_of
-
-    root = SHARED / "djsmile" / "photos"
-    if not (root / "smile").is_dir():
-        pytest.skip(f"needs the shared datasets at {SHARED}")
-    det = HaarDetector.from_config(Config().detector)
-    model = SmileModel()
-    out = {}
-    for cls, ok in (("no_smile", lambda p: p < 0.3), ("smile", lambda p: p > 0.7)):
-        got = []
-        for f in sorted((root / cls).glob("*.jpg"), key=lambda p: int(p.stem)):
-            if split_of(hashlib.sha1(f.read_bytes()).hexdigest()) != "test":
-                continue
-            g = _frame(cv2.imread(str(f), cv2.IMREAD_GRAYSCALE))
-            boxes = det.detect(g)
-            if len(boxes) == 1 and ok(float(model.predict(g, boxes)[0])):
-                got.append(g)
-            if len(got) == PER_PHASE:
-                break
-        out[cls] = got
-    return out
-
-
-def write_clip(path, frames):
-    import cv2
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (640, 480))
-    assert vw.isOpened()
-    for g in frames:
-        for _ in range(HOLD):
-            vw.write(cv2.cvtColor(g, cv2.COLOR_GRAY2BGR))
-    vw.release()
-    return path
 
 
 @pytest.fixture
@@ -85,8 +25,8 @@ def calibrate(tmp_path, conf, clip, *extra):
                  "--config", str(conf), "--seconds", SECONDS, *extra])
 
 
-def test_clip_calibrates_between_the_two_phases(tmp_path, conf, test_photos, capsys, mock_factory):
-    clip = write_clip(tmp_path / "clip.avi", test_photos["no_smile"] + test_photos["smile"])
+def test_clip_calibrates_between_the_two_phases(tmp_path, conf, calib_photos, capsys, mock_factory, clip_writer):
+    clip = clip_writer(tmp_path / "clip.avi", calib_photos["no_smile"] + calib_photos["smile"])
     rc = calibrate(tmp_path, conf, clip, "--json", str(tmp_path / "out.json"))
     out = capsys.readouterr().out
     assert rc == 0
@@ -107,8 +47,8 @@ def test_clip_calibrates_between_the_two_phases(tmp_path, conf, test_photos, cap
     assert "thresholds: on" in out
 
 
-def test_smiles_in_both_phases_are_refused(tmp_path, conf, test_photos, capsys, mock_factory):
-    clip = write_clip(tmp_path / "smiles.avi", test_photos["smile"] + test_photos["smile"])
+def test_smiles_in_both_phases_are_refused(tmp_path, conf, calib_photos, capsys, mock_factory, clip_writer):
+    clip = clip_writer(tmp_path / "smiles.avi", calib_photos["smile"] + calib_photos["smile"])
     rc = calibrate(tmp_path, conf, clip, "--json", str(tmp_path / "out.json"))
     err = capsys.readouterr().err
     assert rc == 65
@@ -118,8 +58,8 @@ def test_smiles_in_both_phases_are_refused(tmp_path, conf, test_photos, capsys, 
     assert not list((tmp_path / "state").glob(".*.tmp"))
 
 
-def test_no_face_is_refused(tmp_path, conf, capsys, mock_factory):
-    clip = write_clip(tmp_path / "empty.avi", [np.full((480, 640), 90, np.uint8)] * 12)
+def test_no_face_is_refused(tmp_path, conf, capsys, mock_factory, clip_writer):
+    clip = clip_writer(tmp_path / "empty.avi", [np.full((480, 640), 90, np.uint8)] * 12)
     assert calibrate(tmp_path, conf, clip) == 65
     assert not (tmp_path / "state" / "calibration.json").exists()
 
@@ -174,7 +114,7 @@ def test_guide_prompts_print_speak_and_blink():
     assert led2.calls == [("off", {})] and errs == [cal.REFUSAL]
 
 
-def test_led_pin_is_off_after_calibrating(tmp_path, conf, test_photos, mock_factory, capsys):
-    clip = write_clip(tmp_path / "clip.avi", test_photos["no_smile"] + test_photos["smile"])
+def test_led_pin_is_off_after_calibrating(tmp_path, conf, calib_photos, mock_factory, capsys, clip_writer):
+    clip = clip_writer(tmp_path / "clip.avi", calib_photos["no_smile"] + calib_photos["smile"])
     assert calibrate(tmp_path, conf, clip) == 0
     assert mock_factory.pin(17).state == 0

@@ -151,3 +151,57 @@ def test_file_sha256(tmp_path):
     f = tmp_path / "m.tflite"
     f.write_bytes(b"x" * 3_000_000)
     assert cal.file_sha256(f) == hashlib.sha256(b"x" * 3_000_000).hexdigest()
+
+
+def test_calibrate_hold_must_be_longer_than_the_repeat_hold(tmp_path):
+    from djsmile import config
+    from djsmile.errors import ConfigError
+    p = tmp_path / "c.toml"
+    p.write_text("[gpio]\nbutton_long_press_s = 2.0\ncalibrate_hold_s = 1.5\n")
+    with pytest.raises(ConfigError) as e:
+        config.load(p)
+    assert e.value.exit_code == 78 and "gpio.calibrate_hold_s" in str(e.value)
+    p.write_text("[gpio]\nbutton_long_press_s = 2.0\ncalibrate_hold_s = 0\n")   # 0 = off
+    assert config.load(p).gpio.calibrate_hold_s == 0
+
+
+class _Teller:
+    def __init__(self):
+        self.calls = []
+
+    def tell(self):
+        self.calls.append("tell")
+
+    def repeat(self):
+        self.calls.append("repeat")
+
+
+def _wait(cond, deadline_s=30.0):
+    import time
+    end = time.monotonic() + deadline_s
+    while time.monotonic() < end and not cond():
+        time.sleep(0.01)
+    return cond()
+
+
+def test_button_press_repeat_and_calibrate_holds(mock_factory):
+    """Short press: a joke; a hold shorter than calibrate_hold_s: the last joke again; the long hold: calibrate."""
+    import time
+    from djsmile.config import GpioConfig
+    from djsmile.teller import attach_button
+    teller, asked = _Teller(), []
+    g = GpioConfig(button_long_press_s=0.1, calibrate_hold_s=1.5, button_bounce_ms=0)
+    button = attach_button(g, teller, on_calibrate=lambda: asked.append(1))
+    pin = mock_factory.pin(g.button_pin)
+    try:
+        pin.drive_low(); pin.drive_high()
+        assert _wait(lambda: teller.calls == ["tell"])
+        pin.drive_low(); time.sleep(0.25); pin.drive_high()         # >= long press, far below 1.5 s
+        assert _wait(lambda: teller.calls == ["tell", "repeat"]) and asked == []
+        pin.drive_low()
+        assert _wait(lambda: asked == [1])                          # while still held
+        pin.drive_high()
+        time.sleep(0.1)
+        assert teller.calls == ["tell", "repeat"]                   # no joke on that release
+    finally:
+        button.close()
