@@ -224,6 +224,7 @@ def for_loop(cfg, state_dir, model_sha256: str, *, trigger, actions=None, web=No
             smile_led.off()          # the guide's blinking owns the LED until done
 
     def on_done(data):
+        trigger.reset()   # the smile made for the calibration must not become a shot
         if data is None:
             return
         if explicit:

@@ -119,14 +119,14 @@ def run(cfg, source: Source, *, model, finder, stop_event: threading.Event | Non
     try:
         return _loop(cfg, source, reader, model=model, finder=finder, stop_event=stop_event, web=web,
                      notifier=notifier, actions=actions, max_frames=max_frames, trigger=trigger, stats=stats,
-                     mqtt=mqtt, manual_shot=manual_shot)
+                     mqtt=mqtt, manual_shot=manual_shot, calibration=calibration)
     finally:
         if not reader.finish():
             log.info("%s is still blocked in a read; not waiting for it", source.name)
 
 
 def _loop(cfg, source: Source, reader: FrameReader, *, model, finder, stop_event, web, notifier, actions,
-          max_frames, trigger, stats, mqtt, manual_shot) -> int:
+          max_frames, trigger, stats, mqtt, manual_shot, calibration=None) -> int:
     realtime = bool(cfg.camera.realtime) and source.finite
     wall0 = t0 = None
     next_status = time.monotonic()

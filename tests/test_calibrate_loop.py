@@ -113,7 +113,7 @@ def running(tmp_path, calib_photos, monkeypatch):
         return got["lc"]
     monkeypatch.setattr(calib_session, "for_loop", for_loop)
     src = FollowingSource(calib_photos, lambda: got.get("lc"))
-    monkeypatch.setattr(service, "open_source", lambda spec, cfg: src)
+    monkeypatch.setattr(service, "open_source", lambda spec, cfg, **kw: src)
     threads = []
 
     def start(*flags):
