@@ -160,7 +160,8 @@ def test_calibrate_hold_must_be_longer_than_the_repeat_hold(tmp_path):
     p.write_text("[gpio]\nbutton_long_press_s = 2.0\ncalibrate_hold_s = 1.5\n")
     with pytest.raises(ConfigError) as e:
         config.load(p)
-    assert e.value.exit_code == 78 and "gpio.calibrate_hold_s" in str(e.value)
+    from djsmile.cli import exit_code_for
+    assert exit_code_for(e.value) == 78 and "gpio.calibrate_hold_s" in str(e.value)
     p.write_text("[gpio]\nbutton_long_press_s = 2.0\ncalibrate_hold_s = 0\n")   # 0 = off
     assert config.load(p).gpio.calibrate_hold_s == 0
 
