@@ -98,6 +98,9 @@ def main(args, cfg) -> int:
         log.info("calibrating from %s: %g s straight face, then %g s smile", source.name,
                  args.seconds, args.seconds)
         for frame in source:
+            if frame.new_scene:  # an image folder: each image is a new scene, as in 'djsmile run'
+                finder.reset()
+                trigger.new_scene()
             boxes = finder.find(frame.gray)
             probs = model.predict(frame.gray, boxes) if boxes else []
             result = trigger.update(frame.index, frame.t, boxes, probs)

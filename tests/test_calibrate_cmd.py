@@ -118,3 +118,18 @@ def test_led_pin_is_off_after_calibrating(tmp_path, conf, calib_photos, mock_fac
     clip = clip_writer(tmp_path / "clip.avi", calib_photos["no_smile"] + calib_photos["smile"])
     assert calibrate(tmp_path, conf, clip) == 0
     assert mock_factory.pin(17).state == 0
+
+
+def test_image_folder_calibrates_one_image_per_frame(tmp_path, conf, calib_photos, capsys, mock_factory):
+    """An image folder: each image is one frame of 1/camera.fps s (a new scene, nothing carried over)."""
+    import cv2
+    folder = tmp_path / "me"
+    folder.mkdir()
+    for i, g in enumerate(calib_photos["no_smile"] + calib_photos["smile"]):
+        cv2.imwrite(str(folder / f"{i:02d}.png"), g)
+    rc = main(["calibrate", "--source", str(folder), "--state-dir", str(tmp_path / "state"),
+               "--config", str(conf), "--seconds", "1", "--set", "camera.fps=5"])
+    assert rc == 0, capsys.readouterr().err
+    d = json.loads((tmp_path / "state" / "calibration.json").read_text())
+    assert d["neutral"]["n"] + d["smile"]["n"] + d["frames_skipped"] == 10
+    assert d["neutral"]["p90"] < d["off_threshold"] <= d["on_threshold"] < d["smile"]["p10"]
