@@ -3,6 +3,11 @@
 #
 #   scripts/pip-install.sh VENV_PYTHON SYSTEM_PYTHON PIP_INSTALL_ARGS...
 #   e.g. scripts/pip-install.sh .venv/bin/python python3 -e .      (what `make run` does)
+#   scripts/pip-install.sh --check SYSTEM_PYTHON                     (only the platform check below)
+#
+# Platforms with no TFLite runtime are refused first, in one line, exit 69: 32-bit ARM
+# (armv7l) with Python 3.12 or newer (tflite-runtime stops at 3.11, ai-edge-litert has no
+# 32-bit wheels) and ARMv6 (Pi 1 / Zero: no wheels at all). systemd/install.sh runs --check.
 #
 # Raspberry Pi OS's python3-picamera2 (and its python3-simplejpeg) are built against apt's
 # numpy (1.24 on Bookworm). A pip numpy 2 in the venv would shadow it and 'import picamera2'
@@ -13,24 +18,44 @@
 # systemd/install.sh applies the same constraint.
 set -euo pipefail
 
-if (($# < 3)); then
-    echo "usage: $0 VENV_PYTHON SYSTEM_PYTHON PIP_INSTALL_ARGS..." >&2
+check_only=0
+if [[ ${1:-} == --check && $# == 2 ]]; then
+    check_only=1
+    venv_py=""
+    sys_py=$2
+elif (($# >= 3)); then
+    venv_py=$1
+    sys_py=$2
+    shift 2
+else
+    echo "usage: $0 VENV_PYTHON SYSTEM_PYTHON PIP_INSTALL_ARGS... | $0 --check SYSTEM_PYTHON" >&2
     exit 64
 fi
-venv_py=$1
-sys_py=$2
-shift 2
 
-# "<machine> <numpy version or -> <picamera2 installed: yes/no>" from the system Python.
-read -r machine numpy_v picam < <("$sys_py" -c '
-import importlib.util, platform
+# "<machine> <numpy version or -> <picamera2 installed: yes/no> <major.minor>" from the system Python.
+read -r machine numpy_v picam py_v < <("$sys_py" -c '
+import importlib.util, platform, sys
 try:
     import numpy
     v = numpy.__version__
 except Exception:
     v = "-"
-print(platform.machine(), v, "yes" if importlib.util.find_spec("picamera2") else "no")
-' 2>/dev/null || echo "? - no")
+print(platform.machine(), v, "yes" if importlib.util.find_spec("picamera2") else "no",
+      "%d.%d" % sys.version_info[:2])
+' 2>/dev/null || echo "? - no ?")
+
+refuse() {
+    echo "djsmile: $*" >&2
+    exit 69
+}
+case $machine in
+    armv6l) refuse "no TFLite runtime for ARMv6 (Pi 1 / Pi Zero): djsmile needs a Pi Zero 2 W, 3, 4 or 5" ;;
+    armv7l)
+        if [[ $py_v != "?" ]] && ((${py_v#*.} >= 12)); then
+            refuse "no TFLite runtime for 32-bit ARM with Python $py_v (tflite-runtime stops at 3.11, ai-edge-litert has no 32-bit wheels): use 64-bit Raspberry Pi OS, or 32-bit Bookworm (Python 3.11)"
+        fi ;;
+esac
+((!check_only)) || exit 0
 
 pin=${DJSMILE_PIN_NUMPY:-auto}
 if [[ $pin == auto ]]; then

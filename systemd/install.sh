@@ -139,6 +139,13 @@ check_system() {
         die 69 "Python $py is too old: djsmile needs 3.9 or newer (Raspberry Pi OS Bookworm has 3.11)"
     fi
     say "python: $SYS_PYTHON $py"
+    # One line and exit 69 on a platform with no TFLite runtime (32-bit ARM + Python 3.13, ARMv6).
+    "$REPO/scripts/pip-install.sh" --check "$SYS_PYTHON" || exit $?
+    if [[ $py != 3.9 && $py != 3.1[0-2] && $(uname -m) == aarch64 ]] && ! pkg_installed python3-lgpio &&
+        ! pkg_available python3-lgpio; then
+        warn "python3-lgpio is not in your apt sources and lgpio has no wheel for Python $py: GPIO uses" \
+            "gpiozero's native pins (Pi 4 and older); on a Pi 5 use Raspberry Pi OS, whose archive has python3-lgpio"
+    fi
     [[ -f $REPO/setup.cfg && -f $UNIT_SRC ]] || die 66 "$REPO is not a djsmile source tree (no setup.cfg or systemd/djsmile.service)"
     if [[ ! -f $REPO/models/smile_int8.tflite ]]; then
         if ((DRY_RUN)); then

@@ -53,7 +53,7 @@ done
     return r, args, cons.read_text() if cons.exists() else None
 
 
-@pytest.mark.parametrize("answer", ["aarch64 1.24.2 no", "armv7l 1.24.2 yes", "x86_64 1.24.2 yes"])
+@pytest.mark.parametrize("answer", ["aarch64 1.24.2 no 3.11", "armv7l 1.24.2 yes 3.11", "x86_64 1.24.2 yes 3.11"])
 def test_pi_install_pins_apt_numpy(tmp_path, answer):
     r, args, cons = _pip_install(tmp_path, answer)
     assert args[:3] == ["-m", "pip", "install"] and "-e" in args
@@ -61,7 +61,7 @@ def test_pi_install_pins_apt_numpy(tmp_path, answer):
     assert "keeping the system numpy 1.24.2" in r.stdout
 
 
-@pytest.mark.parametrize("answer", ["x86_64 1.24.2 no", "aarch64 - no", "x86_64 - no"])
+@pytest.mark.parametrize("answer", ["x86_64 1.24.2 no 3.11", "aarch64 - no 3.13", "x86_64 - no 3.12"])
 def test_no_pin_off_a_pi_or_without_system_numpy(tmp_path, answer):
     r, args, cons = _pip_install(tmp_path, answer)
     assert "--constraint" not in args and cons is None
@@ -69,10 +69,36 @@ def test_no_pin_off_a_pi_or_without_system_numpy(tmp_path, answer):
 
 
 def test_pin_can_be_forced_off_and_on(tmp_path):
-    _, args, cons = _pip_install(tmp_path, "aarch64 1.24.2 no", {"DJSMILE_PIN_NUMPY": "0"})
+    _, args, cons = _pip_install(tmp_path, "aarch64 1.24.2 no 3.11", {"DJSMILE_PIN_NUMPY": "0"})
     assert cons is None and "--constraint" not in args
-    _, args, cons = _pip_install(tmp_path, "x86_64 1.26.4 no", {"DJSMILE_PIN_NUMPY": "1"})
+    _, args, cons = _pip_install(tmp_path, "x86_64 1.26.4 no 3.11", {"DJSMILE_PIN_NUMPY": "1"})
     assert cons == "numpy==1.26.4\n"
+
+
+@pytest.mark.parametrize("answer, needle", [
+    ("armv7l 1.24.2 no 3.13", "no TFLite runtime for 32-bit ARM with Python 3.13"),
+    ("armv6l 1.24.2 no 3.11", "no TFLite runtime for ARMv6"),
+])
+def test_a_platform_without_a_tflite_runtime_is_refused_before_pip(tmp_path, answer, needle):
+    sys_py = _exe(tmp_path / "sys-python", f'echo "{answer}"\n')
+    venv_py = _exe(tmp_path / "venv-python", f"touch {tmp_path}/pip-ran\n")
+    for args in ([str(venv_py), str(sys_py), "-e", "."], ["--check", str(sys_py)]):
+        r = subprocess.run([str(PIP_INSTALL), *args], capture_output=True, text=True, timeout=60)
+        assert r.returncode == 69
+        assert len(r.stderr.strip().splitlines()) == 1 and needle in r.stderr
+    assert not (tmp_path / "pip-ran").exists()
+
+
+@pytest.mark.parametrize("answer", ["armv7l 1.24.2 no 3.11", "aarch64 2.2.4 no 3.13", "x86_64 - no 3.13"])
+def test_platforms_with_a_runtime_pass_the_check(tmp_path, answer):
+    sys_py = _exe(tmp_path / "sys-python", f'echo "{answer}"\n')
+    r = subprocess.run([str(PIP_INSTALL), "--check", str(sys_py)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stderr == ""
+
+
+def test_install_sh_runs_the_platform_check():
+    text = (ROOT / "systemd" / "install.sh").read_text()
+    assert '"$REPO/scripts/pip-install.sh" --check "$SYS_PYTHON"' in text
 
 
 def test_makefile_installs_through_the_pin():
