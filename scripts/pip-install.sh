@@ -79,6 +79,11 @@ if [[ $pin == 1 ]]; then
     fi
     constraints=$(mktemp "${TMPDIR:-/tmp}/djsmile-constraints.XXXXXX")
     printf 'numpy==%s\n' "$numpy_v" >"$constraints"
+    if [[ $numpy_v == 1.* ]]; then
+        # The newest releases that accept numpy 1.x (opencv-python-headless 4.12 and ml-dtypes 0.6
+        # require numpy >= 2): saves pip from downloading each newer wheel to find that out.
+        printf 'opencv-python-headless<4.12\nml-dtypes<0.6\n' >>"$constraints"
+    fi
     echo "pip-install: keeping the system numpy $numpy_v in the venv (apt's python3-picamera2 is built against it)"
     args+=(--constraint "$constraints")
 fi

@@ -10,7 +10,7 @@
 #   apt packages     python3-picamera2 python3-lgpio espeak-ng alsa-utils python3-venv python3-pip
 #   system user      djsmile (no login, home /var/lib/djsmile) in the groups video gpio audio
 #   venv             /opt/djsmile/venv with --system-site-packages (picamera2 and lgpio come from apt),
-#                    then pip install "<this repo>[pi]", keeping apt's numpy (see pin_numpy below)
+#                    then pip install "<this repo>[pi]", keeping apt's numpy (scripts/pip-install.sh)
 #   config           /etc/djsmile/config.toml from 'djsmile config --default', only if absent: never overwritten
 #   unit             /etc/systemd/system/djsmile.service, daemon-reload, enable, (re)start
 set -euo pipefail
@@ -228,31 +228,8 @@ ensure_venv() {
     fi
 }
 
-# Keep apt's numpy: picamera2's compiled helpers (simplejpeg) are built against the
-# system numpy, and a pip-installed numpy 2 in the venv would shadow it and break
-# 'import picamera2' ("numpy.dtype size changed"). The constraint makes pip choose
-# package versions (e.g. of opencv-python-headless) that work with the system numpy.
-pin_numpy() {
-    local constraints=$1 v
-    if v=$("$SYS_PYTHON" -c 'import numpy; print(numpy.__version__)' 2>/dev/null); then
-        say "keeping the system numpy $v in the venv (python3-picamera2 is built against it)"
-        if ((DRY_RUN)); then
-            would "pin numpy==$v for pip (constraints file)"
-        else
-            printf 'numpy==%s\n' "$v" >"$constraints"
-        fi
-        return 0
-    fi
-    if ((DRY_RUN)); then
-        would "pin numpy to the system python3-numpy version (installed with python3-picamera2) for pip"
-        return 0
-    fi
-    say "no system numpy: pip chooses numpy freely"
-    return 1
-}
-
 install_package() {
-    local build constraints args=()
+    local build
     if ((DRY_RUN)); then
         build=/tmp/djsmile-build.XXXXXX
         would "copy $REPO (without .git, .venv, .cache) to a temporary build folder, so the checkout gets no root-owned build files"
@@ -262,14 +239,10 @@ install_package() {
         tar -C "$REPO" --exclude=./.git --exclude=./.venv --exclude=./.cache --exclude=./build \
             --exclude='./*.egg-info' -cf - . | tar -C "$build" -xf -
     fi
-    constraints=${build}.constraints
-    ((DRY_RUN)) || TMP_DIRS+=("$constraints")
-    if pin_numpy "$constraints"; then
-        args+=(--constraint "$constraints")
-    fi
-    run "$VENV/bin/python" -m pip install --disable-pip-version-check --no-input "${args[@]}" "${build}[pi]"
+    # The same install as `make run`: pip-install.sh keeps apt's numpy (numpy==<apt's> for pip), so
+    # python3-picamera2, built against it, still imports ("numpy.dtype size changed" otherwise).
+    run "$REPO/scripts/pip-install.sh" "$VENV/bin/python" "$SYS_PYTHON" "${build}[pi]"
     if ((!DRY_RUN)); then
-        rm -f -- "$constraints"
         "$VENV/bin/djsmile" --version
     fi
 }
