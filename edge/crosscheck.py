@@ -28,6 +28,7 @@ from . import config as config_mod
 from .faces import FaceFinder
 from .fsutil import atomic_write
 from .model import SmileModel
+from .preprocess import square_box
 from .sources import FolderSource
 
 
@@ -52,6 +53,8 @@ def score_folder(folder, cfg=None):
             "gray_sha256": _sha(frame.gray),
             "boxes": [list(b) for b in boxes],
             "crop_sha256": [_sha(c) for c in crops],
+            # crops from a square smaller than the model input are enlarged with INTER_LINEAR
+            "enlarged": [square_box(b, model.meta.crop_margin)[2] < model.meta.input_size for b in boxes],
             "p_smile": [round(float(p), 6) for p in probs],
         }
 
@@ -64,6 +67,8 @@ class Agreement:
     faces: int = 0
     p_equal: int = 0                 # faces whose p_smile is exactly equal
     crops_equal: int = 0             # faces whose model input crop is bit-identical
+    enlarged: int = 0                # faces whose crop was enlarged (INTER_LINEAR) in run A
+    enlarged_differ: int = 0         # ...of which the crop differs between the runs
     max_diff: float = 0.0
     worst: str = ""                  # where max_diff is
     shots_a: list = field(default_factory=list)
@@ -76,7 +81,8 @@ class Agreement:
 
     def summary(self) -> str:
         return (f"{self.frames} frames, {self.faces} faces: p_smile equal on {self.p_equal}/{self.faces}, "
-                f"crops bit-identical on {self.crops_equal}/{self.faces}, max |diff| {self.max_diff:.4f}"
+                f"crops bit-identical on {self.crops_equal}/{self.faces} (enlarged: {self.enlarged}, "
+                f"{self.enlarged_differ} of them differ), max |diff| {self.max_diff:.4f}"
                 f"{' (' + self.worst + ')' if self.worst else ''}, tolerance {self.tolerance:g}; "
                 f"shots {len(self.shots_a)} vs {len(self.shots_b)}")
 
@@ -99,7 +105,11 @@ def compare(rows_a, rows_b, tolerance: float, events_a=None, events_b=None) -> A
             ag.problems.append(f"{where}: boxes differ: {ra['boxes']} vs {rb['boxes']}")
             continue
         ag.faces += len(ra["boxes"])
-        ag.crops_equal += sum(x == y for x, y in zip(ra.get("crop_sha256", []), rb.get("crop_sha256", [])))
+        same = [x == y for x, y in zip(ra.get("crop_sha256", []), rb.get("crop_sha256", []))]
+        ag.crops_equal += sum(same)
+        for up, eq in zip(ra.get("enlarged", []), same):
+            ag.enlarged += bool(up)
+            ag.enlarged_differ += bool(up) and not eq
         for k, (pa, pb) in enumerate(zip(ra["p_smile"], rb["p_smile"])):
             d = abs(pa - pb)
             ag.p_equal += d == 0
@@ -148,7 +158,7 @@ def main(argv=None) -> int:
     if len(ag.problems) > 20:
         print(f"  ... and {len(ag.problems) - 20} more")
     if args.json:
-        figures = {k: getattr(ag, k) for k in ("tolerance", "frames", "faces", "p_equal", "crops_equal",
+        figures = {k: getattr(ag, k) for k in ("tolerance", "frames", "faces", "p_equal", "crops_equal", "enlarged", "enlarged_differ",
                                                "max_diff", "worst", "shots_a", "shots_b", "problems")}
         figures["ok"] = ag.ok
         atomic_write(Path(args.json), (json.dumps(figures, indent=1) + "\n").encode())

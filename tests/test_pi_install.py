@@ -150,9 +150,10 @@ def test_absent_picamera2_is_still_no_camera(monkeypatch):
 
 
 # --------------------------------------------------------------------------- x86 vs arm agreement
-def _row(frame, boxes=((10, 10, 40, 40),), p=(0.5,), gray="g", crops=None):
+def _row(frame, boxes=((10, 10, 40, 40),), p=(0.5,), gray="g", crops=None, enlarged=None):
     return {"frame": frame, "file": f"{frame}.jpg", "gray_sha256": gray, "boxes": [list(b) for b in boxes],
-            "crop_sha256": list(crops if crops is not None else ["c"] * len(boxes)), "p_smile": list(p)}
+            "crop_sha256": list(crops if crops is not None else ["c"] * len(boxes)), "p_smile": list(p),
+            "enlarged": list(enlarged if enlarged is not None else [False] * len(boxes))}
 
 
 def test_identical_runs_agree():
@@ -163,10 +164,13 @@ def test_identical_runs_agree():
 
 
 def test_a_difference_within_tolerance_passes_and_is_reported():
-    ag = crosscheck.compare([_row(0, p=(0.195,))], [_row(0, p=(0.242,), crops=["other"])], 0.06)
+    ag = crosscheck.compare([_row(0, p=(0.195,), enlarged=[True]), _row(1, enlarged=[True])],
+                            [_row(0, p=(0.242,), crops=["other"]), _row(1)], 0.06)
     assert ag.ok
     assert ag.max_diff == pytest.approx(0.047)
-    assert ag.p_equal == 0 and ag.crops_equal == 0
+    assert ag.p_equal == 1 and ag.crops_equal == 1
+    assert (ag.enlarged, ag.enlarged_differ) == (2, 1)
+    assert "crops bit-identical on 1/2 (enlarged: 2, 1 of them differ)" in ag.summary()
     assert "frame 0 0.jpg face 0: 0.1950 vs 0.2420" in ag.worst
 
 
@@ -201,6 +205,7 @@ def test_score_and_compare_commands(tmp_path, small_face_scene):
     rows = crosscheck.read_jsonl(out)
     assert [r["file"] for r in rows] == ["1.png", "2.png"]
     assert len(rows[0]["boxes"]) == 1 and 0.0 <= rows[0]["p_smile"][0] <= 1.0
+    assert rows[0]["enlarged"] in ([True], [False]) and rows[1]["enlarged"] == []
     assert rows[1]["boxes"] == [] and rows[1]["p_smile"] == []
     # a copy agrees; a copy with one score moved by 0.1 does not
     moved = [dict(r) for r in rows]
