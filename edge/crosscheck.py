@@ -44,6 +44,8 @@ def score_folder(folder, cfg=None):
     model = SmileModel.from_config(cfg.model)
     names = [p.name for p in source.files]
     for frame in source:
+        if getattr(frame, "new_scene", False):  # as djsmile run does: each image starts afresh
+            finder.reset()
         boxes = [tuple(int(v) for v in b) for b in finder.find(frame.gray)]
         crops = [model.crop(frame.gray, b) for b in boxes]
         probs = model.predict_crops(crops) if crops else []

@@ -300,11 +300,10 @@ run_side() {  # NAME PYTHON
     local name=$1 py=$2 out=$WORK/$1 t
     mkdir -p "$out"
     t=$(date +%s)
-    # Each photo is one frame: no hold, no smoothing, no cooldown, any face, so that every
-    # photo with a smile is a shot and "the same shots" compares a decision per photo.
+    # Each photo is a scene of its own; with no cooldown and any face, every photo with a smile is
+    # a shot, so "the same shots" compares one decision per photo.
     "$py" -m djsmile run --source "$WORK/photos" --state-dir "$out/state" --no-gpio --no-jokes --policy any \
-        --set trigger.hold_frames=1 --set trigger.smoothing=1 --set trigger.cooldown_s=0 --set trigger.rearm=false \
-        --log-level WARNING >"$out/run.log" 2>&1 || { cat "$out/run.log" >&2; die 1 "$name: djsmile run failed"; }
+        --set trigger.cooldown_s=0 --set trigger.rearm=false --log-level WARNING >"$out/run.log" 2>&1 || { cat "$out/run.log" >&2; die 1 "$name: djsmile run failed"; }
     touch "$out/state/events.jsonl"
     "$py" -m djsmile.crosscheck score "$WORK/photos" --out "$out/frames.jsonl" >"$out/score.log" 2>&1 ||
         { cat "$out/score.log" >&2; die 1 "$name: per-frame scoring failed"; }
