@@ -51,7 +51,9 @@ next frame was due, dropped frames included), ``frames_due`` and
 ``dropped_frames``. With a pace, ``capture`` is the wait for the next frame,
 ``frame`` is the loop's work on it (capture excluded) and ``fps`` is at most
 the pace; the default modes are ``track,async`` (today's loop and the one
-with full detection on a worker).
+with full detection on a worker). Without a pace, ``async`` outruns its
+worker (a frame with no face known yet costs next to nothing), so its fps is
+not comparable with the other modes': compare the loops with ``--pace``.
 """
 
 from __future__ import annotations
