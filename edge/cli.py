@@ -180,7 +180,12 @@ def main(argv=None) -> int:
         setup_logging(args.log_level)
         return int(args._main(args) or 0)
     except UsageError as e:
-        sys.stderr.write(f"{e.usage}{e}\n")
+        if e.usage:  # from argparse: the (sub)command's usage, then argparse's one line
+            sys.stderr.write(f"{e.usage}{e}\n")
+            return exit_code_for(e)
+        if not logging.getLogger().handlers:
+            setup_logging("INFO")
+        log.error("%s", e)
         return exit_code_for(e)
     except (DjsmileError, KeyboardInterrupt) as e:
         if isinstance(e, DjsmileError):

@@ -327,7 +327,7 @@ os.environ["WATCHDOG_PID"] = str(os.getpid())   # as systemd sets it for the mai
 from djsmile import cli, service
 from test_notify import FakeModel, StallingSource
 
-service.open_source = lambda spec, cfg: StallingSource(os.environ["NOTIFY_SOCKET"])
+service.open_source = lambda spec, cfg, **kw: StallingSource(os.environ["NOTIFY_SOCKET"])
 service.SmileModel.from_config = classmethod(lambda cls, mc: FakeModel())
 sys.exit(cli.main(["run", "--no-gpio", "--no-jokes", "--state-dir", {state!r}, "--log-level", "INFO"]))
 """
