@@ -31,3 +31,22 @@ def test_teacher_sees_the_model_crop_inside_the_context():
     face = ctx_to_face(ctx, 64, 0.3)
     assert face.shape == (1, 64, 64)
     assert face.min() >= 190                                       # all of it is the crop, none of the margin
+
+
+def test_budget_fit_and_interleaved_timing_take_every_model_in_turn():
+    from djsmile.training.budget import BUDGET_BYTES, fits, time_interleaved
+    assert fits(0.99, BUDGET_BYTES) and not fits(1.01, 1000) and not fits(0.5, BUDGET_BYTES + 1)
+    calls = []
+
+    class Fake:
+        def __init__(self, name):
+            self.name = name
+
+        def run(self, x):
+            calls.append((self.name, x.shape))
+
+    med = time_interleaved({"a": Fake("a"), "b": Fake("b")}, {"a": 48, "b": 64}, rounds=3, per_round=2)
+    assert set(med) == {"a", "b"} and all(v >= 0 for v in med.values())
+    assert ("b", (1, 64, 64, 1)) in calls and ("a", (1, 48, 48, 1)) in calls
+    timed = [n for n, _ in calls[40:]]                 # after 20 warm-up runs each
+    assert timed[:2] == ["a", "a"] and timed[2:4] == ["b", "b"] and timed[4:6] == ["b", "b"]   # turns rotate
