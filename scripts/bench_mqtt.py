@@ -35,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -73,6 +74,18 @@ def start_mosquitto(folder: Path):
     sys.exit("mosquitto did not start")
 
 
+def mqtt_threads_cpu() -> float:
+    """CPU seconds used so far by the MQTT threads: djsmile's worker and paho's network loop."""
+    total = 0.0
+    for t in threading.enumerate():
+        if t.name.startswith(("djsmile-mqtt", "paho-mqtt")) and t.ident is not None:
+            try:
+                total += time.clock_gettime(time.pthread_getcpuclockid(t.ident))
+            except OSError:
+                pass
+    return total
+
+
 def one_run(kind: str, args, model, state: Path, host: str, port: int) -> dict:
     cfg = Config()
     cfg.camera.realtime = False
@@ -101,13 +114,14 @@ def one_run(kind: str, args, model, state: Path, host: str, port: int) -> dict:
     finally:
         elapsed = time.perf_counter() - t0
         loop_cpu, proc_cpu = time.thread_time() - c0, time.process_time() - p0
+        mqtt_cpu = mqtt_threads_cpu()   # since sink.start(), connection included: an upper bound
         source.close()
         actions.close(5.0)
         if sink:
             sink.close(2.0)
     return {"kind": kind, "fps": stats.frames / elapsed, "frames": stats.frames, "s": elapsed,
             "shots": stats.shots, "loop_ms": 1000 * loop_cpu / stats.frames,
-            "proc_ms": 1000 * proc_cpu / stats.frames,
+            "proc_ms": 1000 * proc_cpu / stats.frames, "mqtt_ms": 1000 * mqtt_cpu / stats.frames,
             "events_sent": sink.events_sent if sink else 0, "states_sent": sink.states_sent if sink else 0}
 
 
@@ -143,7 +157,7 @@ def main(argv=None) -> int:
                     runs.append(r)
                     this[kind] = r["fps"]
                     print(f"{kind:3s} {r['fps']:7.1f} fps  ({r['frames']} frames in {r['s']:.2f} s, {r['shots']} shots; "
-                          f"CPU per frame: loop thread {r['loop_ms']:.2f} ms, process {r['proc_ms']:.2f} ms; MQTT sent {r['events_sent']} events, "
+                          f"CPU per frame: loop thread {r['loop_ms']:.2f} ms, process {r['proc_ms']:.2f} ms, MQTT threads {r['mqtt_ms']:.3f} ms; MQTT sent {r['events_sent']} events, "
                           f"{r['states_sent']} states)", flush=True)
                 ratios.append(this["on"] / this["off"])
                 cpu_ratios.append(runs[-1]["proc_ms"] / runs[-2]["proc_ms"] if runs[-1]["kind"] == "on"
@@ -158,12 +172,15 @@ def main(argv=None) -> int:
     loop = {k: statistics.median(r["loop_ms"] for r in runs if r["kind"] == k) for k in ("off", "on")}
     proc_ms = {k: statistics.median(r["proc_ms"] for r in runs if r["kind"] == k) for k in ("off", "on")}
     cpu_ratio = statistics.median(cpu_ratios)
+    mqtt_ms = statistics.median(r["mqtt_ms"] for r in runs if r["kind"] == "on")
     ratio = statistics.median(ratios)
     ok = ratio >= 0.95
     print(f"\nmedian fps: off {med['off']:.1f}, on {med['on']:.1f}; median of paired on/off ratios = {ratio:.3f} "
           f"(min {min(ratios):.3f}, max {max(ratios):.3f}) -> {'OK' if ok else 'BELOW 0.95'}")
     print(f"median CPU per frame (loop thread / whole process, ms): off {loop['off']:.2f} / {proc_ms['off']:.2f}, "
-          f"on {loop['on']:.2f} / {proc_ms['on']:.2f}; median of paired process-CPU ratios on/off = {cpu_ratio:.3f}")
+          f"on {loop['on']:.2f} / {proc_ms['on']:.2f}; median of paired process-CPU ratios on/off = {cpu_ratio:.3f}; "
+          f"the MQTT threads used {mqtt_ms:.3f} ms CPU per frame ({100 * mqtt_ms / proc_ms['off']:.2f}% of a frame's "
+          f"process CPU without MQTT)")
     cpu = platform.processor() or platform.machine()
     with open("/proc/loadavg") as f:
         load = f.read().split()[0]
@@ -171,7 +188,7 @@ def main(argv=None) -> int:
           f"load {load}) | {Path(args.source).name}, {args.frames} frames, {args.repeats} pairs | {med['off']:.1f} | "
           f"{med['on']:.1f} | {ratio:.2f} ({min(ratios):.2f}-{max(ratios):.2f}) | "
           f"{loop['off']:.1f} vs {loop['on']:.1f} ms | {proc_ms['off']:.1f} vs {proc_ms['on']:.1f} ms "
-          f"(x{cpu_ratio:.3f}) |")
+          f"(x{cpu_ratio:.3f}) | {mqtt_ms:.3f} ms |")
     return 0 if ok else 1
 
 
