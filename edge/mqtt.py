@@ -317,8 +317,8 @@ class MqttSink:
         self._note_tried()
         if not self._unreachable_logged:
             self._unreachable_logged = True
-            log.warning("MQTT: broker %s unreachable; retrying in the background (the loop goes on)",
-                        self.where)
+            log.warning("MQTT: broker %s unreachable%s; retrying in the background (the loop goes on)",
+                        self.where, " or its TLS certificate not accepted (mqtt.ca_file)" if self.cfg.tls else "")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         with self._cond:
@@ -431,7 +431,11 @@ def forget(mcfg, *, hostname: Optional[str] = None, timeout: float = 10.0) -> li
     client.on_connect = on_connect
     try:
         client.connect(mcfg.host, mcfg.port, keepalive=KEEPALIVE_S)
-    except (OSError, ssl.SSLError) as e:
+    except ssl.SSLError as e:
+        why = getattr(e, "verify_message", None) or e.reason
+        raise MqttError(f"MQTT broker {mcfg.host}:{mcfg.port}: TLS failed ({why}); "
+                        "check mqtt.ca_file (the CA that signed the broker's certificate) and mqtt.host") from None
+    except OSError as e:
         raise MqttError(f"MQTT broker {mcfg.host}:{mcfg.port} unreachable ({e.__class__.__name__}: "
                         f"{getattr(e, 'strerror', None) or e}); check mqtt.host / mqtt.port") from None
     client.loop_start()

@@ -63,7 +63,7 @@ def wait_until(pred, timeout: float, what: str, step: float = 0.05):
 class Broker:
     """Mosquitto with its own config file (anonymous, or a password file) and persistence in a tmp folder."""
 
-    def __init__(self, folder: Path, users: dict | None = None):
+    def __init__(self, folder: Path, users: dict | None = None, tls: dict | None = None):
         self.folder = folder
         self.folder.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
@@ -79,6 +79,8 @@ class Broker:
             lines += ["allow_anonymous false", f"password_file {pw}"]
         else:
             lines += ["allow_anonymous true"]
+        if tls:
+            lines += [f"{k} {v}" for k, v in tls.items()]
         self.conf = folder / "mosquitto.conf"
         self.conf.write_text("\n".join(lines) + "\n")
 
@@ -447,3 +449,36 @@ def test_refused_credentials_are_one_line_and_the_run_goes_on(tmp_path):
     assert len(refused) == 1 and "mqtt.password" in refused[0], err[-3000:]
     assert "stopped after 120 frames" in err
     assert "wrong-secret-pw" not in err and "Traceback" not in err
+
+
+@needs_mosquitto
+@pytest.mark.skipif(not shutil.which("openssl"), reason="needs openssl to make a test CA")
+def test_tls_with_a_ca_file_connects_and_a_wrong_ca_is_refused(tmp_path):
+    d = tmp_path / "pki"
+    d.mkdir()
+
+    def ssl_cmd(*a):
+        subprocess.run(["openssl", *a], cwd=d, check=True, capture_output=True)
+    ssl_cmd("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt", "-days", "2",
+            "-subj", "/CN=djsmile test CA")
+    ssl_cmd("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "other.key", "-out", "other.crt",
+            "-days", "2", "-subj", "/CN=another CA")
+    ssl_cmd("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1")
+    (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    ssl_cmd("x509", "-req", "-in", "srv.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "srv.crt", "-days", "2", "-extfile", "san.ext")
+    b = Broker(tmp_path / "broker", tls={"cafile": d / "ca.crt", "certfile": d / "srv.crt",
+                                         "keyfile": d / "srv.key"}).start()
+
+    def forget(ca):
+        return subprocess.run([PY, "-m", "djsmile", "mqtt", "--forget", "--mqtt", f"127.0.0.1:{b.port}",
+                               "--set", "mqtt.tls=true", "--set", f'mqtt.ca_file="{ca}"'],
+                              cwd=ROOT, capture_output=True, text=True, timeout=60)
+    try:
+        ok = forget(d / "ca.crt")
+        bad = forget(d / "other.crt")
+    finally:
+        b.stop()
+    assert ok.returncode == 0, ok.stderr
+    assert bad.returncode == 69 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    assert "mqtt.ca_file" in bad.stderr and "Traceback" not in bad.stderr
