@@ -353,8 +353,11 @@ class MqttSink:
         t = self.topics
         self._publish(t.availability, "online", qos=1, retain=True)
         if t.discovery_prefix:
-            for topic, conf in discovery_configs(t, self.version, photo=self.cfg.photo).items():
-                self._publish(topic, json.dumps(conf), qos=1, retain=True)
+            configs = discovery_configs(t, self.version, photo=self.cfg.photo)
+            for component, object_id in ENTITIES:  # one turned off (mqtt.photo = false): its config is cleared
+                topic = t.discovery(component, object_id)
+                conf = configs.get(topic)
+                self._publish(topic, json.dumps(conf) if conf else b"", qos=1, retain=True)
         if self._last_state is not None:
             self._publish(t.state, self._last_state, qos=0, retain=True)
         if self._last_photo is not None:

@@ -340,6 +340,12 @@ def test_discovery_configs_arrive_as_home_assistant_expects_and_forget_clears_th
         assert set(state) == {"smiling", "p_smile", "faces", "fps", "shots", "last_shot"}
         assert state["faces"] == 0 and state["p_smile"] is None and state["smiling"] is False
 
+        # the photo turned off: its image entity goes away, the others stay
+        rc, err = finish(djsmile(tmp_path, broker.port, clip, "--set", "mqtt.photo=false"))
+        assert rc == 0, err[-3000:]
+        left = listener.retained_now("homeassistant")
+        assert set(left) == set(configs) - {f"homeassistant/image/{DEVICE}/photo/config"}
+
         r = subprocess.run([PY, "-m", "djsmile", "mqtt", "--forget", "--mqtt", f"127.0.0.1:{broker.port}",
                             "--set", f'mqtt.device_id="{DEVICE}"'], cwd=ROOT, capture_output=True, text=True,
                            timeout=60)
