@@ -60,6 +60,7 @@ def test_wheel_holds_one_namespace_and_the_model(wheel):
     assert tops == {"djsmile"}, f"top-level entries besides djsmile: {sorted(tops)}"
     assert "djsmile/models/smile_int8.tflite" in names
     assert "djsmile/models/smile_int8.json" in names
+    assert "djsmile/web/static/index.html" in names       # the live view's page, read with importlib.resources
 
 
 def _photo_folder(tmp_path: Path) -> Path:

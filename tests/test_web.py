@@ -1,4 +1,4 @@
-"""The live view (edge/web.py): real HTTP requests to a server on 127.0.0.1 (ephemeral port)."""
+"""The live view (edge/web/): real HTTP requests to a server on 127.0.0.1 (ephemeral port)."""
 
 from __future__ import annotations
 
