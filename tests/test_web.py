@@ -568,3 +568,21 @@ def test_chromium_screenshot_shows_the_colour_stream(server, tmp_path):
     assert len(blue) > 2000 and len(red) > 2000, "no colour stream on the page"
     assert np.median(blue[:, 1]) < np.median(red[:, 1])   # blue on the left, red on the right
     assert web.frames_encoded >= 1
+
+
+def test_broadcaster_gives_each_viewer_the_newest_frame_and_wakes_them_at_close():
+    from djsmile.web.stream import Broadcaster
+    b = Broadcaster(max_viewers=2)
+    assert b.wait_newer(-1, timeout=0.05) is None               # nothing published yet
+    for seq in (1, 2, 3):                                       # published while the viewer was busy
+        b.publish(b"jpeg%d" % seq, seq)
+    assert b.wait_newer(-1, timeout=1.0) == (3, b"jpeg3")       # the newest only: 1 and 2 are skipped
+    assert b.wait_newer(3, timeout=0.05) is None                # nothing newer than what it has
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(b.wait_newer(3, timeout=30.0)))
+    waiter.start()
+    b.close()
+    waiter.join(5.0)
+    assert not waiter.is_alive() and got == [None] and b.closed  # a stop does not wait out the timeout
+    assert b.join(object()) is not None and b.join(object()) is not None
+    assert b.join(object()) is None and b.viewers == 2           # slots: the third is refused (none stalled)
