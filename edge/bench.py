@@ -66,6 +66,7 @@ import logging
 import math
 import os
 import platform
+import re
 import resource
 import sys
 import threading
@@ -157,7 +158,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="feed the folder or video at FPS frames a second like a camera (newest frame wins, "
                         "late frames dropped) and report late_frames_pct and decision_ms_p50/p95/p99")
     p.add_argument("--compare-set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="also time the config with this one override, e.g. detector.equalize=clahe (repeatable: "
+                   help="also time the config with this override, e.g. detector.equalize=clahe (several: comma-separated; repeatable: "
                         "each adds a setting beside the config as loaded, interleaved in the same run; the "
                         "ratios compare each with the config)")
     p.add_argument("--json", metavar="OUT", help="write the results as JSON to OUT")
@@ -668,7 +669,8 @@ def setting_configs(cfg, compare_sets) -> list[tuple[str, object]]:
     out = [("config", cfg)]
     for item in compare_sets or []:
         c = copy.deepcopy(cfg)
-        C.apply_sets(c, [item])
+        # several overrides in one setting: "detector.equalize=auto,detector.min_face_fraction=0.1"
+        C.apply_sets(c, re.split(r",(?=\s*[A-Za-z_]+\.[A-Za-z_]+=)", item))
         C.validate(c)
         out.append((item.strip(), c))
     return out

@@ -59,9 +59,12 @@ def iou(a, b) -> float:
 
 
 #: ``detector.equalize`` values, and the CLAHE settings ("clahe")
-EQUALIZE = ("none", "clahe", "hist")
+EQUALIZE = ("none", "clahe", "hist", "auto")
 CLAHE_CLIP = 2.0
 CLAHE_TILES = (4, 4)
+#: "auto": CLAHE only when the detection frame's mean gray level is below this (a dim frame); chosen on
+#: val photos (training/dimlight.py): CLAHE on well-lit frames loses a few faces Haar finds without it
+DIM_MEAN = 50.0
 
 
 def equalize_frame(small: np.ndarray, method: str, clahe=None) -> np.ndarray:
@@ -69,10 +72,15 @@ def equalize_frame(small: np.ndarray, method: str, clahe=None) -> np.ndarray:
 
     ``"clahe"``: contrast-limited adaptive histogram equalization, 4x4 tiles,
     clip limit 2 (dim, low-contrast frames get their faces' structure back
-    without blowing up bright ones); ``"hist"``: one histogram for the whole frame.
+    without blowing up bright ones); ``"hist"``: one histogram for the whole frame;
+    ``"auto"``: CLAHE when the frame is dim (mean below :data:`DIM_MEAN`), else as it is.
     """
     if method == "none":
         return small
+    if method == "auto":
+        if float(small.mean()) >= DIM_MEAN:
+            return small
+        method = "clahe"
     if method == "hist":
         return cv2.equalizeHist(small)
     if method == "clahe":
@@ -104,8 +112,8 @@ class HaarDetector:
         Weeds out the extra false faces that a low ``min_neighbors`` lets in.
     :param equalize: contrast equalization of the small detection frame only
         (the model still gets the original pixels): ``"none"``, ``"clahe"``
-        (:func:`equalize_frame`; finds faces in dim, flat frames) or
-        ``"hist"`` (global histogram equalization).
+        (:func:`equalize_frame`; finds faces in dim, flat frames), ``"hist"``
+        (global histogram equalization) or ``"auto"`` (CLAHE on dim frames only).
     """
 
     def __init__(self, scale_factor: float = 1.15, min_neighbors: int = 5,
@@ -126,7 +134,8 @@ class HaarDetector:
             raise ConfigError(f"config key detector.equalize = {equalize!r} is not valid: allowed are "
                               + ", ".join(repr(e) for e in EQUALIZE))
         self.equalize = equalize
-        self._clahe = cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=CLAHE_TILES) if equalize == "clahe" else None
+        self._clahe = (cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=CLAHE_TILES)
+                       if equalize in ("clahe", "auto") else None)
 
     def clone(self) -> "HaarDetector":
         """The same settings with its own cascade (one cascade object is not shared between threads)."""

@@ -317,6 +317,18 @@ def test_compare_set_times_the_override_beside_the_config_in_one_run(noise_folde
     assert "--compare-set detector.equalize=clahe" in report["command"]
 
 
+def test_compare_set_takes_several_overrides_as_one_setting(noise_folder, tiny_models, tmp_path):
+    out = tmp_path / "b.json"
+    both = "detector.equalize=auto,detector.min_face_fraction=0.1"
+    rc = run_bench("--source", noise_folder, "--frames", 2, "--warmup", 0, "--modes", "full",
+                   "--model", tiny_models[0], "--compare-set", both, "--json", out)
+    assert rc == 0
+    assert [v["setting"] for v in json.loads(out.read_text())["variants"]] == ["config", both]
+    cfgs = bench.setting_configs(Config(), [both])
+    assert cfgs[1][1].detector.equalize == "auto" and cfgs[1][1].detector.min_face_fraction == 0.1
+    assert cfgs[0][1].detector.equalize == "none"                     # the config itself is untouched
+
+
 def test_compare_set_with_a_bad_value_is_a_config_error(noise_folder, tiny_models):
     from djsmile.errors import ConfigError
     with pytest.raises(ConfigError, match="detector.equalize"):

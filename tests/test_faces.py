@@ -84,3 +84,16 @@ def test_clahe_finds_a_face_in_a_dim_noisy_frame_that_plain_haar_misses(small_fa
     assert len(boxes) == 1
     x, y, w, h = boxes[0]
     assert 150 <= x + w / 2 <= 210 and 90 <= y + h / 2 <= 150        # on the pasted face
+
+
+def test_auto_equalizes_dim_frames_only(small_face_scene):
+    import numpy as np
+    from djsmile.faces import DIM_MEAN, equalize_frame
+    from djsmile.training.dimlight import Degradation
+    scene = small_face_scene(60)
+    assert scene.mean() >= DIM_MEAN
+    assert equalize_frame(scene, "auto") is scene                    # a well-lit frame is left alone
+    dim = Degradation(gamma=2.2, exposure=0.12, read_noise=1.5).apply(scene, np.random.default_rng(1))
+    assert dim.mean() < DIM_MEAN
+    assert np.array_equal(equalize_frame(dim, "auto"), equalize_frame(dim, "clahe"))
+    assert len(HaarDetector(equalize="auto", min_face_fraction=0.1).detect(dim)) == 1
