@@ -57,7 +57,7 @@ class DetectorConfig:
     min_neighbors: int = opt(5, "Haar minimum neighbours (higher = fewer, surer faces)", min=0, max=50)
     upscale: float = opt(1.0, "enlarge the (shrunk) frame by this factor before detection: finds faces smaller than the cascade's 24 px window, e.g. in small stock photos; costs about upscale^2 the time", min=1.0, max=4.0)
     min_confidence: float = opt(0.0, "drop detections whose Haar confidence (the cascade's last-stage score, about -1 to 12, real faces mostly above 2) is below this; 0 = keep all. Weeds out false faces when min_neighbors is low", min=0.0, max=50.0)
-    equalize: str = opt("none", "contrast equalization of the small detection frame before Haar (the model sees the original pixels): 'none', 'clahe' (adaptive; finds faces in dim rooms), 'hist' (global) or 'auto' (CLAHE only when the frame is dim: mean gray below 50)", choices=("none", "clahe", "hist", "auto"))
+    equalize: str = opt("auto", "contrast equalization of the small detection frame before Haar (the model sees the original pixels): 'none', 'clahe' (adaptive; finds faces in dim rooms), 'hist' (global) or 'auto' (CLAHE only when the frame is dim: mean gray below 50)", choices=("none", "clahe", "hist", "auto"))
     min_face_fraction: float = opt(0.15, "smallest face to find, as a fraction of the frame height", min=0.0, max=1.0)
     full_every: int = opt(10, "run a full-frame detection every N frames; between them search near the last faces (1 = always full; a new face is found within N frames)", min=1, max=1000)
     track_margin: float = opt(0.5, "when tracking, search a region this fraction of the face size around the last box", min=0.0, max=3.0)

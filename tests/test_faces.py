@@ -43,11 +43,12 @@ def test_photos_detector_preset_loads_and_upscales():
     assert cfg.camera == Config().camera        # only [detector] changes
 
 
-def test_equalize_defaults_off_and_rejects_unknown_methods():
+def test_equalize_defaults_to_auto_and_rejects_unknown_methods():
     import pytest
     from djsmile.errors import ConfigError
     cfg = Config()
-    assert cfg.detector.equalize == "none"
+    assert cfg.detector.equalize == "auto"                            # the device equalizes dim frames
+    assert HaarDetector().equalize == "none"                          # the bare class does not
     with pytest.raises(ConfigError, match="detector.equalize"):
         cfg.set("detector.equalize", "retinex")
     with pytest.raises(ConfigError, match="detector.equalize"):

@@ -10,7 +10,7 @@ Takes photos (a ``smile/`` + ``no_smile/`` folder), keeps those in which the
 clean photo, and degrades each one like a cheap living-room camera would
 (:class:`Degradation`: zoom out, lens blur, underexposure with a gamma, sensor
 noise, 8-bit quantization). Each detector *variant* (the reference settings
-plus overrides, e.g. ``equalize=clahe``) then looks for the face again; it
+plus overrides, e.g. ``equalize=none``) then looks for the face again; it
 counts as found when a box overlaps the reference box (moved with the zoom)
 by IoU >= ``MATCH_IOU``. Found rates are reported per bin of the face's
 luminance in the clean photo (``LUMA_BINS``: dark to bright), so a change that
