@@ -447,8 +447,12 @@ def main(args, cfg) -> int:
                                                   "wait": "on a worker thread, waited for (deterministic)",
                                                   "off": "in the frame loop"}[finder.async_full])
             log.info("state dir %s", state_dir)
-            model_sha = cal.file_sha256(model.path)
-            calib = cal.load(state_dir, model_sha)
+            try:
+                model_sha = cal.file_sha256(model.path)
+            except OSError as e:   # a model object without a readable file (an embedding program's)
+                log.warning("cannot hash the model file %s (%s); calibration.json is not used", model.path, e)
+                model_sha = ""
+            calib = cal.load(state_dir, model_sha) if model_sha else None
             tcfg, thresholds_from = cal.trigger_config(cfg.trigger, calib)
             if calib is not None and thresholds_from == "config":
                 log.info("calibration.json (%s) found, but the config's trigger.on_threshold/off_threshold win",
