@@ -223,6 +223,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m djsmile.training.dimlight", description=__doc__.split("\n")[0])
     ap.add_argument("photos", help="folder with smile/ and no_smile/ photos (e.g. an exported val or test split)")
     ap.add_argument("--config", help="config file whose [detector] is the reference (default: the device defaults)")
+    ap.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                    help="override a key of the reference config (repeatable), e.g. --set detector.equalize=none")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:key=v,...",
                     help="a detector variant: the reference plus these [detector] overrides (repeatable; "
                          "default: none, clahe, hist, clahe with min_face_fraction 0.1)")
@@ -233,6 +235,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     cfg = C.load(args.config)
+    C.apply_sets(cfg, args.set)
+    C.cross_check(cfg)
     d = cfg.detector
     ref_kw = detector_kwargs(d)
     specs = args.variant or ["none:equalize=none", "clahe:equalize=clahe", "hist:equalize=hist",
