@@ -29,10 +29,10 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 from .errors import ConfigError
 
 
-def opt(default, help, *, choices=None, min=None, max=None):
-    """A config key: its default, a one-line description, and what is allowed."""
+def opt(default, help, *, choices=None, min=None, max=None, secret=False):
+    """A config key: its default, a one-line description, what is allowed, and whether it is a secret."""
     return field(default=default, metadata={"help": help, "choices": choices,
-                                            "min": min, "max": max})
+                                            "min": min, "max": max, "secret": secret})
 
 
 @dataclass
@@ -154,7 +154,8 @@ class WebConfig:
     """Optional live view in the browser."""
     enabled: bool = opt(False, "serve the live view")
     listen: str = opt("127.0.0.1:8080", "HOST:PORT to listen on; any host but localhost needs a token")
-    token: str = opt("", "access token, required when listening off localhost; when set, every request must carry it")
+    token: str = opt("", "access token, required when listening off localhost; when set, every request must carry it",
+                     secret=True)
     stream_fps: float = opt(10.0, "most MJPEG frames per second sent to viewers", min=0.5, max=60.0)
     joke_interval_s: float = opt(3.0, "least time between two 'next joke' presses", min=0.0, max=3600.0)
     stream_quality: int = opt(70, "JPEG quality of the live stream", min=10, max=95)
@@ -169,7 +170,7 @@ class MqttConfig:
     host: str = opt("localhost", "MQTT broker host name or address")
     port: int = opt(1883, "MQTT broker port (1883 plain, usually 8883 with TLS)", min=1, max=65535)
     username: str = opt("", "broker user name ('' = anonymous)")
-    password: str = opt("", "broker password (never logged)")
+    password: str = opt("", "broker password (never logged)", secret=True)
     tls: bool = opt(False, "connect with TLS")
     ca_file: str = opt("", "CA certificate file that signed the broker's certificate ('' = the system's CAs; needs tls = true)")
     device_id: str = opt("", "this device's id in topics and Home Assistant: lower-case letters, digits, _ ('' = from the host name)")
@@ -208,6 +209,15 @@ class Config:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def to_display_dict(self) -> dict:
+        """Like :meth:`to_dict`, with secrets (web.token, mqtt.password) shown as "<set>" when set."""
+        out = {}
+        for sec in dataclasses.fields(self):
+            obj = getattr(self, sec.name)
+            out[sec.name] = {f.name: ("<set>" if f.metadata.get("secret") and getattr(obj, f.name)
+                                      else getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+        return out
 
     def state_dir(self) -> Path:
         """The state folder: config, then $STATE_DIRECTORY (systemd), then the user's data dir."""

@@ -12,7 +12,7 @@ def add_arguments(p) -> None:
     g.add_argument("--default", action="store_true", help="print a commented default config file")
     g.add_argument("--check", metavar="FILE", help="validate FILE; exit 78 naming the bad key")
     g.add_argument("--show", action="store_true",
-                   help="print the effective config (--config FILE, --set, defaults) as TOML")
+                   help="print the effective config (--config FILE, --set, defaults) as TOML; secrets show as <set>")
 
 
 def main(args, cfg) -> int:
@@ -23,7 +23,7 @@ def main(args, cfg) -> int:
         config.load(args.check)
         print(f"{args.check}: OK")
         return 0
-    for sec, table in cfg.to_dict().items():
+    for sec, table in cfg.to_display_dict().items():
         print(f"[{sec}]")
         for k, v in table.items():
             print(f"{k} = {config.toml_value(v)}")

@@ -304,6 +304,17 @@ def test_config_show_prints_the_effective_config(tmp_path, capfd):
     assert config.load(write(tmp_path, shown, "shown.toml")).trigger.hold_frames == 7
 
 
+def test_config_show_never_prints_secrets(tmp_path, capfd):
+    """mqtt.password and web.token are shown as <set>, never in clear (the output ends up in bug reports)."""
+    f = write(tmp_path, '[mqtt]\npassword = "hunter2-secret"\n[web]\ntoken = "tok-secret-42"\n')
+    assert cli.main(["config", "--show", "--config", str(f)]) == 0
+    shown = capfd.readouterr().out
+    assert "hunter2-secret" not in shown and "tok-secret-42" not in shown
+    assert 'password = "<set>"' in shown and 'token = "<set>"' in shown
+    assert cli.main(["config", "--show"]) == 0
+    assert 'password = ""' in capfd.readouterr().out  # unset stays visibly empty
+
+
 # --------------------------------------------------------------------------- property: check == run
 
 def _bad_and_good_values(f):
