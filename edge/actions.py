@@ -45,7 +45,7 @@ from .errors import CantCreateError, GpioError
 from .fsutil import TEMP_EXT, atomic_write, fsync_dir
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from .config import Config
+    from .config import GpioConfig, StorageConfig
     from .sources import Frame
     from .trigger import TriggerResult
 
@@ -559,14 +559,15 @@ class Actions:
     ``on_event(event)`` (optional) gets each event dict once it is written.
     """
 
-    def __init__(self, cfg: "Config", state_dir: Path, on_joke: Callable[[], object] | None = None,
-                 *, on_event: Callable[[dict], object] | None = None, queue_size: int = 2):
-        g, s = cfg.gpio, cfg.storage
-        self.cfg = cfg
+    def __init__(self, gpio: "GpioConfig", storage: "StorageConfig", state_dir: Path,
+                 on_joke: Callable[[], object] | None = None, *, on_event: Callable[[dict], object] | None = None,
+                 queue_size: int = 2):
+        g, s = gpio, storage
+        self.gpio = gpio
         self.state_dir = Path(state_dir)
         self.photo_dir = self.state_dir / PHOTOS_NAME
         self.events_path = self.state_dir / EVENTS_NAME
-        self.on_joke = on_joke if cfg.jokes.on_smile else None
+        self.on_joke = on_joke   # the caller passes none when jokes.on_smile is off
         self.shots = 0
         self.led: SmileLed | None = None
         self.shutter: ShutterPulse | None = None
@@ -676,8 +677,8 @@ class Actions:
             return
         self._closed = True
         self._close_gpio()
-        parts = [f"LED off (pin {self.cfg.gpio.led_pin})"] if self.led is not None else []
-        parts += [f"shutter off (pin {self.cfg.gpio.shutter_pin})"] if self.shutter is not None else []
+        parts = [f"LED off (pin {self.gpio.led_pin})"] if self.led is not None else []
+        parts += [f"shutter off (pin {self.gpio.shutter_pin})"] if self.shutter is not None else []
         if parts:
             log.info("%s", ", ".join(parts))
         self.writer.close(timeout)

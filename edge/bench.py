@@ -83,9 +83,10 @@ from .argtypes import nonneg_int, positive_int
 from . import __version__
 from .errors import DataError, ModelError, SourceError, UsageError
 from .fsutil import atomic_write
+from .pipeline import Pipeline
 from .faces import FaceFinder, HaarDetector, iou
-from .sources import (FolderSource, Frame, OpenCVSource, PiCamera2Source, Source, ThreadedSource,
-                      image_folders, pi_camera_present)
+from .sources import (PI_SPECS, FolderSource, Frame, OpenCVSource, Source, ThreadedSource, image_folders,
+                      open_source, pi_camera_present)
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +94,6 @@ STAGES = ("capture", "detect", "classify", "trigger", "frame")
 MODES = ("full", "track", "async")
 DEFAULT_MODES = ("full", "track")
 PACED_MODES = ("track", "async")   # default with --pace: today's loop and the async one
-CAMERA_SPECS = {"camera", "pi", "picamera", "picamera2", "libcamera"}
 
 #: folder stream: the largest drift (pixels) of an image around its place, and the step per frame
 SHIFT_MAX = 16
@@ -424,13 +424,13 @@ def open_feed(spec, cfg, *, frames_needed: int, hold: int, one_face: bool = Fals
             raise SourceError("no --source given and no Pi camera here: pass --source DIR (an image folder, "
                               "e.g. ../shared/datasets/djsmile/photos), --source VIDEO or --source camera")
     spec = str(spec).strip()
-    if spec.lower() in CAMERA_SPECS:
+    if spec.lower() in PI_SPECS or spec.isdigit() or "://" in spec:  # a camera: opened as 'djsmile run' opens it
         try:
-            return LiveStream(PiCamera2Source(cfg))
+            return LiveStream(open_source(spec, cfg))
         except SourceError as e:
-            raise type(e)(f"--source camera: {e}") from None
-    if spec.isdigit():
-        return LiveStream(OpenCVSource(int(spec), cfg))
+            if spec.lower() in PI_SPECS:
+                raise type(e)(f"--source {spec}: {e}") from None
+            raise
     p = Path(spec).expanduser()
     if p.is_dir():
         n = max(1, math.ceil(frames_needed / hold))
@@ -439,8 +439,6 @@ def open_feed(spec, cfg, *, frames_needed: int, hold: int, one_face: bool = Fals
                            name=f"{desc}, each held {hold} frames, {cfg.camera.width}x{cfg.camera.height}")
     if p.is_file():
         return VideoStream(str(p), cfg)
-    if "://" in spec:
-        return LiveStream(OpenCVSource(spec, cfg))
     raise SourceError(f"source {spec!r} not found: no such file or folder (use camera, an image folder or a video)")
 
 
@@ -518,33 +516,36 @@ class Variant:
     dropped: int = 0                   # paced: of them, replaced before the loop took one
     late: int = 0                      # paced: decisions after the next frame was due
     setting: str = "config"            # "config" or the --compare-set override this variant runs with
+    pipeline: Pipeline = None          # finder -> model -> trigger, as 'djsmile run' drives it
+    marks: dict = field(default_factory=dict)   # the pipeline's timing hook: stage -> perf_counter
+
+    def mark(self, stage: str, now: float, faces: int) -> None:
+        self.marks[stage] = now
 
     def step(self, record: bool, frames: Iterator[Frame] | None = None) -> None:
-        """One loop iteration: capture -> detect -> classify -> trigger (+ mocked actions)."""
+        """One loop iteration: capture -> :meth:`Pipeline.process <djsmile.pipeline.Pipeline.process>`
+        (detect -> classify -> trigger, timed through its hook) -> mocked actions."""
         pc = time.perf_counter
         t0 = pc()
         frame = next(self.frames if frames is None else frames)
         t1 = pc()
-        boxes = self.finder.find(frame.gray)
-        t2 = pc()
-        probs = self.model.predict(frame.gray, boxes) if boxes else []  # as djsmile.service.run does
-        t3 = pc()
-        result = self.trigger.update(frame.index, frame.t, boxes, probs)
+        result = self.pipeline.process(frame)
         self.actions.update(result, frame)
         t4 = pc()
         if not record:
             if self.frame_size is None:
                 self.frame_size = [int(frame.gray.shape[1]), int(frame.gray.shape[0])]
             return
+        t2, t3 = self.marks["detect"], self.marks["classify"]
         tm = self.times
         tm["capture"].append((t1 - t0) * 1e3)
         tm["detect"].append((t2 - t1) * 1e3)
-        n = len(boxes)
+        n = len(self.pipeline.boxes)
         if n:
             tm["classify"].append((t3 - t2) * 1e3 / n)
             self.faces += n
             self.frames_with_face += 1
-        tm["trigger"].append((t4 - t3) * 1e3)
+        tm["trigger"].append((t4 - t3) * 1e3)   # Trigger.update plus the mocked actions
         if self.pace and frame.captured is not None:
             tm["frame"].append((t4 - t1) * 1e3)       # the work; capture was waiting for the frame
             decision = (t4 - frame.captured) * 1e3
@@ -702,6 +703,7 @@ def build_variants(cfg, model_paths: list[Path], threads: list[int], modes: list
         v.model_rss_mb = (rss1 - rss0) if rss0 is not None and rss1 is not None else None
         v.trigger = Trigger(vcfg.trigger, v.model.threshold)
         v.actions = BenchActions()
+        v.pipeline = Pipeline(v.finder, v.model, v.trigger, timing=v.mark)
         v.frames = feed.iterator()
         variants.append(v)
     return variants
@@ -986,7 +988,7 @@ def main(args, cfg) -> int:
         if not p.is_file():
             raise ModelError(f"model file {p} not found; pass --model PATH or set model.path")
     spec = str(args.source or "").strip()
-    if pace and (spec.lower() in CAMERA_SPECS or spec == "" or spec.isdigit() or "://" in spec):
+    if pace and (spec.lower() in PI_SPECS or spec == "" or spec.isdigit() or "://" in spec):
         raise UsageError("--pace plays an image folder or a video like a camera; a camera sets its own "
                          "pace (drop --pace, or pass --source DIR or VIDEO)")
     if "track" in modes and int(cfg.detector.full_every) == 1:

@@ -71,6 +71,7 @@ def apply_overrides(cfg, args) -> None:
 def main(args, cfg) -> int:
     from .faces import FaceFinder
     from .model import SmileModel
+    from .pipeline import Pipeline
     from .sources import open_source
     from .speech import make_engine
     from .trigger import Trigger
@@ -91,6 +92,7 @@ def main(args, cfg) -> int:
     try:
         # a file runs flat out (stream time); a camera is paced: as in 'djsmile run'
         finder = FaceFinder.from_config(cfg.detector, paced=not source.finite)
+        pipeline = Pipeline(finder, model, trigger)
         led = _led(cfg)
         guide = Guide(make_engine(cfg.speech), led, out=lambda s: print(s, flush=True),
                       err=lambda s: print(s, file=sys.stderr, flush=True))
@@ -98,12 +100,7 @@ def main(args, cfg) -> int:
         log.info("calibrating from %s: %g s straight face, then %g s smile", source.name,
                  args.seconds, args.seconds)
         for frame in source:
-            if frame.new_scene:  # an image folder: each image is a new scene, as in 'djsmile run'
-                finder.reset()
-                trigger.new_scene()
-            boxes = finder.find(frame.gray)
-            probs = model.predict(frame.gray, boxes) if boxes else []
-            result = trigger.update(frame.index, frame.t, boxes, probs)
+            result = pipeline.process(frame)  # as in 'djsmile run' (an image is a new scene)
             if not session.feed(frame.t, result.faces):
                 break
         try:

@@ -148,7 +148,7 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
         if name == chosen:
             mod = _import_for(name)
             mod.add_arguments(sp)
-            sp.set_defaults(_main=functools.partial(run_command, mod))
+            sp.set_defaults(handler=functools.partial(run_command, mod))
     return parser
 
 
@@ -178,7 +178,7 @@ def main(argv=None) -> int:
             parser.print_help()
             return EX_USAGE
         setup_logging(args.log_level)
-        return int(args._main(args) or 0)
+        return int(args.handler(args) or 0)
     except UsageError as e:
         if e.usage:  # from argparse: the (sub)command's usage, then argparse's one line
             sys.stderr.write(f"{e.usage}{e}\n")

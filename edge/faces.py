@@ -22,6 +22,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .config import DetectorConfig as _D   # the [detector] defaults, written once there
 from .errors import CascadeError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -121,8 +122,8 @@ class HaarDetector:
                  cascade: str = "", upscale: float = 1.0, min_confidence: float = 0.0,
                  equalize: str = "none"):
         self.cascade_path = find_cascade(cascade)
-        self._cascade = cv2.CascadeClassifier(self.cascade_path)
-        if self._cascade.empty():
+        self.classifier = cv2.CascadeClassifier(self.cascade_path)   # cv2.CascadeClassifier (one per thread: see clone)
+        if self.classifier.empty():
             raise CascadeError(f"detector.cascade: {self.cascade_path} is not a valid Haar cascade")
         self.scale_factor = scale_factor
         self.min_neighbors = min_neighbors
@@ -140,7 +141,7 @@ class HaarDetector:
     def clone(self) -> "HaarDetector":
         """The same settings with its own cascade (one cascade object is not shared between threads)."""
         twin = copy.copy(self)
-        twin._cascade = cv2.CascadeClassifier(self.cascade_path)
+        twin.classifier = cv2.CascadeClassifier(self.cascade_path)
         return twin
 
     @classmethod
@@ -148,20 +149,20 @@ class HaarDetector:
         return cls(scale_factor=det.scale_factor, min_neighbors=det.min_neighbors,
                    min_face_fraction=det.min_face_fraction, detect_width=det.detect_width,
                    cascade=det.cascade, upscale=det.upscale, min_confidence=det.min_confidence,
-                   equalize=getattr(det, "equalize", "none"))
+                   equalize=det.equalize)
 
     def _run(self, small: np.ndarray, min_px: int):
         min_px = max(20, int(min_px))  # the cascade's own window is 24 px
         if small.shape[0] < min_px or small.shape[1] < min_px:
             return []
         if self.min_confidence > 0:
-            found, _levels, weights = self._cascade.detectMultiScale3(
+            found, _levels, weights = self.classifier.detectMultiScale3(
                 small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
                 minSize=(min_px, min_px), outputRejectLevels=True)
             weights = np.asarray(weights, np.float64).reshape(-1)
             found = [b for b, w in zip(found, weights) if w >= self.min_confidence]
         else:
-            found = self._cascade.detectMultiScale(
+            found = self.classifier.detectMultiScale(
                 small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
                 minSize=(min_px, min_px))
         return [tuple(int(v) for v in b) for b in (found if len(found) else [])]
@@ -369,8 +370,8 @@ class FaceFinder:
 
     RECENT = 12   # frames kept to track a late detection forward ("on")
 
-    def __init__(self, detector: HaarDetector, full_every: int = 5, track_margin: float = 0.5,
-                 tracker: str = "template", template_width: int = 40, min_score: float = 0.8,
+    def __init__(self, detector: HaarDetector, full_every: int = 5, track_margin: float = _D.track_margin,
+                 tracker: str = _D.tracker, template_width: int = 40, min_score: float = _D.track_min_score,
                  async_full: str = "off"):
         if async_full not in ("off", "wait", "on"):
             raise ValueError(f"async_full = {async_full!r}: 'off', 'wait' or 'on'")
@@ -394,9 +395,8 @@ class FaceFinder:
     def from_config(cls, det, paced: bool = False) -> "FaceFinder":
         """Built from the ``[detector]`` section; ``paced``: a camera, or a file played in real time."""
         return cls(HaarDetector.from_config(det), full_every=det.full_every,
-                   track_margin=det.track_margin, tracker=getattr(det, "tracker", "template"),
-                   min_score=getattr(det, "track_min_score", 0.8),
-                   async_full=resolve_async_full(getattr(det, "async_full", "off"), paced))
+                   track_margin=det.track_margin, tracker=det.tracker, min_score=det.track_min_score,
+                   async_full=resolve_async_full(det.async_full, paced))
 
     def close(self) -> None:
         """Stop the detection worker, if any."""
@@ -581,7 +581,7 @@ class FaceFinder:
             roi = cv2.resize(roi, (max(1, int(rw * scale)), max(1, int(rh * scale))),
                              interpolation=cv2.INTER_AREA)
         min_px = 0.7 * w * scale
-        cand = det._cascade.detectMultiScale(
+        cand = det.classifier.detectMultiScale(
             roi, scaleFactor=det.scale_factor, minNeighbors=det.min_neighbors,
             minSize=(max(20, int(min_px)),) * 2, maxSize=(int(1.4 * w * scale) + 1,) * 2)
         if not len(cand):

@@ -5,9 +5,7 @@ the web view, gpiozero's pulse timers) lives on its own threads, fed without
 waiting. The loop:
 
     for frame in source:
-        boxes  = finder.find(frame.gray)            # tracking; full Haar on a worker
-        probs  = model.predict(frame.gray, boxes)   # int8 TFLite
-        result = trigger.update(frame.index, frame.t, boxes, probs)
+        result = pipeline.process(frame)            # faces -> model -> trigger (djsmile.pipeline)
         actions.update(result, frame)               # LED, shutter, photo, event, joke
         web.publish(frame, result, fps)             # if the live view is on
         notifier.watchdog()                         # systemd watchdog
@@ -46,6 +44,7 @@ from .fsutil import pid_lock
 from .faces import FaceFinder
 from .model import SmileModel
 from .notify import Notifier
+from .pipeline import Pipeline
 from .sources import FrameReader, OpenCancelled, Source, ThreadedSource, open_source
 from .trigger import Trigger
 
@@ -113,7 +112,7 @@ def run(cfg, source: Source, *, model, finder, stop_event: threading.Event | Non
     read once per frame: when set, that frame is shot as a manual shot.
     """
     stop_event = stop_event or threading.Event()
-    trigger = trigger or Trigger(cfg.trigger, getattr(model, "threshold", 0.5))
+    trigger = trigger or Trigger(cfg.trigger, model.threshold)
     stats = stats or LoopStats()
     reader = FrameReader(source)  # a source stuck in a blocking read cannot hold up a stop
     try:
@@ -133,6 +132,7 @@ def _loop(cfg, source: Source, reader: FrameReader, *, model, finder, stop_event
     next_log = next_status + LOG_STATUS_EVERY_S
     errors_in_a_row = 0
     ended = False
+    pipeline = Pipeline(finder, model, trigger)
     while not stop_event.is_set():
         frame = reader.next(stop_event)
         if frame is None:
@@ -145,14 +145,8 @@ def _loop(cfg, source: Source, reader: FrameReader, *, model, finder, stop_event
             if delay > 0 and stop_event.wait(delay):
                 break
         try:
-            if frame.new_scene:  # a new image: no face, smile or hold carries over from the last one
-                finder.reset()
-                trigger.new_scene()
-            boxes = finder.find(frame.gray)
-            probs = model.predict(frame.gray, boxes) if boxes else []
-            # a still image is a scene that holds: the trigger sees it for as many frames as a smile must hold
-            for _ in range(trigger.hold_frames if frame.new_scene else 1):
-                result = trigger.update(frame.index, frame.t, boxes, probs)
+            result = pipeline.process(frame)
+            boxes = pipeline.boxes
             calibrating = calibration is not None and calibration.feed(frame.t, result.faces)
             if actions is not None and not calibrating:
                 actions.update(result, frame)
@@ -202,7 +196,7 @@ def add_arguments(p) -> None:
     import argparse
 
     p.add_argument("--source", metavar="SPEC",
-                   help="'' = Pi camera, else webcam 0; 'pi'; a webcam index; a video file; an image folder "
+                   help="'' = Pi camera, else webcam 0; 'camera' or 'pi'; a webcam index; a video file; an image folder "
                         "(default: camera.source)")
     p.add_argument("--state-dir", metavar="DIR", help="photos, events.jsonl and the joke cache go here "
                                                       "(default: storage.state_dir)")
@@ -253,6 +247,30 @@ def gpio_in_use(cfg) -> bool:
     return bool(g.led_enabled or g.shutter_enabled or g.button_enabled)
 
 
+#: gpiozero's own order of preference when no pin factory is named
+PIN_FACTORY_ORDER = ("lgpio", "rpigpio", "pigpio", "native")
+
+
+def load_pin_factory(name: str = ""):
+    """A gpiozero pin factory by its entry-point name (gpiozero's public ``gpiozero_pin_factories``
+    group, as ``GPIOZERO_PIN_FACTORY`` names them), or the first of :data:`PIN_FACTORY_ORDER` that loads."""
+    from importlib.metadata import entry_points
+
+    eps = {ep.name: ep for ep in entry_points(group="gpiozero_pin_factories")}
+    if name:
+        ep = eps.get(name) or eps.get(name.lower())
+        if ep is None:
+            raise ValueError(f"no gpiozero pin factory named {name!r} (known: {', '.join(sorted(eps))})")
+        return ep.load()()
+    errors = []
+    for n in PIN_FACTORY_ORDER:
+        try:
+            return eps[n].load()()
+        except Exception as e:
+            errors.append(f"{n}: {e}")
+    raise RuntimeError("Unable to load any default pin factory! (" + "; ".join(errors) + ")")
+
+
 def setup_gpio(cfg) -> str:
     """Choose gpiozero's pin factory once, and say which (mock off a Pi). Returns its class name."""
     from gpiozero import Device
@@ -267,13 +285,10 @@ def setup_gpio(cfg) -> str:
         Device.pin_factory = MockFactory()
         log.info("GPIO: simulated pins (gpio.pin_factory = 'mock'); nothing is wired")
         return "MockFactory"
-    old = os.environ.get("GPIOZERO_PIN_FACTORY")
     try:
-        if name:
-            os.environ["GPIOZERO_PIN_FACTORY"] = name
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            factory = Device._default_pin_factory()
+            factory = load_pin_factory(name or os.environ.get("GPIOZERO_PIN_FACTORY", ""))
     except Exception as e:
         if name:
             raise GpioError(f"config key gpio.pin_factory = {name!r} cannot be loaded ({e}); "
@@ -283,12 +298,6 @@ def setup_gpio(cfg) -> str:
         log.info("GPIO: no GPIO on this machine (%s): using gpiozero's MockFactory (simulated pins; "
                  "the LED and shutter do nothing)", str(e).rstrip("!."))
         return "MockFactory"
-    finally:
-        if name:
-            if old is None:
-                os.environ.pop("GPIOZERO_PIN_FACTORY", None)
-            else:
-                os.environ["GPIOZERO_PIN_FACTORY"] = old
     Device.pin_factory = factory
     log.info("GPIO: %s", type(factory).__name__)
     return type(factory).__name__
@@ -393,6 +402,11 @@ def _fan_out(*fns):
     return call
 
 
+def joke_on_shot(jokes, teller):
+    """What a shot calls for a joke: ``teller.tell`` when ``jokes.on_smile`` is on, else None."""
+    return teller.tell if (teller is not None and jokes.on_smile) else None
+
+
 def main(args, cfg) -> int:
     """``djsmile run`` with ``cfg`` loaded and checked by the CLI (``--set`` and flags applied)."""
     from .actions import PHOTOS_NAME, Actions
@@ -465,7 +479,7 @@ def main(args, cfg) -> int:
 
             teller = None
             if cfg.jokes.on_smile or cfg.gpio.button_enabled or cfg.web.enabled or cfg.mqtt.enabled:
-                teller = JokeTeller(cfg, state_dir)
+                teller = JokeTeller(cfg.jokes, cfg.speech, state_dir)
                 closers.add("teller", lambda: teller.close(timeout=0.5))
 
             web = None
@@ -483,8 +497,7 @@ def main(args, cfg) -> int:
                                 on_joke_tell=teller.tell, on_shutter_fire=manual_shot.set)
                 teller.on_told = mqtt.note_joke
 
-            actions = Actions(cfg, state_dir,
-                              on_joke=teller.tell if (teller is not None and cfg.jokes.on_smile) else None,
+            actions = Actions(cfg.gpio, cfg.storage, state_dir, on_joke=joke_on_shot(cfg.jokes, teller),
                               on_event=_fan_out(web.note_event if web is not None else None,
                                                 mqtt.note_event if mqtt is not None else None))
             closers.add("actions", lambda: actions.close(timeout=1.0))

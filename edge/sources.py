@@ -38,11 +38,12 @@ import cv2
 import numpy as np
 
 from .errors import DataError, NoCameraError, SourceError, SourceNotFoundError
+from .preprocess import to_gray
 
 log = logging.getLogger(__name__)
 
 IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
-PI_SPECS = {"pi", "picamera", "picamera2", "libcamera"}
+PI_SPECS = {"camera", "pi", "picamera", "picamera2", "libcamera"}  # --source names of the Pi camera (run, bench, calibrate)
 #: an image in a folder source above this many pixels is read reduced (JPEG) or skipped
 MAX_IMAGE_PIXELS = 40_000_000
 
@@ -139,16 +140,6 @@ def _to_bgr(img: np.ndarray) -> np.ndarray:
     if img.shape[2] == 1:
         return cv2.cvtColor(img[:, :, 0], cv2.COLOR_GRAY2BGR)
     return img
-
-
-def _to_gray(img: np.ndarray) -> np.ndarray:
-    if img.ndim == 2:
-        return img
-    if img.shape[2] == 4:
-        return cv2.cvtColor(img, cv2.COLOR_BGRA2GRAY)
-    if img.shape[2] == 1:
-        return img[:, :, 0]
-    return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
 
 
 # --------------------------------------------------------------------------- Pi camera
@@ -471,7 +462,7 @@ class OpenCVSource(Source):
                 if index and t <= last_t:  # a container without usable timestamps
                     t = index / self.fps
             last_t = t
-            gray = _to_gray(img)
+            gray = to_gray(img)
             colour = (lambda im=img: im if im.ndim == 3 else None)
             yield Frame(gray, index, t, colour, color_fn=colour)
             index += 1
@@ -671,7 +662,7 @@ class FolderSource(Source):
             if img is None:
                 self.unreadable.append(p)
                 continue
-            yield Frame(_to_gray(img), index, index / self.fps, (lambda c=img: c), color_fn=(lambda c=img: c),
+            yield Frame(to_gray(img), index, index / self.fps, (lambda c=img: c), color_fn=(lambda c=img: c),
                         new_scene=True)
             index += 1
         if self._closed:
@@ -811,7 +802,7 @@ def open_source(spec, cfg, *, picamera2_cls=None, cancel: threading.Event | None
     """Open a frame source from a ``--source`` string.
 
     ``''`` = the Pi camera if present, else webcam 0, else :class:`NoCameraError`;
-    ``'pi'`` = the Pi camera; a number = that webcam; a folder = its images;
+    ``'camera'`` or ``'pi'`` = the Pi camera; a number = that webcam; a folder = its images;
     a file or URL = a video. ``cancel``: a stop asked while a stream or
     webcam opens raises :class:`OpenCancelled` at once.
     """

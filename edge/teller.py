@@ -24,15 +24,15 @@ log = logging.getLogger(__name__)
 class JokeTeller:
     """Tells dad jokes out loud, one at a time.
 
-    ``cfg``: the whole :class:`~djsmile.config.Config` (``jokes`` and ``speech`` are used).
-    ``engine`` / ``source`` may be given (tests, benchmarks); by default they come from ``cfg``.
+    ``jokes`` and ``speech``: the config's ``[jokes]`` and ``[speech]`` sections.
+    ``engine`` / ``source`` may be given (tests, benchmarks); by default they come from those.
     """
 
-    def __init__(self, cfg, state_dir: Optional[Path], *, engine: Optional[Engine] = None,
+    def __init__(self, jokes, speech, state_dir: Optional[Path], *, engine: Optional[Engine] = None,
                  source: Optional[JokeSource] = None):
-        self.cfg = cfg
-        self.engine = engine if engine is not None else make_engine(cfg.speech)
-        self.source = source if source is not None else JokeSource(cfg.jokes, state_dir)
+        self.jokes = jokes
+        self.engine = engine if engine is not None else make_engine(speech)
+        self.source = source if source is not None else JokeSource(jokes, state_dir)
         self.source.start()
         self.last_joke: Optional[str] = self.source.last_told   # so a long press works after a restart
         self.last_origin: Optional[str] = None
@@ -108,7 +108,7 @@ class JokeTeller:
             text = self.last_joke
             log.info("repeating the last joke: %s", text)
         else:
-            wait = 0.0 if self.source.prefetching else self.cfg.jokes.timeout_s
+            wait = 0.0 if self.source.prefetching else self.jokes.timeout_s
             joke = self.source.next_joke(wait_api=wait)
             text = joke.text
             self.last_joke, self.last_origin = text, joke.origin
@@ -135,7 +135,7 @@ def attach_button(gpio_cfg, teller, on_calibrate=None) -> Optional[object]:
     """
     if not gpio_cfg.button_enabled:
         return None
-    calib_s = float(getattr(gpio_cfg, "calibrate_hold_s", 0.0) or 0.0) if on_calibrate is not None else 0.0
+    calib_s = float(gpio_cfg.calibrate_hold_s or 0.0) if on_calibrate is not None else 0.0
     try:
         from gpiozero import Button
         bounce = gpio_cfg.button_bounce_ms / 1000.0 if gpio_cfg.button_bounce_ms > 0 else None

@@ -138,7 +138,7 @@ class Trigger:
         self.policy = tcfg.policy
         self.match_iou = float(tcfg.match_iou)
         self.forget_frames = int(tcfg.forget_frames)
-        self.rearm = bool(getattr(tcfg, "rearm", True))
+        self.rearm = bool(tcfg.rearm)
         self._tracks: list[_Track] = []
         self._next_id = 1
         self._last_fire_t: float | None = None

@@ -17,6 +17,8 @@ import pytest
 from djsmile import actions as actions_mod
 from djsmile.actions import Actions
 from djsmile.config import Config
+from types import SimpleNamespace
+
 from djsmile.errors import ConfigError, GpioError
 from djsmile.sources import Frame
 from djsmile.trigger import TrackedFace, TriggerResult
@@ -74,7 +76,8 @@ def make_actions(mock_factory, tmp_path):
     made = []
 
     def _make(cfg=None, **kw):
-        act = Actions(cfg or make_cfg(), tmp_path / "state", **kw)
+        cfg = cfg or make_cfg()
+        act = Actions(cfg.gpio, cfg.storage, tmp_path / "state", **kw)
         made.append(act)
         return act
 
@@ -258,7 +261,7 @@ def test_sidecar_left_without_its_photo_is_removed_at_start(mock_factory, tmp_pa
     (photos / "20260101-000000-000_f000001.json").write_text("{}")  # killed before the photo landed
     (photos / "20260101-000000-000_f000002.jpg").write_bytes(b"\xff\xd8")
     (photos / "20260101-000000-000_f000002.json").write_text("{}")
-    act = Actions(make_cfg(), tmp_path / "state")
+    act = Actions(make_cfg().gpio, make_cfg().storage, tmp_path / "state")
     try:
         assert [p.name for p in files(photos, "*.json")] == ["20260101-000000-000_f000002.json"]
     finally:
@@ -267,7 +270,7 @@ def test_sidecar_left_without_its_photo_is_removed_at_start(mock_factory, tmp_pa
 
 def test_event_photo_path_is_absolute_with_a_relative_state_dir(mock_factory, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    act = Actions(make_cfg(), Path("state"))
+    act = Actions(make_cfg().gpio, make_cfg().storage, Path("state"))
     try:
         shoot(act, 3)
         (ev,) = events(act)
@@ -366,7 +369,7 @@ def test_leftover_temp_files_removed_at_start(mock_factory, tmp_path):
     photos = tmp_path / "state" / "photos"
     photos.mkdir(parents=True)
     (photos / ".20260101-000000-000_f000001.jpg.999.tmp").write_bytes(b"\xff\xd8half")
-    act = Actions(make_cfg(), tmp_path / "state")
+    act = Actions(make_cfg().gpio, make_cfg().storage, tmp_path / "state")
     try:
         assert files(photos, "*.tmp") == []
     finally:
@@ -469,8 +472,11 @@ def test_on_joke_called_once_per_shot(make_actions):
 
 
 def test_on_joke_off_in_config_and_failures_do_not_stop_the_loop(make_actions, mock_factory, tmp_path):
+    from djsmile import service
     calls = []
-    act = make_actions(make_cfg(storage__save_photos=False, jokes__on_smile=False), on_joke=lambda: calls.append(1))
+    cfg = make_cfg(storage__save_photos=False, jokes__on_smile=False)
+    teller = SimpleNamespace(tell=lambda: calls.append(1))
+    act = make_actions(cfg, on_joke=service.joke_on_shot(cfg.jokes, teller))   # as djsmile run wires it
     shoot(act, 0)
     assert calls == []
     act.close()
@@ -501,7 +507,7 @@ def test_busy_pin_is_a_gpio_error_and_releases_the_other_pin(mock_factory, tmp_p
     busy = OutputDevice(SHUTTER_PIN)
     try:
         with pytest.raises(GpioError, match="gpio.shutter_pin") as e:
-            Actions(make_cfg(), tmp_path)
+            Actions(make_cfg().gpio, make_cfg().storage, tmp_path)
         from djsmile.cli import exit_code_for
         assert exit_code_for(e.value) == 69
         from gpiozero import LED

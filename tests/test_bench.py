@@ -100,7 +100,7 @@ def run_bench(*argv) -> int:
     """``djsmile bench ARGV`` in this process (logging left to pytest's caplog)."""
     argv = ["bench", *map(str, argv)]
     args = cli.build_parser(argv).parse_args(argv)
-    return args._main(args)
+    return args.handler(args)
 
 
 @pytest.mark.shared

@@ -54,7 +54,8 @@ def teller_factory(tmp_path):
     def make(cfg=None, engine="recording", state=None):
         if engine == "recording":
             engine = RecordingEngine()
-        t = JokeTeller(cfg or offline_cfg(), state or tmp_path / "state", engine=engine)
+        cfg = cfg or offline_cfg()
+        t = JokeTeller(cfg.jokes, cfg.speech, state or tmp_path / "state", engine=engine)
         made.append(t)
         return t
     yield make

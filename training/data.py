@@ -40,11 +40,11 @@ from djsmile import preprocess
 from djsmile.errors import DataError
 from djsmile.fsutil import atomic_open, atomic_write
 from djsmile.faces import HaarDetector
+from djsmile.sources import IMAGE_EXTS  # one list: the images djsmile run reads from a folder
 
 log = logging.getLogger(__name__)
 
 CLASSES = ("no_smile", "smile")          # label index = position (smile = 1)
-IMAGE_EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 SPLITS = ("train", "val", "test")
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 SPLIT_SALT = "djsmile-split-v1"
