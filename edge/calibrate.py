@@ -1,4 +1,4 @@
-"""``djsmile calibrate``: learn the trigger's thresholds from the person in front of the camera.
+"""The ``djsmile calibrate`` loop: learn the trigger's thresholds from the person in front of the camera.
 
 Two phases of ``--seconds`` each (stream time, so a recorded clip calibrates
 the same way every time): a straight face, then a smile. Each frame goes
@@ -23,27 +23,6 @@ from .fsutil import atomic_write
 
 log = logging.getLogger(__name__)
 
-def positive_seconds(s: str) -> float:
-    import argparse
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a number of seconds") from None
-    if not 0.5 <= v <= 600:
-        raise argparse.ArgumentTypeError(f"{s!r} must be between 0.5 and 600 seconds")
-    return v
-
-
-def add_arguments(p) -> None:
-    p.add_argument("--source", metavar="SPEC",
-                   help="'' = Pi camera, else webcam 0; a webcam index; a video file; an image folder "
-                        "(default: camera.source). With a file, the first N seconds are the straight face")
-    p.add_argument("--state-dir", metavar="DIR", help="where calibration.json goes (default: storage.state_dir)")
-    p.add_argument("--seconds", type=positive_seconds, default=cal.DEFAULT_SECONDS, metavar="N",
-                   help=f"length of each phase in seconds (default: {cal.DEFAULT_SECONDS:g})")
-    p.add_argument("--json", metavar="OUT", help="also write the result to OUT ('-' = stdout)")
-    p.add_argument("--reset", action="store_true", help="remove calibration.json and exit")
-
 
 def _led(cfg):
     """A gpiozero LED on gpio.led_pin (MockFactory off a Pi, as ``djsmile run``), or None."""
@@ -60,15 +39,9 @@ def _led(cfg):
         return None
 
 
-def apply_overrides(cfg, args) -> None:
-    """``--source`` / ``--state-dir`` win over the config (the CLI applies them after ``--set``)."""
-    if args.source is not None:
-        cfg.set("camera.source", args.source)
-    if args.state_dir is not None:
-        cfg.set("storage.state_dir", args.state_dir)
-
-
-def main(args, cfg) -> int:
+def calibrate(cfg, *, seconds: float = cal.DEFAULT_SECONDS, json_out: str | None = None,
+              reset: bool = False) -> int:
+    """``djsmile calibrate`` with ``cfg`` loaded and checked: returns the exit code (0, or 65 on a refusal)."""
     from .faces import FaceFinder
     from .model import SmileModel
     from .pipeline import Pipeline
@@ -77,7 +50,7 @@ def main(args, cfg) -> int:
     from .trigger import Trigger
 
     state_dir = cfg.state_dir()
-    if args.reset:
+    if reset:
         gone = cal.remove(state_dir)
         print(f"removed {cal.path_in(state_dir)}" if gone else f"no calibration at {cal.path_in(state_dir)}")
         return 0
@@ -96,9 +69,9 @@ def main(args, cfg) -> int:
         led = _led(cfg)
         guide = Guide(make_engine(cfg.speech), led, out=lambda s: print(s, flush=True),
                       err=lambda s: print(s, file=sys.stderr, flush=True))
-        session = Session(state_dir, sha, guide, seconds=args.seconds, policy=cfg.trigger.policy)
+        session = Session(state_dir, sha, guide, seconds=seconds, policy=cfg.trigger.policy)
         log.info("calibrating from %s: %g s straight face, then %g s smile", source.name,
-                 args.seconds, args.seconds)
+                 seconds, seconds)
         for frame in source:
             result = pipeline.process(frame)  # as in 'djsmile run' (an image is a new scene)
             if not session.feed(frame.t, result.faces):
@@ -114,15 +87,15 @@ def main(args, cfg) -> int:
         if led is not None:   # "solid 1 s = done": let it show before the pin is released
             time.sleep(DONE_SOLID_S)
         log.info("wrote %s", cal.path_in(state_dir))
-        if args.json:
+        if json_out:
             text = json.dumps(data, indent=2) + "\n"
-            if args.json == "-":
+            if json_out == "-":
                 sys.stdout.write(text)
             else:
                 try:
-                    atomic_write(args.json, text.encode())
+                    atomic_write(json_out, text.encode())
                 except OSError as e:
-                    raise CantCreateError(f"cannot write --json {args.json} ({e.strerror or e})") from None
+                    raise CantCreateError(f"cannot write --json {json_out} ({e.strerror or e})") from None
         n, s = data["neutral"], data["smile"]
         print(f"straight face p_smile median {n['median']:.2f} (p90 {n['p90']:.2f}, {n['n']} frames); "
               f"smile median {s['median']:.2f} (p10 {s['p10']:.2f}, {s['n']} frames); "

@@ -1,6 +1,7 @@
 """The ``djsmile`` command and its subcommands.
 
-Each subcommand lives in the module that does its job; that module offers
+Each subcommand has a thin module in :mod:`djsmile.commands` (train, eval and
+convert: their module in training/convert); that module offers
 ``add_arguments(parser)``, ``main(args, cfg) -> int`` and, if its flags change
 config keys, ``apply_overrides(cfg, args)``. The CLI parses the command line,
 loads the config once (``--config FILE``, then ``--set``, then the command's
@@ -30,15 +31,15 @@ log = logging.getLogger("djsmile")
 
 #: subcommand -> (module, one-line help)
 SUBCOMMANDS = {
-    "run": ("djsmile.service", "run the smile detector (camera -> faces -> model -> trigger -> actions)"),
+    "run": ("djsmile.commands.run", "run the smile detector (camera -> faces -> model -> trigger -> actions)"),
     "train": ("djsmile.training.train", "train the smile CNN on class-folder datasets (needs TensorFlow)"),
     "convert": ("djsmile.convert.tflite", "convert a trained Keras model to int8 / float32 TFLite (needs TensorFlow)"),
     "eval": ("djsmile.training.evaluate", "measure a model's accuracy on a smile/ no_smile folder"),
-    "bench": ("djsmile.bench", "time the detector's stages on this machine"),
-    "calibrate": ("djsmile.calibrate", "learn the smile thresholds from the person in front of the camera"),
-    "joke": ("djsmile.jokes", "print (and --say) a dad joke"),
-    "config": ("djsmile.config_cmd", "print the default config or check a config file"),
-    "mqtt": ("djsmile.mqtt_cmd", "MQTT / Home Assistant: --forget removes this device's retained messages"),
+    "bench": ("djsmile.commands.bench", "time the detector's stages on this machine"),
+    "calibrate": ("djsmile.commands.calibrate", "learn the smile thresholds from the person in front of the camera"),
+    "joke": ("djsmile.commands.joke", "print (and --say) a dad joke"),
+    "config": ("djsmile.commands.config", "print the default config or check a config file"),
+    "mqtt": ("djsmile.commands.mqtt", "MQTT / Home Assistant: --forget removes this device's retained messages"),
 }
 
 TRAIN_HINT = "TensorFlow is not installed: pip install '.[train]'"

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from djsmile import bench, cli
+from djsmile.commands import bench as bench_cmd
 from djsmile.config import Config
 from djsmile.errors import EX_UNAVAILABLE
 
@@ -211,14 +212,14 @@ def test_bad_source_is_one_clear_line(source, words, tmp_path, tiny_models):
 
 
 def test_threads_and_modes_parse_lists():
-    assert bench._int_list("1,4") == [1, 4]
-    assert bench._int_list("2") == [2]
-    assert bench._mode_list("track,full") == ["track", "full"]
+    assert bench_cmd._int_list("1,4") == [1, 4]
+    assert bench_cmd._int_list("2") == [2]
+    assert bench_cmd._mode_list("track,full") == ["track", "full"]
     for bad in ("0", "a", "1,,x"):
         with pytest.raises(Exception):
-            bench._int_list(bad)
+            bench_cmd._int_list(bad)
     with pytest.raises(Exception):
-        bench._mode_list("fast")
+        bench_cmd._mode_list("fast")
 
 
 def test_folder_stream_holds_each_image_and_drifts():

@@ -89,7 +89,7 @@ def stub_run(monkeypatch):
     """``djsmile run`` through the real CLI and loader, but the loop replaced: records the config it gets."""
     got = []
 
-    def fake_main(args, cfg):
+    def fake_main(cfg, **kw):
         got.append(cfg)
         return 0
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from .argtypes import host_port
+from ..argtypes import host_port
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def apply_overrides(cfg, args) -> None:
 
 
 def main(args, cfg) -> int:
-    from .mqtt import forget
+    from ..mqtt import forget
 
     cleared = forget(cfg.mqtt)
     for topic in cleared:

@@ -1,10 +1,10 @@
-"""``djsmile config``: print the default config, or check a file."""
+"""``djsmile config``: print the default config, check a file, or show the effective config."""
 
 from __future__ import annotations
 
 import sys
 
-from . import config
+from .. import config
 
 
 def add_arguments(p) -> None:
