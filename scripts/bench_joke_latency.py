@@ -131,7 +131,7 @@ def main() -> int:
 
     lat, origins = [], []
     with tempfile.TemporaryDirectory() as state:
-        teller = JokeTeller(cfg, Path(state), engine=engine)
+        teller = JokeTeller(cfg.jokes, cfg.speech, Path(state), engine=engine)
         if pin is not None:
             button = attach_button(cfg.gpio, teller)
         try:

@@ -103,7 +103,7 @@ def one_run(kind: str, args, model, state: Path, host: str, port: int) -> dict:
     sink = None
     if kind == "on":
         sink = MqttSink(cfg.mqtt, version="bench", policy=t.policy)
-    actions = Actions(cfg, state, on_event=sink.note_event if sink else None)
+    actions = Actions(cfg.gpio, cfg.storage, state, on_event=sink.note_event if sink else None)
     if sink:
         sink.start()
         deadline = time.monotonic() + 10

@@ -248,7 +248,7 @@ def test_empty_folder_and_missing_path_are_named(tmp_path):
 
 def test_run_and_bench_share_one_rule_for_an_image_folder(tmp_path):
     """A folder of image folders (photos/smile, photos/no_smile) is an image folder for run too."""
-    from djsmile import bench
+    from djsmile.bench import feeds
     for sub, vals in (("smile", (10, 20)), ("no_smile", (30,))):
         (tmp_path / sub).mkdir()
         for i, v in enumerate(vals):
@@ -257,7 +257,7 @@ def test_run_and_bench_share_one_rule_for_an_image_folder(tmp_path):
     src = open_source(str(tmp_path), Config())
     assert [p.parent.name + "/" + p.name for p in src.files] == ["no_smile/0.jpg", "smile/0.jpg", "smile/1.jpg"]
     assert len(list(src)) == 3
-    images, _ = bench.load_folder_images(tmp_path, Config(), 10)
+    images, _ = feeds.load_folder_images(tmp_path, Config(), 10)
     assert len(images) == 3
 
 
