@@ -117,9 +117,9 @@ class HaarDetector:
         (global histogram equalization) or ``"auto"`` (CLAHE on dim frames only).
     """
 
-    def __init__(self, scale_factor: float = 1.15, min_neighbors: int = 5,
-                 min_face_fraction: float = 0.15, detect_width: int = 320,
-                 cascade: str = "", upscale: float = 1.0, min_confidence: float = 0.0,
+    def __init__(self, scale_factor: float = _D.scale_factor, min_neighbors: int = _D.min_neighbors,
+                 min_face_fraction: float = _D.min_face_fraction, detect_width: int = _D.detect_width,
+                 cascade: str = _D.cascade, upscale: float = _D.upscale, min_confidence: float = _D.min_confidence,
                  equalize: str = "none"):
         self.cascade_path = find_cascade(cascade)
         self.classifier = cv2.CascadeClassifier(self.cascade_path)   # cv2.CascadeClassifier (one per thread: see clone)

@@ -298,23 +298,23 @@ def run_variants(variants: list[Variant], frames: int, warmup: int, chunk: int) 
 # --------------------------------------------------------------------------- run
 @dataclass
 class Options:
-    """What ``djsmile bench`` times (its flags, resolved by :mod:`djsmile.commands.bench`)."""
+    """What ``djsmile bench`` times: its flags, resolved by :mod:`djsmile.commands.bench` (defaults live there)."""
     source: str | None
     models: list
     threads: list
     modes: list
-    frames: int = 300
-    warmup: int = 30
-    pace: float | None = None
-    compare_sets: list = field(default_factory=list)
-    chunk: int = 25
-    hold: int = 10
-    one_face: bool = False
-    detector_study: bool = False
-    study_frames: int = 60
-    json_out: str | None = None
-    plot_out: str | None = None
-    command: str = "djsmile bench"
+    frames: int
+    warmup: int
+    pace: float | None
+    compare_sets: list
+    chunk: int
+    hold: int
+    one_face: bool
+    detector_study: bool
+    study_frames: int
+    json_out: str | None
+    plot_out: str | None
+    command: str
 
 
 def run(cfg, opts: Options) -> int:
