@@ -357,7 +357,7 @@ class OpenCancelled(Exception):
     """A stop was asked (``cancel`` set) while a source was still opening."""
 
 
-def _open_capture(target, cancel: threading.Event | None, poll_s: float = 0.05):
+def _open_capture(target, cancel: threading.Event | None, poll_s: float = 0.05, timeout_s: float | None = None):
     """``cv2.VideoCapture(target)`` on a daemon thread, so a stop is not held up by a stream that
     hangs while opening (OpenCV waits 30 s). Raises :class:`OpenCancelled` when ``cancel`` is set
     first; the abandoned capture is released by its thread when it finally opens."""
@@ -365,7 +365,12 @@ def _open_capture(target, cancel: threading.Event | None, poll_s: float = 0.05):
     lock = threading.Lock()
 
     def opener():
-        cap = cv2.VideoCapture(target)
+        if timeout_s is None:
+            cap = cv2.VideoCapture(target)
+        else:  # a network stream: OpenCV's open and read time-outs (FFmpeg back-end), not its 30 s default
+            ms = int(timeout_s * 1000)
+            cap = cv2.VideoCapture(target, cv2.CAP_ANY,
+                                   [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
         with lock:
             if box.get("abandoned"):
                 cap.release()
@@ -418,7 +423,7 @@ class OpenCVSource(Source):
             path = str(spec)
             if "://" not in path and not os.path.isfile(path):
                 raise SourceNotFoundError(f"source {path!r} not found: no such file or folder")
-            self.cap = _open_capture(path, cancel)
+            self.cap = _open_capture(path, cancel, timeout_s=cam.stream_timeout_s if "://" in path else None)
             if not self.cap.isOpened():
                 self.cap.release()
                 raise SourceError(f"source {path!r} cannot be opened as a video by OpenCV")

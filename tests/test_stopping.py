@@ -31,6 +31,8 @@ QUIET = ["--set", 'jokes.api_url=""', "--set", 'speech.engine="none"']
 # (full detection in the loop: the face is found on the first frame however loaded the machine is)
 ALWAYS_SMILING = ["--set", "trigger.on_threshold=0.001", "--set", "trigger.off_threshold=0.0005",
                   "--set", "trigger.hold_frames=1", "--set", 'detector.async_full="off"']
+# the stalled stream must not end by itself (OpenCV's time-out) before the test signals it, however slow the machine
+NO_STREAM_TIMEOUT = ["--set", "camera.stream_timeout_s=600"]
 STOP_BOUND_S = 4.0  # the promise is 2 s; the bound leaves room for a loaded test machine
 
 # Runs `djsmile ...` in-process and reports the LED pin: LED-ON once lit, LED-AFTER 0|1 at the end.
@@ -228,7 +230,8 @@ def test_sigusr1_logs_the_status_line_and_the_run_goes_on(tmp_path, model, long_
 def test_stream_that_stalls_midway_stops_within_2s_led_off(tmp_path, model, face_avi, sig):
     server = StallingServer(face_avi, "midway")
     cmd = [PY, "-c", STOP_SCRIPT, "run", "--source", server.url, "--model", str(model),
-           "--state-dir", str(tmp_path / "state"), *QUIET, "--set", 'gpio.pin_factory="mock"', *ALWAYS_SMILING]
+           "--state-dir", str(tmp_path / "state"), *QUIET, "--set", 'gpio.pin_factory="mock"', *ALWAYS_SMILING,
+           *NO_STREAM_TIMEOUT]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()  # LED-ON, or "" if it ended first
@@ -254,7 +257,7 @@ def test_stream_that_stalls_midway_stops_within_2s_led_off(tmp_path, model, face
 def test_stream_that_hangs_on_open_stops_within_2s(tmp_path, model, sig):
     server = StallingServer(b"", "open")
     cmd = [PY, "-m", "djsmile", "run", "--source", server.url, "--model", str(model),
-           "--state-dir", str(tmp_path / "state"), *QUIET, "--set", 'gpio.pin_factory="mock"']
+           "--state-dir", str(tmp_path / "state"), *QUIET, "--set", 'gpio.pin_factory="mock"', *NO_STREAM_TIMEOUT]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert server.connected.wait(60), "djsmile never connected"
@@ -270,3 +273,19 @@ def test_stream_that_hangs_on_open_stops_within_2s(tmp_path, model, sig):
     assert proc.returncode == 0, err[-3000:]
     assert "stopped after 0 frames" in err
     assert "Traceback" not in err
+
+
+def test_a_stream_silent_past_camera_stream_timeout_s_ends_the_run_with_69(tmp_path, model, face_avi):
+    """camera.stream_timeout_s replaces OpenCV's fixed 30 s: a stalled stream ends the run, and systemd restarts it."""
+    server = StallingServer(face_avi, "midway")
+    cmd = [PY, "-m", "djsmile", "run", "--source", server.url, "--model", str(model),
+           "--state-dir", str(tmp_path / "state"), *QUIET, "--no-gpio", "--set", "camera.stream_timeout_s=2"]
+    t0 = time.monotonic()
+    try:
+        p = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+    finally:
+        server.close()
+    took = time.monotonic() - t0
+    assert p.returncode == 69, p.stderr[-3000:]
+    assert took < 25, f"the stalled stream took {took:.1f} s to end the run (OpenCV's default is 30 s)"
+    assert "Traceback" not in p.stderr
