@@ -138,6 +138,8 @@ def main(args, cfg) -> int:
     meta0 = ModelMeta(input_size=S, scale=1.0 / 255.0, offset=0.0, crop_margin=float(summary["crop_margin"]),
                       labels=list(D.CLASSES), smile_index=1, output=output)
     det = dict(summary.get("detector") or D.detector_kwargs(cfg.detector))
+    if summary.get("detector"):   # a summary written before detector.equalize existed was cropped without it
+        det.setdefault("equalize", "none")
     if "cascade" not in det:
         from djsmile.faces import find_cascade
         det["cascade"] = find_cascade(cfg.detector.cascade)

@@ -120,7 +120,7 @@ class HaarDetector:
     def __init__(self, scale_factor: float = _D.scale_factor, min_neighbors: int = _D.min_neighbors,
                  min_face_fraction: float = _D.min_face_fraction, detect_width: int = _D.detect_width,
                  cascade: str = _D.cascade, upscale: float = _D.upscale, min_confidence: float = _D.min_confidence,
-                 equalize: str = "none"):
+                 equalize: str = _D.equalize):
         self.cascade_path = find_cascade(cascade)
         self.classifier = cv2.CascadeClassifier(self.cascade_path)   # cv2.CascadeClassifier (one per thread: see clone)
         if self.classifier.empty():
@@ -142,6 +142,8 @@ class HaarDetector:
         """The same settings with its own cascade (one cascade object is not shared between threads)."""
         twin = copy.copy(self)
         twin.classifier = cv2.CascadeClassifier(self.cascade_path)
+        if self._clahe is not None:   # nor is a CLAHE object (it keeps working buffers)
+            twin._clahe = cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=CLAHE_TILES)
         return twin
 
     @classmethod

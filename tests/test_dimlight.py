@@ -77,7 +77,7 @@ def test_summary_counts_per_bin_and_overall():
 
 def test_measure_on_a_real_face_finds_it_clean_and_counts_every_variant(small_face_scene):
     scene = small_face_scene(60)
-    base = dict(min_face_fraction=0.1)
+    base = dict(min_face_fraction=0.1, equalize="none")
     rows, times = measure(["scene"], {"clean": Degradation(), "dim": Degradation(gamma=2.2, exposure=0.12, read_noise=1.5)},
                           {"none": dict(base), "clahe": dict(base, equalize="clahe")}, base, load=lambda p: scene)
     assert len(rows) == 1 and len(times["none"]) == 2

@@ -97,3 +97,16 @@ def test_training_masks_and_exported_splits_follow_the_fixes(tmp_path):
     assert counts == {"djsmile-faces/test": 1, "djsmile-photos/test": 1}
     assert (tmp_path / "out" / "djsmile-faces" / "test" / "smile" / "1.jpg").is_symlink()
     assert not (tmp_path / "out" / "djsmile-faces" / "test" / "no_smile").exists()
+
+
+def test_detector_settings_for_crops_name_equalize_and_keep_old_cache_keys():
+    from djsmile.config import Config
+    from djsmile.training import data as D
+    cfg = Config()
+    cfg.set("detector.equalize", "none")
+    kw = D.detector_kwargs(cfg.detector)
+    assert kw["equalize"] == "none"                       # HaarDetector's own default is "auto"
+    old = {k: v for k, v in kw.items() if k != "equalize"}  # as written before the option existed
+    assert D.CropParams(detector=kw).key("photos") == D.CropParams(detector=old).key("photos")
+    cfg.set("detector.equalize", "auto")
+    assert D.CropParams(detector=D.detector_kwargs(cfg.detector)).key("photos") != D.CropParams(detector=kw).key("photos")

@@ -213,7 +213,7 @@ class CropParams:
         d = {"v": CACHE_VERSION, "kind": kind, "margin": round(self.crop_margin, 6) if kind == "photos" else 0.0,
              "ctx": [self.ctx_size, self.ctx_margin]}
         if kind == "photos":
-            d["det"] = self.detector
+            d["det"] = {k: v for k, v in self.detector.items() if not (k == "equalize" and v == "none")}
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -228,8 +228,9 @@ def detector_kwargs(det_cfg) -> dict:
         kw["upscale"] = det_cfg.upscale
     if det_cfg.min_confidence != 0.0:
         kw["min_confidence"] = det_cfg.min_confidence
-    if getattr(det_cfg, "equalize", "none") != "none":
-        kw["equalize"] = det_cfg.equalize
+    # always explicit (HaarDetector's own default is the config's, "auto"); CropParams.key leaves
+    # out "none", so the crop caches made before the option existed stay valid
+    kw["equalize"] = det_cfg.equalize
     return kw
 
 
