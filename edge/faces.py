@@ -135,15 +135,16 @@ class HaarDetector:
             raise ConfigError(f"config key detector.equalize = {equalize!r} is not valid: allowed are "
                               + ", ".join(repr(e) for e in EQUALIZE))
         self.equalize = equalize
-        self._clahe = (cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=CLAHE_TILES)
-                       if equalize in ("clahe", "auto") else None)
+        # cv2.CLAHE for "clahe"/"auto" (one per thread, like the cascade: see clone)
+        self.clahe_op = (cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=CLAHE_TILES)
+                         if equalize in ("clahe", "auto") else None)
 
     def clone(self) -> "HaarDetector":
         """The same settings with its own cascade (one cascade object is not shared between threads)."""
         twin = copy.copy(self)
         twin.classifier = cv2.CascadeClassifier(self.cascade_path)
-        if self._clahe is not None:   # nor is a CLAHE object (it keeps working buffers)
-            twin._clahe = cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=CLAHE_TILES)
+        if self.clahe_op is not None:   # nor is a CLAHE object (it keeps working buffers)
+            twin.clahe_op = cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=CLAHE_TILES)
         return twin
 
     @classmethod
@@ -180,7 +181,7 @@ class HaarDetector:
         if scale != 1.0:
             small = cv2.resize(gray, (max(1, int(round(W * scale))), max(1, int(round(H * scale)))),
                                interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR)
-        small = equalize_frame(small, self.equalize, self._clahe)
+        small = equalize_frame(small, self.equalize, self.clahe_op)
         ref_h = frame_height if frame_height else H
         min_px = self.min_face_fraction * ref_h * scale
         boxes = self._run(small, min_px)

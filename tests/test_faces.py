@@ -50,7 +50,7 @@ def test_equalize_defaults_to_auto_and_rejects_unknown_methods():
     assert cfg.detector.equalize == "auto"                            # the device equalizes dim frames
     assert HaarDetector().equalize == "auto"                          # the class takes the same default
     det = HaarDetector(equalize="clahe")
-    assert det.clone()._clahe is not det._clahe                       # one CLAHE per thread, like the cascade
+    assert det.clone().clahe_op is not det.clahe_op                  # one CLAHE per thread, like the cascade
     with pytest.raises(ConfigError, match="detector.equalize"):
         cfg.set("detector.equalize", "retinex")
     with pytest.raises(ConfigError, match="detector.equalize"):
