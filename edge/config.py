@@ -72,6 +72,7 @@ class ModelConfig:
     """The smile classifier."""
     path: str = opt("", "TFLite model file ('' = the shipped models/smile_int8.tflite)")
     num_threads: int = opt(1, "interpreter threads", min=1, max=64)
+    mirror: bool = opt(False, "average p_smile of each face and its mirror image (about twice the classifier time a face)")
 
 
 @dataclass

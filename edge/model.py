@@ -105,7 +105,8 @@ class SmileModel:
     >>> model.predict(gray, [(120, 80, 96, 96)])   # -> array([0.93])
     """
 
-    def __init__(self, path=None, num_threads: int = 1, runtime_prefer: str | None = None):
+    def __init__(self, path=None, num_threads: int = 1, runtime_prefer: str | None = None, mirror: bool = False):
+        self.mirror = bool(mirror)
         self.path = Path(path) if path else default_model_path()
         if not self.path.is_file():
             raise ModelError(f"model file {self.path} not found; pass --model PATH or set model.path")
@@ -118,7 +119,7 @@ class SmileModel:
 
     @classmethod
     def from_config(cls, mc) -> "SmileModel":
-        return cls(mc.path or None, num_threads=mc.num_threads)
+        return cls(mc.path or None, num_threads=mc.num_threads, mirror=mc.mirror)
 
     @property
     def threshold(self) -> float:
@@ -129,10 +130,15 @@ class SmileModel:
         return preprocess.crop_face(gray, box, self.meta.input_size, self.meta.crop_margin)
 
     def predict_crops(self, crops) -> np.ndarray:
-        """p_smile for uint8 crops of ``input_size`` squared."""
+        """p_smile for uint8 crops of ``input_size`` squared (with ``mirror``: the mean over each crop and its mirror image)."""
         if len(crops) == 0:
             return np.zeros((0,), np.float32)
-        return self.meta.decode(self.runtime.run(self.meta.to_input(crops)))
+        x = self.meta.to_input(crops)
+        if not self.mirror:
+            return self.meta.decode(self.runtime.run(x))
+        n = len(x)
+        p = self.meta.decode(self.runtime.run(np.concatenate([x, x[:, :, ::-1]])))
+        return (0.5 * (p[:n] + p[n:])).astype(np.float32)
 
     def predict(self, gray: np.ndarray, boxes) -> np.ndarray:
         """p_smile for each box in ``gray``."""

@@ -40,6 +40,9 @@ def main(argv=None) -> int:
     ap.add_argument("--fer", required=True, metavar="TFLITE")
     ap.add_argument("--label-fixes", default=str(labelfix.DEFAULT_PATH))
     ap.add_argument("--model", default=None, help="a device model to compare on val (default: the shipped one)")
+    ap.add_argument("--teacher", choices=("lr", "ensemble"), default="lr",
+                    help="train targets: lr = out-of-fold LR on FER features; ensemble = mean of that and "
+                         "--model's p(smile) on the (unaugmented) train crops")
     ap.add_argument("--folds", type=int, default=5)
     ap.add_argument("--cache", default=str(D.DEFAULT_CACHE))
     ap.add_argument("--out", default=".cache/soft.npz")
@@ -83,8 +86,15 @@ def main(argv=None) -> int:
             row[r] = metrics(y[va][m], p[m], thr)["accuracy"]
         table[name] = row
         print(f"val {name:28s} " + "  ".join(f"{k}={v:.4f}" for k, v in row.items()))
+    what = "out-of-fold LR on FER features"
+    if args.teacher == "ensemble":
+        if crops_va is None:
+            raise SystemExit(f"--teacher ensemble needs a {params.input_size}-px device model (--model)")
+        p_dev = np.asarray(sm.predict_crops(list(crops.crop[tr])), np.float64)
+        p_tr = 0.5 * (p_tr + p_dev)
+        what = f"mean(out-of-fold LR on FER features, {sm.path.name} on train)"
     agree = float(((p_tr >= 0.5) == (y[tr] == 1)).mean())
-    print(f"train soft targets: out-of-fold LR on FER features, agrees with the labels on {agree:.4f}")
+    print(f"train soft targets: {what}, agrees with the labels on {agree:.4f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_open(out) as f:

@@ -347,7 +347,7 @@ def main(args, cfg) -> int:
     check_class_root(data_dir)
     model_path = args.model or cfg.model.path or None
     threads = args.threads or cfg.model.num_threads
-    model = SmileModel(model_path, num_threads=threads)
+    model = SmileModel(model_path, num_threads=threads, mirror=cfg.model.mirror)
     detector = None
     if args.mode == "photos":
         from djsmile.faces import HaarDetector

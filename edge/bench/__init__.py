@@ -262,7 +262,7 @@ def build_variants(cfg, model_paths: list[Path], threads: list[int], modes: list
         v.cascade_load_ms = (time.perf_counter() - t0) * 1e3
         rss0 = rss_mb_now()
         t0 = time.perf_counter()
-        v.model = SmileModel(path, num_threads=t)
+        v.model = SmileModel(path, num_threads=t, mirror=vcfg.model.mirror)
         v.model_load_ms = (time.perf_counter() - t0) * 1e3
         rss1 = rss_mb_now()
         v.model_rss_mb = (rss1 - rss0) if rss0 is not None and rss1 is not None else None
