@@ -50,3 +50,25 @@ def test_budget_fit_and_interleaved_timing_take_every_model_in_turn():
     assert ("b", (1, 64, 64, 1)) in calls and ("a", (1, 48, 48, 1)) in calls
     timed = [n for n, _ in calls[40:]]                 # after 20 warm-up runs each
     assert timed[:2] == ["a", "a"] and timed[2:4] == ["b", "b"] and timed[4:6] == ["b", "b"]   # turns rotate
+
+
+def test_training_on_soft_targets_reports_a_real_accuracy(tmp_path, capsys):
+    """Soft targets (0.75 / 0.25 here) are scored rounded at 0.5, like labels: Keras' binary accuracy read 0.0000."""
+    pytest.importorskip("tensorflow")
+    import hashlib
+    import json
+    from djsmile.cli import main
+    from test_training import make_faces
+    data = make_faces(tmp_path / "data", n=20)
+    files = sorted(data.rglob("*.png"))
+    soft = tmp_path / "soft.npz"
+    np.savez(soft, sha1=np.array([hashlib.sha1(f.read_bytes()).hexdigest() for f in files]),
+             p=np.full(len(files), 0.5, np.float32))
+    run = tmp_path / "run"
+    assert main(["train", str(data), "--out", str(run), "--epochs", "2", "--input-size", "32", "--batch-size", "16",
+                 "--cache", str(tmp_path / "cache"), "--no-progress", "--workers", "1",
+                 "--soft-targets", str(soft), "--soft-weight", "0.5"]) == 0
+    acc = json.loads((run / "summary.json").read_text())["history"]["accuracy"]
+    assert len(acc) == 2 and min(acc) >= 0.3, acc   # about chance or better on balanced classes; never 0
+    print_acc = [ln.split("  accuracy ")[1].split()[0] for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch ")]
+    assert len(print_acc) == 2 and "0.0000" not in print_acc, print_acc

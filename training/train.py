@@ -205,6 +205,19 @@ def fit(model, seq, val, epochs: int, patience: int, verbose: int) -> tuple[dict
     return hist, best_epoch
 
 
+def _hard_accuracy(keras):
+    """Keras' "accuracy" for one sigmoid column, with the target rounded at 0.5 as well as the prediction.
+
+    With hard 0/1 labels it equals binary accuracy; with soft targets binary
+    accuracy compares 0.73 with 1 and reads 0.
+    """
+    ops = keras.ops
+
+    def hard_accuracy(y_true, y_pred):
+        return ops.mean(ops.cast(ops.equal(y_true >= 0.5, y_pred >= 0.5), "float32"), axis=-1)
+    return keras.metrics.MeanMetricWrapper(hard_accuracy, name="accuracy")
+
+
 def predict_p(model, x, output: str, batch: int = 512) -> np.ndarray:
     """p_smile for float inputs (N, S, S, 1)."""
     if len(x) == 0:
@@ -364,7 +377,9 @@ def train(args, params, roots, items, crops, split_stats, t_data) -> int:
             else keras.losses.BinaryCrossentropy(label_smoothing=ls))
     steps = len(seq)
     sched = keras.optimizers.schedules.CosineDecay(args.lr, decay_steps=max(1, args.epochs * steps), alpha=0.02)
-    model.compile(optimizer=keras.optimizers.Adam(sched), loss=loss, metrics=["accuracy"],
+    # sigmoid: accuracy against the targets rounded at 0.5, so soft targets (--soft-targets) score like labels
+    acc = "accuracy" if output == "softmax" else _hard_accuracy(keras)
+    model.compile(optimizer=keras.optimizers.Adam(sched), loss=loss, metrics=[acc],
                   weighted_metrics=[])
     n_params = int(model.count_params())
     log.info("%s: %d parameters, input %dx%d, train %d, val %d, test %d", model.name, n_params, S, S,
