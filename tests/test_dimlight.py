@@ -84,3 +84,24 @@ def test_measure_on_a_real_face_finds_it_clean_and_counts_every_variant(small_fa
     f = rows[0]["found"]
     assert f[("clean", "none")] and f[("clean", "clahe")]
     assert not f[("dim", "none")] and f[("dim", "clahe")]
+
+
+def test_the_command_reads_a_photo_folder_and_writes_its_report(small_face_scene, tmp_path, capsys):
+    """``python -m djsmile.training.dimlight DIR --json OUT`` as the model card runs it (it raised AttributeError)."""
+    import json
+
+    import cv2
+    from djsmile.training.dimlight import main
+    for cls in ("smile", "no_smile"):
+        (tmp_path / "photos" / cls).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / "photos" / cls / "1.png"), small_face_scene(60))
+    out = tmp_path / "dim.json"
+    rc = main([str(tmp_path / "photos"), "--set", "detector.min_face_fraction=0.1", "--conditions", "clean,dark",
+               "--variant", "none:equalize=none", "--variant", "auto:equalize=auto", "--json", str(out)])
+    assert rc == 0
+    rep = json.loads(out.read_text())
+    assert rep["n_photos"] == 2 and rep["n_reference"] == 2
+    assert rep["summary"]["clean"]["none"]["all"] == {"n": 2, "found": 1.0}
+    assert "clean" in capsys.readouterr().out
+    with pytest.raises(Exception, match="min_face_fraction"):
+        main([str(tmp_path / "photos"), "--set", "detector.min_face_fraction=7"])

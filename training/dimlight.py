@@ -234,9 +234,7 @@ def main(argv=None) -> int:
     ap.add_argument("--json", metavar="OUT", help="write the summary and per-photo rows as JSON")
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    cfg = C.load(args.config)
-    C.apply_sets(cfg, args.set)
-    C.cross_check(cfg)
+    cfg = C.load(args.config, sets=args.set)
     d = cfg.detector
     ref_kw = detector_kwargs(d)
     specs = args.variant or ["none:equalize=none", "clahe:equalize=clahe", "hist:equalize=hist",
