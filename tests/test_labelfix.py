@@ -1,5 +1,7 @@
 """Reviewed label fixes: parsing, applying (with the faces/photos sibling), and eval on both label sets."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -86,17 +88,35 @@ def test_training_masks_and_exported_splits_follow_the_fixes(tmp_path):
     items = _items()
     for it, sp in zip(items, ("test", "test", "test", "train", "val")):
         it.split = sp
-        it.path = str(tmp_path / it.rel.replace("/", "_"))
+        it.path = str(tmp_path / "data" / {"djsmile-faces": "djsmile/faces", "djsmile-photos": "djsmile/photos",
+                                           "smilesmiled": "smilesmiled"}[it.root] / it.rel)
+        Path(it.path).parent.mkdir(parents=True, exist_ok=True)
         open(it.path, "wb").close()
     labelfix.apply(items, labelfix.parse(HEAD + "djsmile-faces,no_smile/1.jpg,no_smile,smile,grin\n"
                                                 "djsmile-faces,smile/2.jpg,smile,drop,drawing\n"))
     crops = SimpleNamespace(ok=np.ones(5, bool), found=np.ones(5, bool))
     M = D.masks(items, crops)
     assert M["test"].tolist() == [True, True, False, False, False]      # the dropped face is out
+    # the export is the data as labelled (the dropped face included); eval applies the fixes itself
     counts = D.export_split(items, tmp_path / "out")
-    assert counts == {"djsmile-faces/test": 1, "djsmile-photos/test": 1}
-    assert (tmp_path / "out" / "djsmile-faces" / "test" / "smile" / "1.jpg").is_symlink()
-    assert not (tmp_path / "out" / "djsmile-faces" / "test" / "no_smile").exists()
+    assert counts == {"djsmile-faces/test": 2, "djsmile-photos/test": 1}
+    faces = tmp_path / "out" / "djsmile-faces" / "test"
+    assert (faces / "no_smile" / "1.jpg").is_symlink() and (faces / "smile" / "2.jpg").is_symlink()
+    from djsmile.training import evaluate as E
+    exported = [faces / "no_smile" / "1.jpg", faces / "smile" / "2.jpg"]
+    res = {"y": np.array([0, 1]), "p": np.array([0.9, 0.1]), "found": np.ones(2, bool), "ms": np.ones(2),
+           "corrupt": 0, "paths": [str(f) for f in exported]}
+    csvf = tmp_path / "fixes.csv"
+    csvf.write_text(HEAD + "djsmile-faces,no_smile/1.jpg,no_smile,smile,grin\n"
+                           "djsmile-faces,smile/2.jpg,smile,drop,drawing\n")
+    fixed, fix_counts = E.fixed_labels(res, csvf)
+    assert fix_counts == {"relabelled": 1, "dropped": 1} and fixed["y"].tolist() == [1]
+    # an earlier export (here: a stale link in the other class folder) is replaced, not added to
+    (faces / "smile" / "1.jpg").symlink_to(exported[0].resolve())
+    (faces / "smile" / "notes.txt").write_text("mine")
+    assert D.export_split(items, tmp_path / "out") == counts
+    assert sorted(p.name for p in faces.rglob("*.jpg")) == ["1.jpg", "2.jpg"]
+    assert (faces / "smile" / "notes.txt").read_text() == "mine"
 
 
 def test_detector_settings_for_crops_name_equalize_and_keep_old_cache_keys():

@@ -557,14 +557,27 @@ def split_counts(items, mask=None) -> dict:
 def export_split(items, out_dir, splits=("test",)) -> dict:
     """Symlink the chosen splits as ``OUT/<root>/<split>/<class>/<file>`` (for ``djsmile eval``).
 
-    The class folder is the item's label as it is now (after label fixes, if applied); dropped items are left out.
+    The class folder is the label the data gives (``orig_label`` when label fixes
+    were applied), and items a fix drops are kept: ``djsmile eval`` applies
+    ``training/label_fixes.csv`` itself and reports the original and the fixed
+    labels side by side, which needs the data as it is.
+
+    Exporting again over an earlier export replaces its links (a stale link
+    left in the other class folder would count a face twice); other files are left alone.
     """
     out_dir = Path(out_dir)
     counts = {}
+    for root in sorted({it.root for it in items}):
+        for split in splits:
+            for cls in CLASSES:
+                d = out_dir / root / split / cls
+                for f in (d.iterdir() if d.is_dir() else ()):
+                    if f.is_symlink():
+                        f.unlink()
     for it in items:
-        if it.split not in splits or it.dropped:
+        if it.split not in splits:
             continue
-        d = out_dir / it.root / it.split / CLASSES[it.label]
+        d = out_dir / it.root / it.split / CLASSES[getattr(it, "orig_label", it.label)]
         d.mkdir(parents=True, exist_ok=True)
         link = d / Path(it.rel).name
         if link.is_symlink() or link.exists():

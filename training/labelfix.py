@@ -98,9 +98,10 @@ def new_label(fixes: dict, dataset: str, file: str, label: int):
 
 def apply(items, fixes: dict) -> dict:
     """Relabel ``items`` (``.root``, ``.rel``, ``.label``) in place; returns ``{"relabelled", "dropped"}``
-    and sets ``item.dropped``. Nothing on disk changes."""
+    and sets ``item.dropped`` and ``item.orig_label`` (the label the data gives). Nothing on disk changes."""
     n_re = n_drop = 0
     for it in items:
+        it.orig_label = it.label
         lab = new_label(fixes, it.root, it.rel, it.label)
         it.dropped = lab is None
         if lab is None:

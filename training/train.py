@@ -305,8 +305,6 @@ def main(args, cfg) -> int:
     t0 = time.time()
     cache = Path(args.cache)
     roots, items, crops, split_stats = D.prepare(args.roots, params, cache, args.workers, progress)
-    for it in items:
-        it.orig_label = it.label
     fix_stats = labelfix.apply(items, labelfix.load(args.label_fixes))
     fix_stats["file"] = None if str(args.label_fixes).lower() == "none" else str(args.label_fixes)
     log.info("label fixes %s: %d relabelled, %d dropped", args.label_fixes, fix_stats["relabelled"], fix_stats["dropped"])
