@@ -217,6 +217,9 @@ def main(args, cfg) -> int:
             "data_roots": [r_["name"] for r_ in summary.get("data_roots", [])],
             "split": {k: summary.get("split", {}).get(k) for k in ("fractions", "salt", "near_dup_bits")},
             "detector_for_training_crops": {k: v for k, v in det.items() if k != "cascade"},
+            "training": {k: summary.get("training", {}).get(k) for k in (
+                "widths", "epochs_max", "best_epoch", "seed", "soft_targets", "seconds_train")}
+            | {"label_fixes": (summary.get("split", {}).get("label_fixes") or {}).get("file")},
             "source": {"keras_model": str(mpath), "summary": str(spath), "created": created,
                        "tensorflow": tf.__version__, "keras": keras.__version__},
         }).to_json()
