@@ -72,6 +72,9 @@ def main(argv=None) -> int:
     from djsmile.model import SmileModel
     sm = SmileModel(args.model, num_threads=1)
     crops_va = crops.crop[va] if sm.meta.input_size == params.input_size else None
+    if args.teacher == "ensemble" and crops_va is None:
+        ap.error(f"--teacher ensemble needs a {params.input_size}-px device model (--model {sm.path} takes "
+                 f"{sm.meta.input_size} px)")
     if crops_va is not None:
         cand["device model"] = np.asarray(sm.predict_crops(list(crops_va)), np.float64)
         cand["mean(device, LR on FER)"] = 0.5 * (cand["device model"] + cand["LR on FER features"])
@@ -88,8 +91,6 @@ def main(argv=None) -> int:
         print(f"val {name:28s} " + "  ".join(f"{k}={v:.4f}" for k, v in row.items()))
     what = "out-of-fold LR on FER features"
     if args.teacher == "ensemble":
-        if crops_va is None:
-            raise SystemExit(f"--teacher ensemble needs a {params.input_size}-px device model (--model)")
         p_dev = np.asarray(sm.predict_crops(list(crops.crop[tr])), np.float64)
         p_tr = 0.5 * (p_tr + p_dev)
         what = f"mean(out-of-fold LR on FER features, {sm.path.name} on train)"
