@@ -9,7 +9,11 @@ For each face (matched to the last frame's faces by box overlap, IoU):
 1. **smoothing**: ``p_smooth = a * p + (1 - a) * p_smooth`` (``trigger.smoothing`` = a);
 2. **hysteresis**: the face starts smiling when ``p_smooth >= on`` and stops
    when ``p_smooth < off`` (``off <= on``), so a score hovering at the
-   threshold does not flicker;
+   threshold does not flicker; it also stops when its smile has clearly ended
+   *relative to itself*: ``p_smooth`` falls ``trigger.rearm_drop`` of the way
+   from the smile's peak down to ``off`` and stays there ``trigger.rearm_frames``
+   frames (a resting face that the model scores half-smiling, 0.46-0.75 with
+   off at 0.46, would otherwise stay "smiling" for ever and never re-arm);
 3. **hold**: ``frames_smiling`` counts the consecutive frames it has smiled.
 
 The **policy** decides whose smile counts: ``largest`` (the biggest face in
@@ -111,6 +115,8 @@ class _Track:
     smiling: bool = False
     frames_smiling: int = 0
     missed: int = 0
+    peak: float = 0.0      # highest p_smooth of the current smile
+    below: int = 0         # frames in a row under the smile's end level (rearm_drop)
 
     def view(self) -> TrackedFace:
         return TrackedFace(self.id, tuple(int(v) for v in self.box), float(self.p_smile),
@@ -139,6 +145,8 @@ class Trigger:
         self.match_iou = float(tcfg.match_iou)
         self.forget_frames = int(tcfg.forget_frames)
         self.rearm = bool(tcfg.rearm)
+        self.rearm_drop = float(tcfg.rearm_drop)
+        self.rearm_frames = max(1, int(tcfg.rearm_frames))
         self._tracks: list[_Track] = []
         self._next_id = 1
         self._last_fire_t: float | None = None
@@ -188,6 +196,19 @@ class Trigger:
                 got[bi] = tr
         return got
 
+    def _smile_ended(self, tr: _Track) -> bool:
+        """Has this smiling face's smile ended relative to its own peak (``rearm_drop``)?"""
+        if self.rearm_drop <= 0.0:
+            return False
+        tr.peak = max(tr.peak, tr.p_smooth)
+        level = tr.peak - self.rearm_drop * (tr.peak - self.off_threshold)
+        tr.below = tr.below + 1 if tr.p_smooth < level else 0
+        if tr.below >= self.rearm_frames:
+            log.debug("face #%d: smile ended (p %.2f, %d frames under %.2f, peak %.2f)",
+                      tr.id, tr.p_smooth, tr.below, level, tr.peak)
+            return True
+        return False
+
     # -- per frame ---------------------------------------------------------
     def update(self, frame_index: int, t: float, boxes, probs) -> TriggerResult:
         boxes = [tuple(int(v) for v in b) for b in boxes]
@@ -208,9 +229,10 @@ class Trigger:
             tr.box = b
             tr.p_smile = p
             if tr.smiling:
-                tr.smiling = tr.p_smooth >= self.off_threshold
+                tr.smiling = tr.p_smooth >= self.off_threshold and not self._smile_ended(tr)
             else:
                 tr.smiling = tr.p_smooth >= self.on_threshold
+                tr.peak, tr.below = tr.p_smooth, 0
             tr.frames_smiling = tr.frames_smiling + 1 if tr.smiling else 0
 
         group = policy_faces(self.policy, seen, self._tracks, self.hold_frames)

@@ -215,3 +215,49 @@ def test_a_face_lost_for_a_few_frames_mid_smile_does_not_fire_twice():
     # after the smile really ends, the next one fires
     res = run(trig, [0.05] * 10 + [0.95] * 10, start=53)
     assert fired_at(res) == [65]
+
+
+# -- re-arm on the face's own smile (issue 27) ---------------------------------------------------
+MODEL_THR = 0.652   # the shipped model's threshold: on 0.652, off 0.456
+
+
+def _resting_face(seed: int, frames: int) -> list:
+    """A straight face the model scores half-smiling: p anywhere in 0.46-0.75, frame by frame."""
+    import random
+    rnd = random.Random(seed)
+    return [rnd.uniform(0.46, 0.75) for _ in range(frames)]
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_half_smiling_resting_face_does_not_block_the_next_clear_smile(seed):
+    # The living-room failure: 0.73 fires, the resting face stays between 0.46 and 0.75 for 4 s
+    # (always above off, so "smiling" by hysteresis), then a clear smile at the same place for 2 s.
+    trig = Trigger(cfg(), MODEL_THR)
+    seq = [0.73] * 10 + _resting_face(seed, 4 * 30) + [1.0] * 60
+    res = run(trig, seq)
+    fires = fired_at(res)
+    assert fires[0] < 10
+    assert len(fires) == 2, f"fired at {fires}: the clear smile after the resting face gave no shot"
+    assert fires[1] >= 130   # in the clear smile (the 5 s cooldown runs to frame 152)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_a_long_noisy_smile_still_gives_one_photo(seed):
+    import random
+    rnd = random.Random(100 + seed)
+    trig = Trigger(cfg(cooldown_s=1.0), MODEL_THR)
+    res = run(trig, [min(1.0, rnd.gauss(0.93, 0.07)) for _ in range(600)])   # 20 s of a real smile
+    assert len(fired_at(res)) == 1
+
+
+def test_rearm_drop_zero_keeps_the_old_rule():
+    trig = Trigger(cfg(rearm_drop=0.0), MODEL_THR)
+    res = run(trig, [0.73] * 10 + _resting_face(0, 4 * 30) + [1.0] * 60)
+    assert len(fired_at(res)) == 1   # only falling below off re-arms
+
+
+def test_a_smile_that_fell_from_its_peak_rearms_and_fires_again_after_the_cooldown():
+    trig = Trigger(cfg(cooldown_s=1.0, smoothing=1.0), MODEL_THR)
+    # peak 1.0, then 0.6 (above off 0.456, under the end level 0.728) for 10 frames, then a smile again
+    res = run(trig, [1.0] * 10 + [0.6] * 10 + [1.0] * 40)
+    assert fired_at(res) == [2, 32]   # re-armed at frame 12; the 1 s cooldown from frame 2 ends at 32
