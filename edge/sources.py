@@ -7,9 +7,11 @@ the colour image at the analysis size (:meth:`Frame.color`, for the live view;
 made only when asked for; on the Pi from the lores YUV420 frame's chroma).
 
 * :class:`PiCamera2Source` — ``picamera2`` (imported only when used): a
-  ``lores`` YUV420 stream at the analysis size (its Y plane, with the row
-  stride removed, is the gray frame) and the full-resolution ``main`` stream
-  for stills. Stream time is the sensor timestamp.
+  ``lores`` YUV420 (or NV12) stream at the analysis size (its Y plane, with the
+  row stride removed, is the gray frame) and the full-resolution ``main`` stream
+  for stills, in whatever format the camera configured (RGB888 asked for;
+  BGR888, XRGB8888, XBGR8888, NV12, YUV420 converted). Stream time is the
+  sensor timestamp.
 * :class:`OpenCVSource` — ``cv2.VideoCapture``: a webcam index (stream time
   from the monotonic clock) or a video file / URL (the file's own timestamps).
 * :class:`FolderSource` — the images in a folder, sorted by name (numbers in
@@ -173,6 +175,63 @@ def pi_camera_present(picamera2_cls=None) -> bool:
         return False
 
 
+#: what PiCamera2Source reads, per stream (picamera2's names; libcamera's RGB888 is B, G, R in memory)
+MAIN_FORMATS = ("RGB888", "BGR888", "XRGB8888", "XBGR8888", "NV12", "YUV420")
+LORES_FORMATS = ("YUV420", "NV12")
+_RGB_BYTES = {"RGB888": 3, "BGR888": 3, "XRGB8888": 4, "XBGR8888": 4}
+
+
+def _yuv_planes(arr: np.ndarray, fmt: str, width: int, height: int, stride: int) -> np.ndarray:
+    """A YUV420 or NV12 stream array as a contiguous ``(height * 3 // 2, width)`` I420 or NV12 image.
+
+    ``arr`` is what picamera2's ``make_array`` gives: ``(height * 3 // 2, W)`` where ``W`` is the
+    stride (YUV420; NV12 in older picamera2) or the width (NV12: picamera2 0.3.3x cuts the padding),
+    or the flat buffer (``stride`` bytes a row). NV12's interleaved UV rows are as wide as the Y
+    rows; YUV420's U and V rows are ``W / 2`` bytes, two to an array row.
+    """
+    h, w = height, width
+    if arr.ndim == 1:
+        arr = arr[: stride * h * 3 // 2].reshape(h * 3 // 2, stride)
+    if arr.ndim != 2 or arr.shape[0] < h * 3 // 2 or arr.shape[1] < w:
+        raise ValueError(f"a {fmt} {w}x{h} array cannot be {arr.shape}")
+    if fmt == "NV12":
+        return np.ascontiguousarray(arr[: h * 3 // 2, :w])
+    row = arr.shape[1]
+    cw, ch = row // 2, h // 2
+    chroma = np.ascontiguousarray(arr[h: h + h // 2]).reshape(-1)
+    u = chroma[: cw * ch].reshape(ch, cw)[:, : w // 2]
+    v = chroma[cw * ch: 2 * cw * ch].reshape(ch, cw)[:, : w // 2]
+    return np.concatenate([arr[:h, :w].reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(h * 3 // 2, w)
+
+
+def stream_to_bgr(arr: np.ndarray, fmt: str, size, stride: int = 0) -> np.ndarray:
+    """A picamera2 stream array in format ``fmt`` (one of :data:`MAIN_FORMATS`) as a BGR uint8 image.
+
+    ``size`` is the stream's (width, height) and ``stride`` its bytes per row (from
+    ``camera_configuration()``), used when the array still carries the row padding.
+    """
+    w, h = int(size[0]), int(size[1])
+    if fmt in ("NV12", "YUV420"):
+        img = _yuv_planes(arr, fmt, w, h, stride or w)
+        return cv2.cvtColor(img, cv2.COLOR_YUV2BGR_NV12 if fmt == "NV12" else cv2.COLOR_YUV2BGR_I420)
+    bpp = _RGB_BYTES.get(fmt)
+    if bpp is None:
+        raise ValueError(f"stream format {fmt!r} is not one of {', '.join(MAIN_FORMATS)}")
+    if arr.ndim == 1:  # the flat buffer
+        arr = arr[: (stride or w * bpp) * h].reshape(h, stride or w * bpp)
+    if arr.ndim == 2:  # rows of bytes, maybe padded
+        arr = np.ascontiguousarray(arr[:h, : w * bpp]).reshape(h, w, bpp)
+    if arr.shape[:2] != (h, w) or arr.shape[2] != bpp:
+        raise ValueError(f"a {fmt} {w}x{h} array cannot be {arr.shape}")
+    if fmt == "RGB888":     # B, G, R in memory: OpenCV's order
+        return arr
+    if fmt == "BGR888":     # R, G, B
+        return cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
+    if fmt == "XRGB8888":   # B, G, R, X
+        return np.ascontiguousarray(arr[:, :, :3])
+    return cv2.cvtColor(arr, cv2.COLOR_RGBA2BGR)  # XBGR8888: R, G, B, X
+
+
 class PiCamera2Source(Source):
     """The Raspberry Pi camera through picamera2.
 
@@ -181,6 +240,12 @@ class PiCamera2Source(Source):
     (BGR byte order, as OpenCV wants) and ``lores`` at the analysis size in
     ``YUV420``. A lores YUV420 array is ``(height * 3 // 2, stride)``: the
     first ``height`` rows are the Y plane; columns past ``width`` are padding.
+    The camera may configure other formats than those asked for (libcamera's
+    virtual camera gives NV12 only): the formats, sizes and strides are read
+    back from ``camera_configuration()``; main ``RGB888``, ``BGR888``,
+    ``XRGB8888``, ``XBGR8888``, ``NV12`` or ``YUV420`` becomes a BGR still,
+    lores ``YUV420`` or ``NV12`` the gray frame and the colour live view; any
+    other format is refused at start (:class:`SourceError`, exit 69).
 
     Each frame holds its camera request until the next frame is taken, so a
     still grabbed for that frame is the same exposure as its gray image.
@@ -229,16 +294,30 @@ class PiCamera2Source(Source):
                 controls={"FrameRate": float(cam.fps)},
                 buffer_count=buffers)
             self.picam2.configure(config)
-            lores = self.picam2.camera_configuration()["lores"]
-            self.width, self.height = (int(v) for v in lores["size"])
-            self.stride = int(lores.get("stride") or self.width)
-            self.still_size = tuple(int(v) for v in self.picam2.camera_configuration()["main"]["size"])
-            self.picam2.start()
+            # What the camera configured, which may not be what was asked for (libcamera adjusts a
+            # format or size it cannot give, e.g. an RGB888 main to NV12): read it back.
+            actual = self.picam2.camera_configuration()
+            main, lores = actual.get("main"), actual.get("lores")
         except Exception as e:
             self._close_cam()
             raise SourceError(f"the Pi camera cannot be configured for {self.width}x{self.height} "
                               f"analysis + {still[0]}x{still[1]} stills ({e}); try smaller "
                               "camera.still_width / camera.still_height") from None
+        self._check_formats(main, lores)
+        self.width, self.height = (int(v) for v in lores["size"])
+        self.lores_format = str(lores["format"])
+        self.stride = int(lores.get("stride") or self.width)
+        self.still_size = tuple(int(v) for v in main["size"])
+        self.main_format = str(main["format"])
+        self.main_stride = int(main.get("stride") or 0)
+        for name, asked, got in (("main", "RGB888", self.main_format), ("lores", "YUV420", self.lores_format)):
+            if got != asked:
+                log.info("Pi camera: %s stream is %s (asked for %s): converted", name, got, asked)
+        try:
+            self.picam2.start()
+        except Exception as e:
+            self._close_cam()
+            raise SourceError(f"the Pi camera cannot be started ({e}); is another program using it?") from None
         model = info[camera_num].get("Model", "camera") if isinstance(info[camera_num], dict) else "camera"
         self.name = (f"picamera2:{camera_num} ({model}, lores {self.width}x{self.height} stride {self.stride}, "
                      f"stills {self.still_size[0]}x{self.still_size[1]})")
@@ -250,25 +329,37 @@ class PiCamera2Source(Source):
         self._held: set = set()
         self._lock = threading.Lock()
 
+    def _check_formats(self, main, lores) -> None:
+        """Refuse (exit 69, one line) a stream format this source cannot read, before any frame."""
+        bad = []
+        if not main or main.get("format") not in MAIN_FORMATS:
+            bad.append(f"main stream {main.get('format') if main else None!r} "
+                       f"(djsmile reads {', '.join(MAIN_FORMATS)})")
+        if not lores or lores.get("format") not in LORES_FORMATS:
+            bad.append(f"lores stream {lores.get('format') if lores else None!r} "
+                       f"(djsmile reads {', '.join(LORES_FORMATS)})")
+        if bad:
+            self._close_cam()
+            raise SourceError(f"the Pi camera gave a frame format djsmile cannot read: {'; '.join(bad)}")
+
     def gray_from_lores(self, arr: np.ndarray) -> np.ndarray:
-        """The Y plane of a lores YUV420 array, stride padding removed."""
+        """The Y plane of a lores YUV420 or NV12 array, stride padding removed."""
+        if arr.ndim == 1:
+            arr = arr[: self.stride * self.height].reshape(self.height, self.stride)
         return arr[: self.height, : self.width]
 
     def bgr_from_lores(self, arr: np.ndarray) -> np.ndarray:
-        """The lores YUV420 array as BGR at the analysis size (the small colour stream).
+        """The lores YUV420 or NV12 array as BGR at the analysis size (the small colour stream).
 
         The array is our own copy, so this may run on any thread after the
-        request is gone. With a stride, each chroma row is ``stride / 2`` bytes
-        (two per ``stride``-wide array row).
+        request is gone. With a stride, each YUV420 chroma row is ``stride / 2``
+        bytes (two per ``stride``-wide array row).
         """
-        h, w, stride = self.height, self.width, arr.shape[1]
-        y = arr[:h, :w]
-        chroma = arr[h: h + h // 2].reshape(-1)
-        cw, ch = stride // 2, h // 2
-        u = chroma[: cw * ch].reshape(ch, cw)[:, : w // 2]
-        v = chroma[cw * ch: 2 * cw * ch].reshape(ch, cw)[:, : w // 2]
-        i420 = np.concatenate([y.reshape(-1), u.reshape(-1), v.reshape(-1)]).reshape(h * 3 // 2, w)
-        return cv2.cvtColor(i420, cv2.COLOR_YUV2BGR_I420)
+        return stream_to_bgr(arr, self.lores_format, (self.width, self.height), self.stride)
+
+    def bgr_from_main(self, arr: np.ndarray) -> np.ndarray:
+        """A ``main`` stream array, whatever format the camera configured, as the BGR still."""
+        return stream_to_bgr(arr, self.main_format, self.still_size, self.main_stride)
 
     def _release(self):
         req, self._req = self._req, None
@@ -321,8 +412,8 @@ class PiCamera2Source(Source):
     def _still_for(self, req, held):
         def still():
             if self._holds(req, held):  # still held: the same exposure as the gray frame
-                return req.make_array("main")
-            return self.picam2.capture_array("main")
+                return self.bgr_from_main(req.make_array("main"))
+            return self.bgr_from_main(self.picam2.capture_array("main"))
         return still
 
     def _release_fn(self, req, held):
