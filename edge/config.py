@@ -90,6 +90,7 @@ class TriggerConfig:
     rearm: bool = opt(True, "after a shot, wait until the smile has ended before the next one (false: fire again after each cooldown)")
     rearm_drop: float = opt(0.5, "a smile has ended when the face's smoothed p_smile falls this fraction of the way from its smile's peak down to off_threshold and stays there rearm_frames frames (a resting face that scores half-smiling re-arms; 0 = only below off_threshold)", min=0.0, max=1.0)
     rearm_frames: int = opt(3, "frames the smoothed p_smile must stay below the rearm_drop level to end the smile", min=1, max=1000)
+    cooldown_across_images: bool = opt(False, "an image folder's cooldown carries over to the next image (false: every smiling image fires)")
 
 
 @dataclass

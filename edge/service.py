@@ -55,6 +55,7 @@ LOG_STATUS_EVERY_S = 60.0  # the same line in the log
 FPS_WINDOW_S = 2.0         # the fps figure counts the frames of this many seconds
 STOP_GRACE_S = 1.5         # after a stop signal, force the exit if the loop has not ended
 MAX_ERRORS_IN_A_ROW = 30   # frames failing one after another before the run gives up
+HELD_BACK_LOG_EVERY_S = 10.0  # at most one "held back by the cooldown" line per this many stream seconds
 
 
 # --------------------------------------------------------------------------- the loop
@@ -69,6 +70,7 @@ class LoopStats:
     def __init__(self):
         self.frames = 0
         self.shots = 0
+        self.held_back = 0     # smiles the trigger's cooldown held back
         self.faces = 0
         self.fps = 0.0
         self.last_shot_wall: float | None = None
@@ -88,6 +90,12 @@ class LoopStats:
         if fired:
             self.shots += 1
             self.last_shot_wall = time.time()
+
+    def stop_line(self) -> str:
+        """The last line of a run: frames, shots and the smiles the cooldown held back."""
+        held = (f", {self.held_back} smile{'' if self.held_back == 1 else 's'} held back by the cooldown"
+                if self.held_back else "")
+        return f"stopped after {self.frames} frames: {self.shots} shot{'' if self.shots == 1 else 's'}{held}"
 
     def line(self) -> str:
         last = (time.strftime("%H:%M:%S", time.localtime(self.last_shot_wall))
@@ -132,6 +140,7 @@ def _loop(cfg, source: Source, reader: FrameReader, *, model, finder, stop_event
     errors_in_a_row = 0
     ended = False
     pipeline = Pipeline(finder, model, trigger)
+    held_log = {"next_t": None, "quiet": 0}  # rate limit of the "held back" line, in stream time
     while not stop_event.is_set():
         frame = reader.next(stop_event)
         if frame is None:
@@ -164,9 +173,12 @@ def _loop(cfg, source: Source, reader: FrameReader, *, model, finder, stop_event
             continue
         now = time.monotonic()
         stats.tick(now, len(boxes), result.fired or manual)
+        stats.held_back = trigger.held_back
         if result.fired:
             log.info("smile! frame %d (t=%.2f s): %s", frame.index, frame.t,
                      ", ".join(f"p={f.p_smile:.2f}" for f in result.faces) or "no face")
+        elif result.held_back:
+            _log_held_back(held_log, frame, result, trigger)
         if web is not None:
             try:
                 web.publish(frame, result, stats.fps)
@@ -188,6 +200,19 @@ def _loop(cfg, source: Source, reader: FrameReader, *, model, finder, stop_event
         log.error("%s stopped delivering frames; exiting so the service can restart it", source.name)
         return EX_UNAVAILABLE
     return EX_OK
+
+
+def _log_held_back(state: dict, frame, result, trigger) -> None:
+    """INFO: the cooldown held a smile back (at most one line per ``HELD_BACK_LOG_EVERY_S`` stream seconds)."""
+    next_t = state["next_t"]
+    if next_t is not None and 0.0 <= next_t - frame.t <= HELD_BACK_LOG_EVERY_S:
+        state["quiet"] += 1
+        return
+    more = f" ({state['quiet']} more since the last such line)" if state["quiet"] else ""
+    log.info("smile held back by the cooldown: frame %d (t=%.2f s), %.1f s of trigger.cooldown_s=%g left%s",
+             frame.index, frame.t, result.cooldown_left,
+             trigger.cooldown_s, more)
+    state["next_t"], state["quiet"] = frame.t + HELD_BACK_LOG_EVERY_S, 0
 
 
 # --------------------------------------------------------------------------- start-up
@@ -374,7 +399,7 @@ def main(cfg, *, max_frames: int | None = None) -> int:
     stats = LoopStats()
 
     def stop_line() -> None:
-        log.info("stopped after %d frames: %d shot%s", stats.frames, stats.shots, "" if stats.shots == 1 else "s")
+        log.info("%s", stats.stop_line())
 
     def force_exit(signum):
         log.error("still not stopped %.1f s after the signal; forcing the exit", STOP_GRACE_S)

@@ -21,7 +21,11 @@ the frame), ``any`` face, or ``all`` faces (a group photo: every face being
 tracked must hold its smile). The shot fires when the policy's smile has held
 ``hold_frames`` frames, the **cooldown** (stream seconds since the last shot)
 is over and, with ``trigger.rearm``, the previous smile has ended first — so a
-long smile gives one photo, not one every cooldown.
+long smile gives one photo, not one every cooldown. A new smile that holds
+while the cooldown runs is *held back*: ``TriggerResult.held_back`` on its
+first such frame, counted in :attr:`Trigger.held_back` unless it fires once
+the cooldown is over. Each image of a folder is a new scene (:meth:`Trigger.new_scene`):
+the cooldown does not carry over to it unless ``trigger.cooldown_across_images``.
 
 Latency: a face whose raw score jumps clearly above ``on`` is smiling on its
 first frame (or, through the smoothing, its second) and fires ``hold_frames``
@@ -104,6 +108,8 @@ class TriggerResult:
     state: str                # "watching" | "smiling" | "cooldown"
     faces: list = field(default_factory=list)   # TrackedFace, largest first
     holding: bool = False     # the policy's smile is currently held (LED "hold" mode follows this)
+    held_back: bool = False   # True on the frame the cooldown first holds back a new smile
+    cooldown_left: float = 0.0  # stream seconds of cooldown left (0 when none runs)
 
 
 @dataclass
@@ -147,24 +153,45 @@ class Trigger:
         self.rearm = bool(tcfg.rearm)
         self.rearm_drop = float(tcfg.rearm_drop)
         self.rearm_frames = max(1, int(tcfg.rearm_frames))
+        self.cooldown_across_images = bool(tcfg.cooldown_across_images)
         self._tracks: list[_Track] = []
         self._next_id = 1
         self._last_fire_t: float | None = None
         self._armed = True
         self.shots = 0
+        self._held_back_done = 0     # smiles the cooldown held back that ended without a shot
+        self._holding_back = False   # the current smile is being held back by the cooldown
+
+    @property
+    def held_back(self) -> int:
+        """Smiles the cooldown held back (a new smile held ``hold_frames`` during the cooldown,
+        not fired; one still held back at this moment counts; one that fired once the cooldown
+        ended does not)."""
+        return self._held_back_done + int(self._holding_back)
+
+    def _end_held_back(self) -> None:
+        if self._holding_back:
+            self._held_back_done += 1
+            self._holding_back = False
 
     def describe(self) -> str:
         return (f"policy={self.policy} on={self.on_threshold:.3f} off={self.off_threshold:.3f} "
                 f"hold={self.hold_frames} frames cooldown={self.cooldown_s:g}s")
 
     def new_scene(self) -> None:
-        """A new scene (the next image of a folder): forget the faces; the cooldown still runs."""
+        """A new scene (the next image of a folder): forget the faces, and end the cooldown
+        (each image may fire) unless ``trigger.cooldown_across_images``."""
         self._tracks = []
+        self._end_held_back()
+        if not self.cooldown_across_images:
+            self._last_fire_t = None
 
     def reset(self) -> None:
         self._tracks = []
         self._last_fire_t = None
         self._armed = True
+        self._held_back_done = 0
+        self._holding_back = False
 
     # -- matching ------------------------------------------------------------
     def _match(self, boxes) -> list:
@@ -241,11 +268,14 @@ class Trigger:
                                    else all(tr.smiling for tr in group))
 
         in_cooldown = False
+        cooldown_left = 0.0
         if self._last_fire_t is not None:
             dt = t - self._last_fire_t
             in_cooldown = 0.0 <= dt < self.cooldown_s  # stream time went back: cooldown over
+            cooldown_left = self.cooldown_s - dt if in_cooldown else 0.0
         if group and not held:  # the smile ended (a face lost for a frame or two is not an end)
             self._armed = True
+            self._end_held_back()
 
         fired = False
         if held and not in_cooldown and (self._armed or not self.rearm):
@@ -254,9 +284,16 @@ class Trigger:
             self._armed = False
             in_cooldown = self.cooldown_s > 0
             self.shots += 1
+            self._holding_back = False  # a smile held back until the cooldown ended is not lost
+            cooldown_left = self.cooldown_s
             log.debug("fire at frame %d t=%.3f: %s", frame_index, t,
                       ", ".join(f"#{tr.id} p={tr.p_smooth:.2f}" for tr in group))
 
+        held_back = False
+        if held and in_cooldown and not fired and self._armed and not self._holding_back:
+            self._holding_back = held_back = True  # a new smile that would fire but for the cooldown
+
         state = "cooldown" if in_cooldown else ("smiling" if smiling else "watching")
         return TriggerResult(frame=int(frame_index), t=float(t), fired=fired, state=state,
-                             faces=[tr.view() for tr in seen], holding=held)
+                             faces=[tr.view() for tr in seen], holding=held, held_back=held_back,
+                             cooldown_left=float(cooldown_left))

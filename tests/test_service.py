@@ -486,3 +486,63 @@ def test_clip_gives_the_same_events_with_full_detection_on_the_worker(tmp_path, 
     key = [[(e["frame"], [f["box"] for f in e["faces"]], [f["p_smile"] for f in e["faces"]]) for e in runs[m]]
            for m in ("off", "auto")]
     assert key[0] and key[0] == key[1]
+
+
+# --------------------------------------------------------------------------- cooldown said, not silent (issue 24)
+def _smiling_folder(path: Path, n: int) -> Path:
+    path.mkdir()
+    for i in range(n):
+        cv2.imwrite(str(path / f"{i}.png"), np.full((40, 40), int(0.95 * 255), np.uint8))
+    return path
+
+
+def test_every_smiling_image_of_a_folder_fires_despite_the_cooldown(tmp_path):
+    from djsmile.sources import FolderSource
+    folder = _smiling_folder(tmp_path / "photos", 4)
+    cfg = quiet_cfg()   # the default 5 s cooldown; the 4 images span 0.1 s of stream time
+    rec, stats = Recorder(), service.LoopStats()
+    service.run(cfg, FolderSource(folder, cfg), model=FakeModel(), finder=FixedFinder(), actions=rec, stats=stats)
+    assert [r.frame for r in rec.results if r.fired] == [0, 1, 2, 3]
+    assert stats.stop_line() == "stopped after 4 frames: 4 shots"
+
+
+def test_smiles_held_back_by_the_cooldown_are_said_and_counted(tmp_path, caplog):
+    from djsmile.sources import FolderSource
+    folder = _smiling_folder(tmp_path / "photos", 4)
+    cfg = quiet_cfg(cooldown_across_images=True)
+    rec, stats = Recorder(), service.LoopStats()
+    with caplog.at_level("INFO", logger="djsmile.service"):
+        service.run(cfg, FolderSource(folder, cfg), model=FakeModel(), finder=FixedFinder(), actions=rec,
+                    stats=stats)
+    assert [r.frame for r in rec.results if r.fired] == [0]
+    lines = [r.getMessage() for r in caplog.records if "held back by the cooldown" in r.getMessage()]
+    assert len(lines) == 1 and "frame 1" in lines[0] and "trigger.cooldown_s=5" in lines[0], lines  # rate-limited
+    assert stats.stop_line() == "stopped after 4 frames: 1 shot, 3 smiles held back by the cooldown"
+
+
+def test_held_back_line_is_rate_limited_in_stream_time(caplog):
+    # a clip: a smile every 2.33 s, cooldown 100 s -> 9 held back over 21 s, said at most once per 10 s
+    seq = ([0.1] * 40 + [0.95] * 30) * 10
+    stats = service.LoopStats()
+    with caplog.at_level("INFO", logger="djsmile.service"):
+        service.run(quiet_cfg(cooldown_s=100.0), ListSource(seq), model=FakeModel(), finder=FixedFinder(),
+                    stats=stats)
+    lines = [r.getMessage() for r in caplog.records if "held back by the cooldown" in r.getMessage()]
+    assert len(lines) == 2 and "more since the last such line" in lines[1], lines
+    assert stats.shots == 1 and stats.held_back == 9
+
+
+def test_run_on_a_folder_of_smiling_photos_shoots_each_and_says_so(tmp_path, calib_photos, mock_factory, capfd):
+    from djsmile.cli import main
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i, g in enumerate(calib_photos["smile"][:4]):
+        cv2.imwrite(str(folder / f"{i}.png"), g)
+    base = ["run", "--source", str(folder), "--model", str(SHIPPED), *QUIET, "--no-jokes", "--no-gpio"]
+    assert main([*base, "--state-dir", str(tmp_path / "a")]) == 0
+    assert "stopped after 4 frames: 4 shots" in capfd.readouterr().err
+    assert len((tmp_path / "a" / "events.jsonl").read_text().splitlines()) == 4
+    assert main([*base, "--state-dir", str(tmp_path / "b"), "--set", "trigger.cooldown_across_images=true"]) == 0
+    err = capfd.readouterr().err
+    assert "stopped after 4 frames: 1 shot, 3 smiles held back by the cooldown" in err
+    assert "smile held back by the cooldown: frame 1" in err

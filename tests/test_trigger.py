@@ -261,3 +261,35 @@ def test_a_smile_that_fell_from_its_peak_rearms_and_fires_again_after_the_cooldo
     # peak 1.0, then 0.6 (above off 0.456, under the end level 0.728) for 10 frames, then a smile again
     res = run(trig, [1.0] * 10 + [0.6] * 10 + [1.0] * 40)
     assert fired_at(res) == [2, 32]   # re-armed at frame 12; the 1 s cooldown from frame 2 ends at 32
+
+
+# --------------------------------------------------------------------------- held back by the cooldown (issue 24)
+def test_smiles_the_cooldown_holds_back_are_flagged_once_each_and_counted():
+    trig = Trigger(cfg(hold_frames=3, cooldown_s=2.0, smoothing=1.0), 0.5)
+    seq = ([0.1] * 5 + [0.9] * 10) * 3   # three smiles 0.5 s apart, all inside the 2 s cooldown
+    res = run(trig, seq)
+    assert fired_at(res) == [7]
+    flagged = [r.frame for r in res if r.held_back]
+    assert flagged == [22, 37]               # the 3rd frame of the 2nd and 3rd smiles, once each
+    assert all(0.0 < res[f].cooldown_left < 2.0 for f in flagged)
+    assert trig.held_back == 2
+
+
+def test_a_held_back_smile_that_fires_once_the_cooldown_ends_is_not_counted():
+    trig = Trigger(cfg(hold_frames=3, cooldown_s=1.0, smoothing=1.0), 0.5)
+    res = run(trig, [0.1] * 5 + [0.9] * 10 + [0.1] * 5 + [0.9] * 40)  # the 2nd smile outlasts the cooldown
+    assert len(fired_at(res)) == 2 and any(r.held_back for r in res)
+    assert trig.held_back == 0
+
+
+def test_a_new_scene_ends_the_cooldown_unless_cooldown_across_images():
+    for across, want in ((False, 4), (True, 1)):
+        trig = Trigger(cfg(hold_frames=3, cooldown_s=5.0, cooldown_across_images=across), 0.5)
+        shots = 0
+        for img in range(4):   # four smiling photos, one frame each at 30 fps, shown hold_frames times
+            trig.new_scene()
+            for _ in range(3):
+                r = trig.update(img, img / FPS, [FACE], [0.95])
+            shots += r.fired
+        assert shots == want, across
+        assert trig.held_back == 4 - want
