@@ -107,6 +107,16 @@ def test_unit_runs_as_a_dedicated_user_with_device_groups_and_its_own_dirs(unit)
     assert argv[argv.index("--state-dir") + 1] == "/var/lib/djsmile"
 
 
+def test_unit_limits_open_files_to_what_leaves_the_live_view_its_full_share(unit):
+    from djsmile.config import WebConfig
+    from djsmile.web.server import EXTRA_CONNECTIONS, connection_cap
+    limit = unit["Service"]["LimitNOFILE"]
+    assert len(limit) == 1 and limit[0].isdigit(), limit      # one number: soft = hard
+    most = WebConfig.__dataclass_fields__["max_viewers"].metadata["max"]
+    # with 150 descriptors in use (camera, model, threads, MQTT) the cap is not lowered by the limit
+    assert connection_cap(most, int(limit[0]), 150) == most + EXTRA_CONNECTIONS
+
+
 def test_unit_hardening_is_on_and_blocks_no_camera_gpio_or_sound_device(unit):
     s = unit["Service"]
     for key, value in {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "ProtectHome": "yes",

@@ -586,3 +586,76 @@ def test_broadcaster_gives_each_viewer_the_newest_frame_and_wakes_them_at_close(
     assert not waiter.is_alive() and got == [None] and b.closed  # a stop does not wait out the timeout
     assert b.join(object()) is not None and b.join(object()) is not None
     assert b.join(object()) is None and b.viewers == 2           # slots: the third is refused (none stalled)
+
+
+# ---------------------------------------------------------------- slow and many clients
+
+def _slow_client(port):
+    import socket
+    s = socket.socket()
+    s.settimeout(10)
+    s.connect(("127.0.0.1", port))
+    s.sendall(b"GET /status.json HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+    return s
+
+
+def _closed_by_server(s, within: float) -> bool:
+    """True when the server closes ``s`` within ``within`` s (EOF or reset), while we keep sending."""
+    import socket
+    end = time.monotonic() + within
+    s.settimeout(0.2)
+    while time.monotonic() < end:
+        try:
+            s.sendall(b"X-Slow: a\r\n")
+            if s.recv(1024) == b"":
+                return True
+        except socket.timeout:
+            continue
+        except OSError:
+            return True
+    return False
+
+
+def test_a_request_header_that_trickles_in_is_cut_off_at_its_deadline(server, monkeypatch):
+    from djsmile.web import handler
+    monkeypatch.setattr(handler, "HEADER_DEADLINE_S", 1.0)
+    web = server()
+    s = _slow_client(web.port)
+    try:
+        t0 = time.monotonic()
+        # a header line every 0.2 s: each read is quick, the whole header never ends
+        assert _closed_by_server(s, within=8.0), "a trickling header held its connection for 8 s"
+        assert time.monotonic() - t0 >= 0.9
+    finally:
+        s.close()
+    r, _ = request(web, "GET", "/status.json")        # a normal request is served as before
+    assert r.status == 200
+
+
+def test_connections_beyond_the_cap_are_closed_at_once_and_a_viewer_gets_in_after(server):
+    web = server(wcfg(max_viewers=1))
+    cap = web._httpd.max_connections
+    assert cap == 1 + 16
+    held = [_slow_client(web.port) for _ in range(cap)]
+    try:
+        assert wait_until(lambda: web._httpd.open_connections == cap)
+        extra = _slow_client(web.port)
+        try:
+            assert _closed_by_server(extra, within=3.0), "a connection beyond the cap was kept"
+        finally:
+            extra.close()
+        assert web._httpd.open_connections == cap
+    finally:
+        for s in held:
+            s.close()
+    assert wait_until(lambda: web._httpd.open_connections == 0)
+    r, _ = request(web, "GET", "/status.json")
+    assert r.status == 200
+
+
+def test_the_connection_cap_keeps_descriptors_for_shots():
+    from djsmile.web.server import EXTRA_CONNECTIONS, RESERVE_FDS, connection_cap
+    assert connection_cap(4, 100000, 50) == 4 + EXTRA_CONNECTIONS
+    cap = connection_cap(4, 256, 160)            # a 256-fd limit with 160 in use
+    assert 1 <= cap < 4 + EXTRA_CONNECTIONS and 160 + 2 * cap + RESERVE_FDS <= 256
+    assert connection_cap(4, 100, 90) == 1       # never none at all

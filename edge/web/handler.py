@@ -7,27 +7,121 @@ The handler uses only the public side of :class:`~.server.WebServer`: ``access``
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import socket
 import sys
+import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 from .. import __version__
+from ..logutil import LogLimiter
 
 log = logging.getLogger(__name__)
+_limited = LogLimiter(log)
 
 BOUNDARY = "djsmileframe"
 SEND_TIMEOUT_S = 5.0            # a viewer that takes longer to take one frame is dropped
 STREAM_SNDBUF = 32 * 1024       # small send buffer: a viewer that stops reading is noticed within a frame or two
 MAX_POST_BYTES = 65536
+HEADER_DEADLINE_S = 10.0        # the request line and every header must have arrived within this
+BODY_DEADLINE_S = 10.0          # and a POST body within this
+ACCEPT_BACKOFF_S = 0.25         # out of file descriptors: wait this long before accepting again
+#: accept() errors that mean "no resources now": wait instead of retrying at once (a busy loop)
+ACCEPT_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 class Server(ThreadingHTTPServer):
+    """A thread per connection, at most ``max_connections`` at once: beyond that a new one is closed at once.
+
+    The cap (set by :class:`~.server.WebServer` from ``web.max_viewers`` and the file-descriptor limit)
+    keeps the live view from using the descriptors that photos and event lines need. When accept()
+    itself runs out of descriptors, the listener pauses ``ACCEPT_BACKOFF_S`` instead of spinning.
+    """
+
     daemon_threads = True
     request_queue_size = 64      # listen backlog (socketserver's 5 drops SYNs when a burst of clients arrives)
+    max_connections = 32
+
+    def __init__(self, *args, **kwargs):
+        self._conn_lock = threading.Lock()
+        self.open_connections = 0
+        self.refused_connections = 0
+        self.cut_off = 0               # requests whose header or body did not arrive in time
+        self._deadlines: dict = {}     # handler -> monotonic deadline of what it is reading now
+        super().__init__(*args, **kwargs)
+
+    # -- deadlines: a socket time-out bounds one read only, so a client sending a header line
+    #    every few seconds (a slowloris) would hold its thread for ever; the listener's loop
+    #    shuts down a connection whose request has not arrived by its deadline.
+    def watch(self, handler, seconds: float) -> None:
+        with self._conn_lock:
+            self._deadlines[handler] = time.monotonic() + seconds
+
+    def unwatch(self, handler) -> None:
+        with self._conn_lock:
+            self._deadlines.pop(handler, None)
+
+    def service_actions(self):
+        """Called by serve_forever() every poll interval: cut off requests past their deadline."""
+        super().service_actions()
+        now = time.monotonic()
+        with self._conn_lock:
+            late = [h for h, d in self._deadlines.items() if d <= now]
+            for h in late:
+                del self._deadlines[h]
+        for h in late:
+            h.expired = True
+            self.cut_off += 1
+            try:
+                h.connection.shutdown(socket.SHUT_RDWR)    # its blocked read returns at once
+            except OSError:
+                pass
+        if late:
+            _limited.log("late", logging.INFO, "live view: closed %d connection(s) whose request did not "
+                         "arrive within %g s", len(late), HEADER_DEADLINE_S)
+
+    def get_request(self):
+        try:
+            return super().get_request()
+        except OSError as e:
+            if e.errno in ACCEPT_RESOURCE_ERRORS:
+                _limited.log("accept", logging.WARNING, "live view: cannot accept a connection (%s); "
+                             "pausing %.2f s", e.strerror or e, ACCEPT_BACKOFF_S)
+                time.sleep(ACCEPT_BACKOFF_S)
+            raise
+
+    def process_request(self, request, client_address):
+        with self._conn_lock:
+            full = self.open_connections >= self.max_connections
+            if full:
+                self.refused_connections += 1
+            else:
+                self.open_connections += 1
+        if full:
+            _limited.log("full", logging.WARNING, "live view: %d connections open (the most at once): "
+                         "closing new ones at once", self.max_connections)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:       # no thread could be started: the slot is free again
+            self._release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        with self._conn_lock:
+            self.open_connections -= 1
 
     def handle_error(self, request, client_address):
         """A client that resets or times out is not news: one short line at most, never a traceback."""
@@ -46,6 +140,21 @@ class Handler(BaseHTTPRequestHandler):
     timeout = 15           # seconds: slow or dead clients do not hold a thread forever
 
     # ---- plumbing
+    def handle_one_request(self):
+        self.server.watch(self, HEADER_DEADLINE_S)     # the request line and headers, in time
+        try:
+            super().handle_one_request()
+        finally:
+            self.server.unwatch(self)
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        self.server.unwatch(self)                      # the headers are in
+        if getattr(self, "expired", False):            # cut off while they came: nobody to answer
+            self.close_connection = True
+            return False
+        return ok
+
     def log_message(self, fmt, *args):  # route to logging, without the token
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s", self.address_string(), (fmt % args).split("?", 1)[0])
@@ -128,7 +237,14 @@ class Handler(BaseHTTPRequestHandler):
             self._text(413, f"413 request body too large (at most {MAX_POST_BYTES} bytes)")
             return
         if length:
-            self.rfile.read(length)
+            self.server.watch(self, BODY_DEADLINE_S)
+            try:
+                self.rfile.read(length)
+            finally:
+                self.server.unwatch(self)
+            if getattr(self, "expired", False):
+                self.close_connection = True
+                return
         if path not in ("/joke", "/calibrate"):
             self._text(404, "404 not found")
             return

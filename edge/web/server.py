@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -21,6 +22,41 @@ from .photos import PhotoShelf
 from .stream import Broadcaster, Viewer
 
 log = logging.getLogger(__name__)
+
+EXTRA_CONNECTIONS = 16     # page loads, status polls, photos and button presses beside the stream viewers
+RESERVE_FDS = 64           # file descriptors never used by the live view: photos, event lines, jokes, MQTT
+FDS_PER_CONNECTION = 2     # its socket, and a photo file it may be reading
+
+
+def open_fds() -> int:
+    """File descriptors this process has open now (0 when the system does not say)."""
+    for d in ("/proc/self/fd", "/dev/fd"):
+        try:
+            return len(os.listdir(d))
+        except OSError:
+            continue
+    return 0
+
+
+def connection_cap(max_viewers: int, fd_limit: int | None = None, fds_in_use: int | None = None) -> int:
+    """How many connections the live view may hold at once.
+
+    ``max_viewers`` + ``EXTRA_CONNECTIONS``, but never more than the descriptors left under the
+    process's limit (``RLIMIT_NOFILE``) after those in use and ``RESERVE_FDS`` for what shots need,
+    so no photo or event line is ever lost to the web view. At least 1.
+    """
+    want = int(max_viewers) + EXTRA_CONNECTIONS
+    if fd_limit is None:
+        try:
+            import resource
+            fd_limit = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        except (ImportError, OSError, ValueError):
+            fd_limit = -1
+        if fd_limit < 0:      # RLIM_INFINITY
+            return want
+    used = open_fds() if fds_in_use is None else int(fds_in_use)
+    budget = (int(fd_limit) - used - RESERVE_FDS) // FDS_PER_CONNECTION
+    return max(1, min(want, budget))
 
 
 def load_page() -> bytes:
@@ -112,7 +148,8 @@ class WebServer:
         """
         handler = type("Handler", (Handler,), {"web": self})
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        server_cls = type("Server", (Server,), {"address_family": family})
+        cap = connection_cap(self.cfg.max_viewers)
+        server_cls = type("Server", (Server,), {"address_family": family, "max_connections": cap})
         try:
             self._httpd = server_cls((self.host, self._port), handler)
         except OSError as e:
@@ -131,6 +168,9 @@ class WebServer:
                                              name="web-http", daemon=True)
         self._http_thread.start()
         log.info("live view at %s%s", self.url, " (token required)" if self.access.token_required else "")
+        if cap < self.cfg.max_viewers + EXTRA_CONNECTIONS:
+            log.warning("live view: at most %d connection(s) at once: the open-file limit (ulimit -n) leaves no "
+                        "more beside what photos and events need; raise LimitNOFILE", cap)
         return self.url
 
     def stop(self) -> None:
