@@ -23,8 +23,8 @@ import logging
 import sys
 
 from . import __version__, config
-from .errors import (EX_CANTCREAT, EX_CONFIG, EX_DATAERR, EX_NOINPUT, EX_SOFTWARE, EX_TEMPFAIL, EX_UNAVAILABLE,
-                     EX_USAGE, CantCreateError, ConfigError, DataError, DjsmileError, MissingDependencyError,
+from .errors import (EX_CANTCREAT, EX_CONFIG, EX_DATAERR, EX_INTERRUPTED, EX_NOINPUT, EX_SOFTWARE, EX_TEMPFAIL,
+                     EX_UNAVAILABLE, EX_USAGE, CantCreateError, ConfigError, DataError, DjsmileError, MissingDependencyError,
                      NoInputError, TempFailError, UnavailableError, UsageError)
 
 log = logging.getLogger("djsmile")
@@ -55,7 +55,7 @@ EXIT_CODES: dict[type, int] = {
     CantCreateError: EX_CANTCREAT,     # 73 state folder not writable
     TempFailError: EX_TEMPFAIL,        # 75 port in use: try again later
     ConfigError: EX_CONFIG,            # 78 wrong config text (systemd does not restart)
-    KeyboardInterrupt: 130,            # Ctrl+C
+    KeyboardInterrupt: EX_INTERRUPTED,  # 130 Ctrl+C
 }
 
 
@@ -189,10 +189,13 @@ def main(argv=None) -> int:
         log.error("%s", e)
         return exit_code_for(e)
     except (DjsmileError, KeyboardInterrupt) as e:
+        if not logging.getLogger().handlers:
+            setup_logging("INFO")
         if isinstance(e, DjsmileError):
-            if not logging.getLogger().handlers:
-                setup_logging("INFO")
             log.error("%s", e)
+        else:
+            cmd = next((a for a in argv if not a.startswith("-")), "")
+            log.warning("%s interrupted (Ctrl+C); nothing more was done", f"djsmile {cmd}".strip())
         return exit_code_for(e)
 
 

@@ -17,6 +17,7 @@ EX_SOFTWARE = 70     # internal error
 EX_CANTCREAT = 73    # an output (file, folder) cannot be created (state folder not writable)
 EX_TEMPFAIL = 75     # a temporary failure: try again later (port in use)
 EX_CONFIG = 78       # wrong config text (systemd: RestartPreventExitStatus=78)
+EX_INTERRUPTED = 130  # Ctrl+C (128 + SIGINT, as a shell reports it)
 
 
 class DjsmileError(Exception):

@@ -21,6 +21,7 @@ off. SIGUSR1 logs the status line.
 
 A finite source (a video file, an image folder) ends the run with exit 0; a
 camera that stops delivering frames ends it with exit 69 (systemd restarts).
+A stop by Ctrl+C (SIGINT) exits 130, by SIGTERM / SIGHUP / SIGQUIT 0.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ import warnings
 
 from . import __version__, calib_session
 from . import calibration as cal
-from .errors import EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, BusyError, GpioError
+from .errors import EX_INTERRUPTED, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, BusyError, GpioError
 from .fsutil import pid_lock
 from .faces import FaceFinder
 from .model import SmileModel
@@ -284,17 +285,21 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
 def stop_signals(stop_event: threading.Event, on_force=None, grace_s: float = STOP_GRACE_S, on_status=None):
     """SIGINT/SIGTERM/SIGHUP/SIGQUIT set ``stop_event``; if still running ``grace_s`` later, ``on_force(signum)``.
 
+    Yields a dict whose ``"signum"`` is the first stop signal received (None until one is).
+
     A second signal forces at once. SIGUSR1 calls ``on_status()`` (the
     status line in the log) and the run goes on. Only in the main thread
     (elsewhere a no-op).
     """
+    state = {"timer": None, "signum": None}   # yielded: "signum" is the signal that asked the stop
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield state
         return
-    state = {"timer": None}
 
     def handler(signum, _frame):
         name = signal.Signals(signum).name
+        if state["signum"] is None:
+            state["signum"] = signum
         if stop_event.is_set():
             log.warning("second %s: stopping now", name)
             if on_force is not None:
@@ -315,7 +320,7 @@ def stop_signals(stop_event: threading.Event, on_force=None, grace_s: float = ST
     saved = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
     saved[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, status)
     try:
-        yield
+        yield state
     finally:
         if state["timer"] is not None:
             state["timer"].cancel()
@@ -376,6 +381,15 @@ def _fan_out(*fns):
     return call
 
 
+def _stop_code(rc: int, stopped: dict) -> int:
+    """Ctrl+C (SIGINT) ends the run with 130, as the README's table says; SIGTERM, SIGHUP and SIGQUIT
+    (``systemctl stop``, a closed terminal) with ``rc`` (0: a clean stop systemd does not restart)."""
+    if rc == EX_OK and stopped["signum"] == signal.SIGINT:
+        log.warning("djsmile run interrupted (Ctrl+C)")
+        return EX_INTERRUPTED
+    return rc
+
+
 def joke_on_shot(jokes, teller):
     """What a shot calls for a joke: ``teller.tell`` when ``jokes.on_smile`` is on, else None."""
     return teller.tell if (teller is not None and jokes.on_smile) else None
@@ -411,14 +425,14 @@ def main(cfg, *, max_frames: int | None = None) -> int:
             sys.stderr.flush()
         os._exit(EX_SOFTWARE)
 
-    with stop_signals(stop_event, on_force=force_exit, on_status=lambda: log.info("%s", stats.line())):
+    with stop_signals(stop_event, on_force=force_exit, on_status=lambda: log.info("%s", stats.line())) as stopped:
         try:
             try:
                 source = open_source(cfg.camera.source, cfg, cancel=stop_event)
             except OpenCancelled as e:
                 log.info("%s", e)
                 stop_line()
-                return EX_OK
+                return _stop_code(EX_OK, stopped)
             closers.add("source", source.close)
             if not source.finite and cfg.camera.capture_thread:
                 source = ThreadedSource(source, stop_event)
@@ -500,7 +514,7 @@ def main(cfg, *, max_frames: int | None = None) -> int:
             closers.add("notifier", notifier.stopping)
             if stop_event.is_set():  # a signal during start-up
                 stop_line()
-                return EX_OK
+                return _stop_code(EX_OK, stopped)
             notifier.ready()
             log.info("running; Ctrl+C or SIGTERM stops")
             rc = run(cfg, source, model=model, finder=finder, stop_event=stop_event, web=web,
@@ -511,7 +525,7 @@ def main(cfg, *, max_frames: int | None = None) -> int:
             if isinstance(source, ThreadedSource):
                 log.info("capture thread: %d frames captured, %d dropped (the loop was busy)",
                          source.captured, source.dropped)
-            return rc
+            return _stop_code(rc, stopped)
         finally:
             closers.close_all()
             if lock_fd is not None:

@@ -448,12 +448,41 @@ class OpenCancelled(Exception):
     """A stop was asked (``cancel`` set) while a source was still opening."""
 
 
+NOT_A_VIDEO_HINT = "give a video file (e.g. .mp4, .avi, .mkv), an image, an image folder or a webcam index"
+
+
+def file_kind(path) -> str:
+    """What a file is by its content, not its name: ``'image'`` (OpenCV knows its signature),
+    ``'text'`` (no NUL byte and UTF-8 in its first 8 KB), ``'empty'``, or ``'other'`` (a video, maybe)."""
+    with open(path, "rb") as f:
+        head = f.read(8192)
+    if not head:
+        return "empty"
+    if cv2.haveImageReader(str(path)):
+        return "image"
+    if b"\0" in head:
+        return "other"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.start < len(head) - 3:   # not a multi-byte character cut at the end of the 8 KB
+            return "other"
+    return "text"
+
+
+def _ffmpeg_quiet() -> None:
+    """FFmpeg's own messages (e.g. 'moov atom not found' for a file that is no video) are not
+    ours to print: OpenCV passes them on only at DEBUG (our one line says what went wrong)."""
+    os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "24" if log.isEnabledFor(logging.DEBUG) else "-8")
+
+
 def _open_capture(target, cancel: threading.Event | None, poll_s: float = 0.05, timeout_s: float | None = None):
     """``cv2.VideoCapture(target)`` on a daemon thread, so a stop is not held up by a stream that
     hangs while opening (OpenCV waits 30 s). Raises :class:`OpenCancelled` when ``cancel`` is set
     first; the abandoned capture is released by its thread when it finally opens."""
     box: dict = {}
     lock = threading.Lock()
+    _ffmpeg_quiet()
 
     def opener():
         if timeout_s is None:
@@ -512,15 +541,23 @@ class OpenCVSource(Source):
             self.name = f"webcam {idx}"
         else:
             path = str(spec)
-            if "://" not in path and not os.path.isfile(path):
+            local = "://" not in path
+            if local and not os.path.isfile(path):
                 raise SourceNotFoundError(f"source {path!r} not found: no such file or folder")
-            self.cap = _open_capture(path, cancel, timeout_s=cam.stream_timeout_s if "://" in path else None)
+            if local:   # decided by content, whatever the file is called
+                kind = file_kind(path)
+                if kind in ("text", "empty"):
+                    raise DataError(f"source {path!r} is {'a text' if kind == 'text' else 'an empty'} file, "
+                                    f"not a video or image; {NOT_A_VIDEO_HINT}")
+            self.cap = _open_capture(path, cancel, timeout_s=None if local else cam.stream_timeout_s)
             if not self.cap.isOpened():
                 self.cap.release()
+                if local:
+                    raise DataError(f"source {path!r} is not a video or image OpenCV can read; {NOT_A_VIDEO_HINT}")
                 raise SourceError(f"source {path!r} cannot be opened as a video by OpenCV")
             if int(self.cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little") == b"ansi":
                 self.cap.release()  # FFmpeg's tty demuxer plays a .txt/.nfo file as an "ANSI art" video
-                raise DataError(f"source {path!r} is a text file, not a video")
+                raise DataError(f"source {path!r} is a text file, not a video or image; {NOT_A_VIDEO_HINT}")
             self.finite = "://" not in path
             self.name = path
         fps = self.cap.get(cv2.CAP_PROP_FPS)
@@ -724,7 +761,7 @@ class FolderSource(Source):
     def __init__(self, path, cfg):
         self.path = Path(path)
         if self.path.is_file():
-            if not _is_image(self.path):
+            if not _is_image(self.path) and file_kind(self.path) != "image":
                 raise DataError(f"source {str(path)!r} is not an image ({', '.join(sorted(IMAGE_EXTS))})")
             folders, self.files = [], [self.path]
         elif self.path.is_dir():
@@ -917,7 +954,7 @@ def open_source(spec, cfg, *, picamera2_cls=None, cancel: threading.Event | None
     if "://" in spec:
         return OpenCVSource(spec, cfg, cancel)
     p = Path(spec).expanduser()
-    if p.is_dir() or (p.is_file() and p.suffix.lower() in IMAGE_EXTS):
+    if p.is_dir() or (p.is_file() and (p.suffix.lower() in IMAGE_EXTS or file_kind(p) == "image")):
         return FolderSource(p, cfg)
     if p.is_file():
         return OpenCVSource(str(p), cfg, cancel)

@@ -1,0 +1,245 @@
+"""Each row of the README's exit-code table, as a user meets it (issue 24 item 3): a test per row.
+
+The rows are read from the README; a row without a test here (or a test without a row) fails
+:func:`test_every_row_of_the_readme_table_has_a_test`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from djsmile import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+PY = sys.executable
+QUIET = ["--set", 'jokes.api_url=""', "--set", 'speech.engine="none"', "--no-gpio"]
+
+
+def readme_rows() -> dict[int, str]:
+    text = (ROOT / "README.md").read_text()
+    table = text[text.index("### Exit codes"):]
+    table = table[:table.index("\n## ")]
+    return {int(m.group(1)): m.group(2) for m in re.finditer(r"^\| (\d+) \|(.*)\|\s*$", table, flags=re.M)}
+
+
+def _env():
+    env = dict(os.environ)
+    env.pop("NOTIFY_SOCKET", None)
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+def djsmile(*argv, timeout=180) -> subprocess.CompletedProcess:
+    return subprocess.run([PY, "-m", "djsmile", *map(str, argv)], cwd=ROOT, env=_env(), capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def one_error_line(err: str) -> str:
+    lines = [ln for ln in err.splitlines() if ln.startswith("ERROR")]
+    assert len(lines) == 1, err[-3000:]
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture
+def frames(tmp_path) -> Path:
+    d = tmp_path / "frames"
+    d.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(d / f"{i}.png"), np.full((120, 160, 3), 60 * i, np.uint8))
+    return d
+
+
+def write_clip(path: Path, n: int, fps: float, size=(160, 120), noise=False) -> Path:
+    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
+    assert vw.isOpened()
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        img = rng.integers(0, 255, (size[1], size[0], 3), np.uint8) if noise else \
+            np.full((size[1], size[0], 3), (i * 7) % 255, np.uint8)
+        vw.write(img)
+    vw.release()
+    return path
+
+
+# --------------------------------------------------------------------------- one test per row
+def test_0_a_finite_source_ended(tmp_path, frames):
+    p = djsmile("run", "--source", frames, "--state-dir", tmp_path / "s", *QUIET)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "stopped after 3 frames" in p.stderr
+    p = djsmile("run", "--source", frames, "--state-dir", tmp_path / "s", "--max-frames", 2, *QUIET)
+    assert p.returncode == 0 and "stopped after 2 frames" in p.stderr, p.stderr[-3000:]
+
+
+def test_64_a_mistyped_flag():
+    p = djsmile("run", "--sorce", "x")
+    assert p.returncode == 64 and p.stderr.startswith("usage: djsmile run"), p.stderr
+
+
+TEXT = "shopping list\n- milk\n- eggs\n" * 20
+
+
+@pytest.mark.parametrize("name", ["notes.mp4", "notes.avi", "notes", "notes.txt"])
+def test_65_a_text_file_given_as_a_video_whatever_its_name(tmp_path, name):
+    f = tmp_path / name
+    f.write_text(TEXT)
+    p = djsmile("run", "--source", f, "--state-dir", tmp_path / "s", *QUIET)
+    assert p.returncode == 65, p.stderr[-3000:]
+    line = one_error_line(p.stderr)
+    assert "is a text file, not a video or image" in line and "give a video file" in line, line
+    assert "moov atom" not in p.stderr and "[mov," not in p.stderr  # no FFmpeg noise
+
+
+def test_65_a_file_that_is_no_video_nor_image_and_no_ffmpeg_noise(tmp_path):
+    f = tmp_path / "clip.mp4"
+    f.write_bytes(np.random.default_rng(1).integers(0, 256, 20000, np.uint8).tobytes())
+    p = djsmile("run", "--source", f, "--state-dir", tmp_path / "s", *QUIET)
+    assert p.returncode == 65, p.stderr[-3000:]
+    line = one_error_line(p.stderr)
+    assert "not a video or image" in line and "give a video file" in line, line
+    assert "moov atom" not in p.stderr and "[mov," not in p.stderr
+
+
+def test_65_bench_and_calibrate_read_a_text_file_the_same_way(tmp_path):
+    f = tmp_path / "notes.mp4"
+    f.write_text(TEXT)
+    for argv in (["bench", "--source", f, "--frames", 5], ["calibrate", "--source", f, "--state-dir", tmp_path]):
+        p = djsmile(*argv, *QUIET[:4])
+        assert p.returncode == 65, p.stderr[-3000:]
+        assert "is a text file, not a video or image" in one_error_line(p.stderr)
+
+
+def test_65_an_image_is_read_by_its_content_whatever_its_name(tmp_path):
+    f = tmp_path / "snapshot.dat"
+    ok, buf = cv2.imencode(".png", np.full((120, 160, 3), 90, np.uint8))
+    f.write_bytes(buf.tobytes())
+    p = djsmile("run", "--source", f, "--state-dir", tmp_path / "s", *QUIET)
+    assert p.returncode == 0 and "stopped after 1 frames" in p.stderr, p.stderr[-3000:]
+
+
+def test_66_a_source_that_does_not_exist(tmp_path):
+    p = djsmile("run", "--source", tmp_path / "no" / "clip.mp4", "--state-dir", tmp_path / "s", *QUIET)
+    assert p.returncode == 66 and "not found" in one_error_line(p.stderr)
+
+
+def test_69_no_camera(tmp_path):
+    if importlib.util.find_spec("picamera2") is not None:
+        pytest.skip("picamera2 is installed here: the Pi camera may be present")
+    p = djsmile("run", "--source", "camera", "--state-dir", tmp_path / "s", *QUIET)
+    assert p.returncode == 69 and "picamera2" in one_error_line(p.stderr)
+
+
+def test_70_frames_failing_one_after_another():
+    from djsmile import service
+    from djsmile.config import Config
+    from djsmile.sources import Frame, Source
+
+    class Frames(Source):
+        finite, name = True, "frames"
+
+        def __iter__(self):
+            for i in range(100):
+                yield Frame(np.zeros((40, 40), np.uint8), i, i / 30)
+
+    class Broken:
+        threshold = 0.5
+
+        def predict(self, gray, boxes):
+            raise RuntimeError("interpreter broken")
+
+    class Finder:
+        def find(self, gray):
+            return [(5, 5, 20, 20)]
+
+        def reset(self):
+            pass
+
+    assert service.run(Config(), Frames(), model=Broken(), finder=Finder()) == 70
+
+
+def test_73_the_state_folder_cannot_be_created(tmp_path, frames):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    p = djsmile("run", "--source", frames, "--state-dir", blocker / "state", *QUIET)
+    assert p.returncode == 73 and "state folder" in one_error_line(p.stderr)
+
+
+def test_75_the_live_views_port_is_in_use(tmp_path, frames):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        p = djsmile("run", "--source", frames, "--state-dir", tmp_path / "s", "--web", f"127.0.0.1:{port}", *QUIET)
+    assert p.returncode == 75 and f"127.0.0.1:{port}" in one_error_line(p.stderr)
+
+
+def test_78_a_config_rule(tmp_path):
+    f = tmp_path / "config.toml"
+    f.write_text("[trigger]\nhold_frames = 0\n")
+    assert cli.main(["config", "--check", str(f)]) == 78
+    p = djsmile("run", "--set", "trigger.hold_frames=0", "--state-dir", tmp_path / "s", *QUIET)
+    assert p.returncode == 78 and "trigger.hold_frames" in one_error_line(p.stderr)
+
+
+def _interrupt(argv, wait_for: str, tmp_path) -> tuple[int, str]:
+    """Start ``djsmile argv``, wait for ``wait_for`` on stderr, press Ctrl+C (SIGINT); (exit code, stderr)."""
+    proc = subprocess.Popen([PY, "-m", "djsmile", *map(str, argv)], cwd=tmp_path, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    err = []
+    try:
+        deadline = time.monotonic() + 120
+        for line in proc.stderr:
+            err.append(line)
+            if wait_for in line:
+                break
+            assert time.monotonic() < deadline, "".join(err)
+        else:
+            raise AssertionError(f"ended before {wait_for!r}: {''.join(err)[-3000:]}")
+        proc.send_signal(signal.SIGINT)
+        rest = proc.communicate(timeout=60)[1]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return proc.returncode, "".join(err) + rest
+
+
+def test_130_ctrl_c(tmp_path):
+    clip = write_clip(tmp_path / "clip.avi", 300, 10.0)   # 30 s played in real time
+    rc, err = _interrupt(["run", "--source", clip, "--realtime", "--state-dir", tmp_path / "s", *QUIET],
+                         "running; Ctrl+C", tmp_path)
+    assert rc == 130, err[-3000:]
+    assert "stopped after" in err and "interrupted (Ctrl+C)" in err, err[-3000:]
+
+
+def test_130_ctrl_c_on_bench_and_calibrate_says_interrupted(tmp_path):
+    clip = write_clip(tmp_path / "clip.avi", 600, 0.5, size=(320, 240), noise=True)  # 20 min of stream time
+    for argv, wait_for in ((["bench", "--source", clip, "--frames", 100000], "bench:"),
+                           (["calibrate", "--source", clip, "--seconds", 600, "--state-dir", tmp_path / "s"],
+                            "calibrating from")):
+        rc, err = _interrupt([*argv, *QUIET[:4]], wait_for, tmp_path)
+        assert rc == 130, err[-3000:]
+        assert f"djsmile {argv[0]} interrupted (Ctrl+C)" in err, err[-3000:]
+        assert "Traceback" not in err
+    assert not (tmp_path / "s" / "calibration.json").exists()
+
+
+ROW_TESTS = {int(m.group(1)) for name in list(globals()) if (m := re.match(r"test_(\d+)_", name))}
+
+
+def test_every_row_of_the_readme_table_has_a_test():
+    rows = readme_rows()
+    assert set(rows) == ROW_TESTS, f"README rows {sorted(rows)}, tests for {sorted(ROW_TESTS)}"
+    assert "text file" in rows[65] and "Ctrl+C" in rows[130]
