@@ -45,6 +45,7 @@ class CameraConfig:
     still_height: int = opt(0, "still photo height on the Pi (0 = the sensor's full resolution)", min=0, max=16384)
     fps: float = opt(30.0, "camera frame rate; for an image folder, the nominal rate that sets stream time", min=0.1, max=240.0)
     realtime: bool = opt(False, "play a file source at its own frame rate instead of as fast as possible")
+    loop: bool = opt(False, "play a file source (video, image folder) again from the start each time it ends; stream time keeps rising (e.g. a clip in the live view)")
     stream_timeout_s: float = opt(30.0, "a network stream (URL source) that sends nothing for this long while opening or between frames ends the run (exit 69: the service restarts it)", min=1.0, max=3600.0)
     capture_thread: bool = opt(True, "read a camera (Pi camera, webcam, stream) on its own thread: the loop always gets the newest frame, frames it had no time for are dropped and counted")
 

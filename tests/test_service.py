@@ -546,3 +546,63 @@ def test_run_on_a_folder_of_smiling_photos_shoots_each_and_says_so(tmp_path, cal
     err = capfd.readouterr().err
     assert "stopped after 4 frames: 1 shot, 3 smiles held back by the cooldown" in err
     assert "smile held back by the cooldown: frame 1" in err
+
+
+# --------------------------------------------------------------------------- --loop (issue 24 item 4)
+def test_loop_plays_a_clip_again_with_stream_time_rising(tmp_path):
+    from djsmile.sources import open_source
+    clip = write_clip(tmp_path / "clip.avi", 10, fps=10.0)
+    cfg = quiet_cfg()
+    cfg.camera.loop = True
+    rec = Recorder()
+    src = open_source(str(clip), cfg)
+    rc = service.run(cfg, src, model=FakeModel(), finder=FixedFinder(), actions=rec, max_frames=35)
+    src.close()
+    assert rc == 0
+    frames = [r.frame for r in rec.results]
+    times = [r.t for r in rec.results]
+    assert frames == list(range(35))                  # 3.5 passes of a 10-frame clip
+    assert all(b > a for a, b in zip(times, times[1:])), times
+    assert times[-1] == pytest.approx(3.4, abs=0.05)  # 34 frames at 10 fps
+    assert src.passes == 3
+
+
+def test_loop_flag_on_the_command_line(tmp_path, any_model):
+    clip = write_clip(tmp_path / "clip.avi", 8, fps=10.0)
+    base = [PY, "-m", "djsmile", "run", "--source", str(clip), "--model", str(any_model), "--no-gpio",
+            "--state-dir", str(tmp_path / "state"), *QUIET]
+    p = subprocess.run([*base, "--loop", "--max-frames", "20"], cwd=ROOT, env=_env(), capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0 and "stopped after 20 frames" in p.stderr and "looped" in p.stderr, p.stderr[-3000:]
+    p = subprocess.run(base, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0 and "stopped after 8 frames" in p.stderr, p.stderr[-3000:]
+
+
+def test_live_view_of_a_looped_clip_goes_on_past_the_clips_end(tmp_path, any_model):
+    import socket
+    import urllib.request
+    clip = write_clip(tmp_path / "clip.avi", 10, fps=10.0)   # 1 s long
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    proc = subprocess.Popen([PY, "-m", "djsmile", "run", "--source", str(clip), "--loop", "--model", str(any_model),
+                             "--no-gpio", "--state-dir", str(tmp_path / "state"), "--web", f"127.0.0.1:{port}",
+                             *QUIET], cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    try:
+        _wait_for(proc, "running; Ctrl+C")
+        deadline, t = time.monotonic() + 60, None
+        while time.monotonic() < deadline:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=10) as r:
+                t = json.load(r).get("t")
+            if t is not None and t > 2.5:    # stream time past the 1 s clip, played in real time
+                break
+            time.sleep(0.2)
+        assert t is not None and t > 2.5, t
+        assert proc.poll() is None
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/stream.mjpg", timeout=10) as r:
+            assert r.headers["Content-Type"].startswith("multipart/x-mixed-replace")
+            assert b"\xff\xd8" in r.read(4096)
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)

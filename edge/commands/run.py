@@ -22,6 +22,9 @@ def add_arguments(p) -> None:
                    help="publish to the MQTT broker at HOST[:PORT] for Home Assistant (turns mqtt.enabled on)")
     p.add_argument("--realtime", action=argparse.BooleanOptionalAction, default=None,
                    help="play a file source at its own frame rate, or as fast as possible (default: camera.realtime)")
+    p.add_argument("--loop", action=argparse.BooleanOptionalAction, default=None,
+                   help="play a file source again from the start each time it ends; stream time keeps rising "
+                        "(default: camera.loop)")
     p.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     p.add_argument("--no-gpio", action="store_true", help="no LED, shutter or button (no pins touched)")
     p.add_argument("--no-jokes", action="store_true", help="no joke on a smile")
@@ -36,6 +39,8 @@ def apply_overrides(cfg, args) -> None:
             cfg.set(key, getattr(args, attr))
     if getattr(args, "realtime", None) is not None:
         cfg.set("camera.realtime", bool(args.realtime))
+    if getattr(args, "loop", None) is not None:
+        cfg.set("camera.loop", bool(args.loop))
     if getattr(args, "web", None) is not None:
         cfg.set("web.listen", args.web)
         cfg.set("web.enabled", True)
