@@ -300,15 +300,19 @@ def test_a_text_file_is_not_a_video(tmp_path):
 HUGE_PNG_SCRIPT = """
 import struct, sys, zlib
 from pathlib import Path
-folder = Path(sys.argv[1])
-def chunk(kind, data):
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+folder, name, damage = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
+def chunk(kind, data, bad=False):
+    crc = zlib.crc32(kind + data) ^ (0xFFFF if bad else 0)
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
 w = h = 20000                                   # 400 Mpixel, gray, all zero: a few hundred KB on disk
 z = zlib.compressobj(9)
 row = bytes(w + 1)
 idat = b"".join(z.compress(row) for _ in range(h)) + z.flush()
-png = b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
-(folder / "0_huge.png").write_bytes(png)
+# an ancillary chunk with a wrong CRC: Pillow refuses the header ("broken PNG file"), OpenCV decodes it
+text = chunk(b"tEXt", b"Comment\\x00hello", bad=(damage == "badcrc"))
+png = (b"\\x89PNG\\r\\n\\x1a\\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 0, 0, 0, 0)) + text
+       + chunk(b"IDAT", idat) + chunk(b"IEND", b""))
+(folder / name).write_bytes(png)
 import cv2, numpy as np
 cv2.imwrite(str(folder / "1_small.png"), np.full((48, 64, 3), 80, np.uint8))
 from djsmile.config import Config
@@ -316,20 +320,23 @@ from djsmile.sources import FolderSource
 frames = list(FolderSource(folder, Config()))
 # VmHWM: this process's own peak (getrusage's ru_maxrss keeps the parent's across fork + exec)
 hwm = next(int(ln.split()[1]) for ln in open("/proc/self/status") if ln.startswith("VmHWM:"))
-print(len(frames), (folder / "0_huge.png").stat().st_size, hwm // 1024)
+print(len(frames), (folder / name).stat().st_size, hwm // 1024)
 """
 
 
-def test_huge_image_in_a_folder_is_refused_before_decoding(tmp_path):
+@pytest.mark.parametrize("name,damage", [("0_huge.png", "ok"), ("0_huge.png", "badcrc"),
+                                         ("0_huge.jpg", "badcrc"), ("0_huge.jpg", "ok")])
+def test_huge_image_in_a_folder_is_refused_before_decoding(tmp_path, name, damage):
+    # the size comes from the file's content, whatever its name (a PNG named .jpg) or damage
     import subprocess
-    p = subprocess.run([sys.executable, "-c", HUGE_PNG_SCRIPT, str(tmp_path)], capture_output=True, text=True,
-                       timeout=300)
+    p = subprocess.run([sys.executable, "-c", HUGE_PNG_SCRIPT, str(tmp_path), name, damage],
+                       capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-2000:]
     frames, size, peak_mb = map(int, p.stdout.split())
     assert frames == 1 and size < 2_000_000      # the small one plays; the huge one is small on disk
-    assert peak_mb < 400, f"peak memory {peak_mb} MB"  # decoding it would take 400 MB (gray) to 1.2 GB
-    warned = [ln for ln in p.stderr.splitlines() if "0_huge.png" in ln]
-    assert len(warned) == 1 and "20000x20000" in warned[0], p.stderr
+    assert peak_mb < 150, f"peak memory {peak_mb} MB"  # decoding it would take 400 MB (gray) to 1.2 GB
+    warned = [ln for ln in p.stderr.splitlines() if name in ln]
+    assert len(warned) == 1 and "20000x20000" in warned[0] and "skipped" in warned[0], p.stderr
 
 
 def test_jpeg_above_the_pixel_cap_is_read_reduced(tmp_path, monkeypatch, caplog):
@@ -425,3 +432,33 @@ def test_picamera2_colour_frame_from_the_lores_yuv420_with_stride(fake_picamera2
     fr = next(iter(src))
     assert fr.color().shape == (h, w, 3)      # frames carry it, made when asked for
     src.close()
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png", ".bmp", ".webp", ".tiff", ".ppm", ".pgm", ".pfm", ".ras", ".hdr"])
+def test_image_header_tells_format_and_size_from_the_content_under_any_name(tmp_path, ext):
+    img = np.zeros((37, 53, 3), np.uint8)
+    if ext in (".pfm", ".hdr"):
+        img = img.astype(np.float32)
+    real = tmp_path / f"real{ext}"
+    assert cv2.imwrite(str(real), img[..., 0] if ext == ".pgm" else img)
+    misnamed = tmp_path / "misnamed.jpg"          # its name says JPEG, its content does not (or does)
+    misnamed.write_bytes(real.read_bytes())
+    for p in (real, misnamed):
+        kind, size = sources.image_header(p)
+        assert size == (53, 37), (ext, kind)
+        assert (kind == "jpeg") == (ext == ".jpg")
+
+
+def test_a_jpeg_with_big_metadata_and_a_cut_tail_still_tells_its_size(tmp_path):
+    ok, buf = cv2.imencode(".jpg", np.zeros((30, 70, 3), np.uint8))
+    data = buf.tobytes()
+    app = b"\xff\xe1" + (65000).to_bytes(2, "big") + bytes(64998)      # 3 big metadata segments first
+    cut = data[:2] + app * 3 + data[2:len(data) // 2]
+    (tmp_path / "cut.jpg").write_bytes(cut)
+    assert sources.image_header(tmp_path / "cut.jpg") == ("jpeg", (70, 30))
+
+
+def test_a_text_file_named_like_an_image_is_not_decoded(tmp_path):
+    (tmp_path / "notes.png").write_text("not an image\n" * 50)
+    assert sources.image_header(tmp_path / "notes.png") == (None, None)
+    assert sources.read_image(tmp_path / "notes.png", sources.MAX_IMAGE_PIXELS) is None
