@@ -326,7 +326,17 @@ class MqttSink:
         if was and not self._stop:
             log.warning("MQTT: lost the broker %s (%s); reconnecting with backoff", self.where, reason_code)
 
+    @staticmethod
+    def _retained(msg) -> bool:
+        """A retained command is an old press the broker keeps and sends at every (re)connect: ignored."""
+        if msg.retain:
+            log.debug("MQTT: %s: ignored a retained command (commands act only when pressed; "
+                      "clear it with an empty retained message)", msg.topic)
+        return bool(msg.retain)
+
     def _on_joke_tell(self, client, userdata, msg):
+        if self._retained(msg):
+            return
         log.info("MQTT: %s: telling a joke", msg.topic)
         if self.on_joke_tell is not None:
             try:
@@ -335,6 +345,8 @@ class MqttSink:
                 log.exception("MQTT: joke/tell failed")
 
     def _on_shutter_fire(self, client, userdata, msg):
+        if self._retained(msg):
+            return
         log.info("MQTT: %s: manual shot requested", msg.topic)
         if self.on_shutter_fire is not None:
             try:

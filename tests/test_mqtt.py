@@ -411,6 +411,45 @@ def test_commands_tell_a_joke_and_fire_the_shutter_and_the_last_will_says_offlin
 
 
 @needs_mosquitto
+def test_retained_commands_are_ignored_at_start_and_after_a_broker_restart(tmp_path, broker):
+    import paho.mqtt.client as paho
+    pub = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="test-retainer")
+    pub.connect("127.0.0.1", broker.port)
+    pub.loop_start()
+    for topic in (f"{BASE}/shutter/fire", f"{BASE}/joke/tell"):   # left on the broker by some other client
+        pub.publish(topic, b"PRESS", qos=1, retain=True).wait_for_publish(10)
+    pub.disconnect()
+    pub.loop_stop()
+    clip = make_clip(tmp_path / "clip", np.full((240, 320, 3), 90, np.uint8), 3000)  # no face: no smile
+    listener = Listener(broker.port, [f"{BASE}/#"])
+    proc = djsmile(tmp_path, broker.port, clip, "--log-level", "DEBUG", realtime=True)
+    try:
+        wait_until(lambda: b"online" in listener.on(f"{BASE}/availability"), 60, "availability online")
+        time.sleep(2.0)
+        broker.stop()                       # the retained commands are sent again at the reconnect
+        broker.start()
+        with listener.lock:
+            listener.messages.clear()
+        wait_until(lambda: b"online" in listener.on(f"{BASE}/availability"), 60, "online after the restart")
+        time.sleep(2.0)
+        assert events_jsonl(tmp_path) == [], "a retained shutter/fire fired"
+        assert listener.on(f"{BASE}/joke") == [], "a retained joke/tell told a joke"
+        listener.publish(f"{BASE}/shutter/fire", b"PRESS")         # a real press still works
+        wait_until(lambda: events_jsonl(tmp_path), 30, "the manual shot of a real press")
+        proc.send_signal(signal.SIGTERM)
+        rc, err = finish(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        listener.close()
+    assert rc == 0, err[-3000:]
+    assert len(events_jsonl(tmp_path)) == 1
+    ignored = [ln for ln in err.splitlines() if "retained" in ln and "ignored" in ln]
+    assert len(ignored) == 4 and all("DEBUG" in ln for ln in ignored), err[-3000:]  # 2 topics x 2 connects
+
+
+@needs_mosquitto
 def test_a_broker_restart_mid_run_loses_no_event(tmp_path, broker, shared_datasets):
     clip = make_clip(tmp_path / "clip", _face_canvas(shared_datasets), 1800)  # 60 s in real time, a shot each 0.5 s
     listener = Listener(broker.port, [f"{BASE}/event"])
