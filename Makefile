@@ -11,27 +11,34 @@ BIN     = $(VENV)/bin
 
 # --system-site-packages: on a Pi, picamera2 and lgpio come from apt (python3-picamera2, python3-lgpio)
 $(BIN)/python:
+	@echo "make: creating the virtual environment $(VENV) (python3 -m venv --system-site-packages)"
 	$(PYTHON) -m venv --system-site-packages $(VENV) || { echo "python3-venv missing: sudo apt-get install -y python3-venv"; exit 1; }
+	@echo "make: upgrading pip in $(VENV)"
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # scripts/pip-install.sh keeps apt's numpy on a Pi (numpy==<apt's> for pip), so python3-picamera2 still imports.
 $(VENV)/.installed: $(BIN)/python setup.cfg pyproject.toml
+	@echo "make: installing djsmile and what it runs on (numpy, OpenCV, LiteRT...) into $(VENV) with pip; a minute or more when they are downloaded"
 	./scripts/pip-install.sh $(BIN)/python $(PYTHON) --quiet -e .
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed
+	@echo "make: installing the test and training packages (pytest, TensorFlow...) into $(VENV) with pip; several minutes when they are downloaded"
 	./scripts/pip-install.sh $(BIN)/python $(PYTHON) --quiet -e '.[dev,train]'
 	touch $@
 
 venv: $(VENV)/.installed
 
 run: $(VENV)/.installed
+	@echo "make: starting djsmile run $(ARGS) (Ctrl+C stops it)"
 	$(BIN)/djsmile run $(ARGS)
 
 deps:
+	@echo "make: checking the system packages the tests use (apt, via sudo when one is missing)"
 	./scripts/install-system-deps.sh
 
 test: deps $(VENV)/.installed-dev
+	@echo "make: running the test suite (pytest $(PYTEST_ARGS))"
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean:

@@ -56,6 +56,7 @@ LOG_STATUS_EVERY_S = 60.0  # the same line in the log
 FPS_WINDOW_S = 2.0         # the fps figure counts the frames of this many seconds
 STOP_GRACE_S = 1.5         # after a stop signal, force the exit if the loop has not ended
 MAX_ERRORS_IN_A_ROW = 30   # frames failing one after another before the run gives up
+PROGRESS_EVERY_S = 10.0    # a finite source (video, image folder): a progress line this often
 HELD_BACK_LOG_EVERY_S = 10.0  # at most one "held back by the cooldown" line per this many stream seconds
 
 
@@ -98,6 +99,19 @@ class LoopStats:
                 if self.held_back else "")
         return f"stopped after {self.frames} frames: {self.shots} shot{'' if self.shots == 1 else 's'}{held}"
 
+    def progress_line(self, total: int | None, now: float, since: float, frames_before: int = 0) -> str:
+        """``progress: 1200/10552 frames (11%), 45.2 fps, 3 shots, about 3 min 26 s left`` (a finite source)."""
+        shots = f"{self.shots} shot{'' if self.shots == 1 else 's'}"
+        if not total:
+            return f"progress: {self.frames} frames, {self.fps:.1f} fps, {shots}"
+        left = ""
+        elapsed, done = now - since, self.frames - frames_before   # the rate of this loop so far
+        if done > 0 and elapsed > 0 and total > self.frames:
+            secs = int(round((total - self.frames) * elapsed / done))
+            left = f", about {secs // 60} min {secs % 60} s left" if secs >= 60 else f", about {secs} s left"
+        return (f"progress: {self.frames}/{total} frames ({100.0 * self.frames / total:.0f}%), "
+                f"{self.fps:.1f} fps, {shots}{left}")
+
     def line(self) -> str:
         last = (time.strftime("%H:%M:%S", time.localtime(self.last_shot_wall))
                 if self.last_shot_wall else "none yet")
@@ -138,6 +152,8 @@ def _loop(cfg, source: Source, reader: FrameReader, *, model, finder, stop_event
     wall0 = t0 = None
     next_status = time.monotonic()
     next_log = next_status + LOG_STATUS_EVERY_S
+    next_progress = next_status + PROGRESS_EVERY_S if source.finite else None
+    loop_t0, frames0 = next_status, stats.frames
     errors_in_a_row = 0
     ended = False
     pipeline = Pipeline(finder, model, trigger)
@@ -192,7 +208,10 @@ def _loop(cfg, source: Source, reader: FrameReader, *, model, finder, stop_event
             if now >= next_status:
                 next_status = now + STATUS_EVERY_S
                 notifier.status(stats.line())
-        if now >= next_log:
+        if next_progress is not None and now >= next_progress:
+            next_progress = now + PROGRESS_EVERY_S
+            log.info("%s", stats.progress_line(source.total_frames, now, loop_t0, frames0))
+        elif now >= next_log:
             next_log = now + LOG_STATUS_EVERY_S
             log.info("%s", stats.line())
         if max_frames and stats.frames >= max_frames:

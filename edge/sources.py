@@ -116,6 +116,7 @@ class Source:
 
     name: str = "source"
     finite: bool = False
+    total_frames: int | None = None   # frames a finite source will give, when known (progress lines)
 
     def __iter__(self) -> Iterator[Frame]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -560,6 +561,8 @@ class OpenCVSource(Source):
                 raise DataError(f"source {path!r} is a text file, not a video or image; {NOT_A_VIDEO_HINT}")
             self.finite = "://" not in path
             self.name = path
+            count = self.cap.get(cv2.CAP_PROP_FRAME_COUNT) if self.finite else 0
+            self.total_frames = int(count) if count and 0 < count < 1e9 else None
         fps = self.cap.get(cv2.CAP_PROP_FPS)
         self.fps = float(fps) if fps and 0 < fps < 1000 else float(cam.fps)
         self._closed = False
@@ -921,6 +924,7 @@ class FolderSource(Source):
         subs = f" in {', '.join(d.name for d in folders)}" if folders and folders != [self.path] else ""
         self.name = f"{self.path} ({len(self.files)} image{'' if len(self.files) == 1 else 's'}{subs} at {self.fps:g} fps)"
         self.unreadable: list[Path] = []
+        self.total_frames = len(self.files)
         self._closed = False
 
     def __iter__(self) -> Iterator[Frame]:

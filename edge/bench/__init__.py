@@ -98,6 +98,7 @@ __all__ = ["BACKGROUND", "DEFAULT_MODES", "MODES", "PACED_MODES", "STAGES", "Ben
            "format_table", "machine_info", "open_feed", "pi_camera_present", "ratios", "run", "run_variants",
            "setting_configs", "variant_result", "write_plot"]
 
+PROGRESS_EVERY_S = 10.0   # a progress line at most this often while the variants are timed
 MODES = ("full", "track", "async")
 DEFAULT_MODES = ("full", "track")
 PACED_MODES = ("track", "async")   # default with --pace: today's loop and the async one
@@ -275,8 +276,12 @@ def build_variants(cfg, model_paths: list[Path], threads: list[int], modes: list
 
 
 def run_variants(variants: list[Variant], frames: int, warmup: int, chunk: int) -> None:
-    """Warm every variant up, then time them in round-robin chunks (rotating who goes first)."""
-    for v in variants:
+    """Warm every variant up, then time them in round-robin chunks (rotating who goes first).
+
+    One line per variant as it warms up, then a progress line at most every ``PROGRESS_EVERY_S``."""
+    for i, v in enumerate(variants, 1):
+        log.info("bench: variant %d/%d %s: warming up (%d frame%s)", i, len(variants), v.name, max(1, warmup),
+                 "" if max(1, warmup) == 1 else "s")
         cv2.setNumThreads(v.threads)
         t0 = time.perf_counter()
         v.step(False)  # the cold first frame (start-up cost)
@@ -285,6 +290,10 @@ def run_variants(variants: list[Variant], frames: int, warmup: int, chunk: int) 
             v.step(False)
     done = 0
     rnd = 0
+    log.info("bench: timing %d frames per variant, %d variant%s interleaved in chunks of %d", frames,
+             len(variants), "" if len(variants) == 1 else "s", chunk)
+    t_start = time.monotonic()
+    next_line = t_start + PROGRESS_EVERY_S
     while done < frames:
         n = min(chunk, frames - done)
         k = rnd % len(variants)
@@ -292,7 +301,14 @@ def run_variants(variants: list[Variant], frames: int, warmup: int, chunk: int) 
             v.run_chunk(n)
         done += n
         rnd += 1
-        log.debug("timed %d/%d frames per variant", done, frames)
+        now = time.monotonic()
+        if now >= next_line and done < frames:
+            next_line = now + PROGRESS_EVERY_S
+            left = (now - t_start) * (frames - done) / done
+            log.info("bench: %d/%d frames per variant timed (%.0f%%), about %.0f s left",
+                     done, frames, 100.0 * done / frames, left)
+        else:
+            log.debug("timed %d/%d frames per variant", done, frames)
 
 
 # --------------------------------------------------------------------------- run
