@@ -401,6 +401,43 @@ def validate(cfg: Config) -> None:
         raise ConfigError(f"config key jokes.api_url = {_show(url)} is not valid: "
                           "expected an http:// or https:// URL, or '' (offline)")
     check_mqtt(cfg.mqtt)
+    check_cascade(cfg.detector)
+
+
+CASCADE_MAX_BYTES = 32 * 1024 * 1024     # OpenCV's own cascades are 0.1 to 2 MB
+
+
+def check_cascade(d: "DetectorConfig") -> None:
+    """``detector.cascade``, when the Haar back-end uses it: a regular file that OpenCV loads as a cascade.
+
+    A file that is not a cascade (OpenCV raises SystemError on it) is a config error at load (78).
+    A file that is not there at all is left to the detector (exit 69 at run: it may be mounted later).
+    """
+    if not d.cascade or getattr(d, "backend", "haar") != "haar":
+        return
+    path = Path(d.cascade).expanduser()
+    bad = f"config key detector.cascade = {_show(d.cascade)} is not valid"
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        raise ConfigError(f"{bad}: it cannot be read ({e.strerror or e})") from None
+    import stat as _stat
+    if not _stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{bad}: not a regular file; give a Haar cascade XML (e.g. OpenCV's "
+                          "haarcascade_frontalface_default.xml), or '' for the default")
+    if st.st_size > CASCADE_MAX_BYTES:
+        raise ConfigError(f"{bad}: {st.st_size / 1e6:.0f} MB is too big for a Haar cascade XML "
+                          f"(at most {CASCADE_MAX_BYTES // (1024 * 1024)} MB)")
+    import cv2
+    try:
+        ok = not cv2.CascadeClassifier(str(path)).empty()
+    except Exception:     # SystemError / cv2.error: not an OpenCV file, or not a cascade
+        ok = False
+    if not ok:
+        raise ConfigError(f"{bad}: OpenCV cannot load it as a Haar cascade; give a cascade XML (e.g. "
+                          "haarcascade_frontalface_default.xml), or '' for the default")
 
 
 MQTT_ID_RE = re.compile(r"[a-z0-9_]+")

@@ -413,3 +413,76 @@ def test_property_a_config_check_accepts_really_runs(data, tmp_path, frames_dir,
     err = capfd.readouterr().err
     assert rc_check in (0, 78) and rc_run == rc_check, err
     assert "Traceback" not in err, err
+
+
+# --------------------------------------------------------------------------- fuzz: hostile files named in the config
+
+@pytest.fixture(scope="module")
+def hostile_files(tmp_path_factory):
+    """Paths a config may name for a file it reads: the real thing, and what a fault probe tries."""
+    from djsmile.faces import find_cascade
+    d = tmp_path_factory.mktemp("hostile")
+    (d / "empty.xml").write_bytes(b"")
+    (d / "notes.txt").write_text("this is not a cascade\n" * 20)
+    (d / "random.xml").write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    (d / "other.xml").write_text('<?xml version="1.0"?>\n<opencv_storage><a>1</a></opencv_storage>\n')
+    (d / "data.json").write_text('{"a": 1}\n')
+    (d / "a-folder").mkdir()
+    (d / "zero.xml").symlink_to("/dev/zero")
+    with open(d / "sparse.xml", "wb") as f:       # 200 MB of nothing, on no disk space
+        f.truncate(200 * 1024 * 1024)
+    return [find_cascade(""), *(str(d / n) for n in ("empty.xml", "notes.txt", "random.xml", "other.xml",
+                                                     "data.json", "a-folder", "zero.xml", "sparse.xml",
+                                                     "missing.xml"))]
+
+
+#: keys whose value names a file djsmile reads: drawn from hostile_files
+FILE_KEYS = ("detector.cascade",)
+
+
+@settings(max_examples=40, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(data=st.one_of(st.just({}), local_configs()),
+       picks=st.lists(st.sampled_from(range(10)), min_size=len(FILE_KEYS), max_size=len(FILE_KEYS)))
+def test_property_hostile_files_in_a_config_check_equals_run(data, picks, tmp_path, frames_dir, hostile_files,
+                                                             restore_pin_factory, capfd):
+    """``config --check`` and a real short ``run``: both 78 or neither, exit codes from the README's table
+    only, never a traceback, whatever file a key names."""
+    data = {sec: dict(t) for sec, t in data.items()}
+    for key, i in zip(FILE_KEYS, picks):
+        sec, k = key.split(".")
+        data.setdefault(sec, {})[k] = hostile_files[i]
+    data.setdefault("camera", {}).update(source=str(frames_dir))
+    data.setdefault("gpio", {}).update(pin_factory="mock")
+    data.setdefault("storage", {}).update(state_dir=str(tmp_path / "state"))
+    data.setdefault("jokes", {}).update(api_url="")
+    data.setdefault("speech", {}).update(engine="none")
+    f = write(tmp_path, toml_text(data))
+    rc_check = check_rc(f)
+    rc_run = cli.main(["run", "--config", str(f), "--max-frames", "2"])
+    err = capfd.readouterr().err
+    assert rc_check in (0, 78), err
+    assert (rc_run == 78) == (rc_check == 78), err
+    assert rc_run in set(cli.EXIT_CODES.values()) | {0}, err
+    assert "Traceback" not in err, err
+
+
+@pytest.mark.parametrize("i, want", [(0, 0), (1, 78), (2, 78), (3, 78), (4, 78), (5, 78), (6, 78), (7, 78), (8, 78),
+                                     (9, 69)])
+def test_a_cascade_that_is_not_one_is_a_config_error_at_load(i, want, hostile_files, tmp_path, frames_dir,
+                                                              restore_pin_factory, capfd):
+    """Not a cascade (empty, text, random bytes, other XML, JSON, a folder, /dev/zero, 200 MB): 78 from
+    ``config --check`` and ``run`` alike, naming the key; missing: 69 at run, one line."""
+    path = hostile_files[i]
+    f = write(tmp_path, toml_text({"detector": {"cascade": path}, "camera": {"source": str(frames_dir)},
+                                   "gpio": {"pin_factory": "mock"}, "storage": {"state_dir": str(tmp_path / "s")},
+                                   "jokes": {"api_url": ""}, "speech": {"engine": "none"}}))
+    rc_check = check_rc(f)
+    rc_run = cli.main(["run", "--config", str(f), "--max-frames", "2"])
+    err = capfd.readouterr().err
+    assert rc_check == (78 if want == 78 else 0), err
+    assert rc_run == want, err
+    assert "Traceback" not in err
+    if want:
+        errors = [ln for ln in err.splitlines() if "detector.cascade" in ln]
+        assert errors and Path(path).name in errors[0], err
