@@ -9,9 +9,13 @@ uint8) tensors are converted with the tensor's own scale and zero point.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import logging
 import os
+import sys
+import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -68,6 +72,39 @@ def find_interpreter(prefer: str | None = None):
         "install one: pip install ai-edge-litert")
 
 
+
+_FD2_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def native_stderr_to_log(name: str):
+    """While the interpreter is made, the runtime's C++ code writes lines such as ``INFO: Created
+    TensorFlow Lite XNNPACK delegate for CPU.`` straight to file descriptor 2: catch them, and log
+    its ``INFO:`` lines at DEBUG (named by ``name``); anything else goes to stderr as it was."""
+    with _FD2_LOCK:
+        try:
+            sys.stderr.flush()
+            saved = os.dup(2)
+        except (OSError, ValueError):   # no fd 2 (a daemon without stderr)
+            yield
+            return
+        with tempfile.TemporaryFile() as tmp:
+            os.dup2(tmp.fileno(), 2)
+            try:
+                yield
+            finally:
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stderr.flush()
+                os.dup2(saved, 2)
+                os.close(saved)
+                tmp.seek(0)
+                text = tmp.read().decode("utf-8", "replace")
+    for line in text.splitlines():
+        if line.startswith("INFO: "):
+            log.debug("%s: %s", name, line[len("INFO: "):])
+        elif line.strip():
+            os.write(2, (line + "\n").encode())
+
 class Runtime:
     """A loaded TFLite model with float32 in, float32 out.
 
@@ -84,8 +121,9 @@ class Runtime:
             raise ModelError(f"model file {self.path} is not a TFLite model (no TFL3 header)")
         self.name, self.version, Interpreter = find_interpreter(prefer)
         try:
-            self._interp = Interpreter(model_path=str(self.path), num_threads=int(num_threads))
-            self._interp.allocate_tensors()
+            with native_stderr_to_log(self.name):
+                self._interp = Interpreter(model_path=str(self.path), num_threads=int(num_threads))
+                self._interp.allocate_tensors()
         except Exception as e:
             raise ModelError(f"model file {self.path} could not be loaded by {self.name}: {e}") from None
         self.num_threads = int(num_threads)

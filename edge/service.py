@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import dataclasses
 import logging
 import os
 import platform
@@ -122,7 +123,8 @@ class LoopStats:
 def run(cfg, source: Source, *, model, finder, stop_event: threading.Event | None = None,
         web=None, notifier=None, actions=None, max_frames: int | None = None,
         trigger: Trigger | None = None, stats: LoopStats | None = None,
-        mqtt=None, manual_shot: threading.Event | None = None, calibration=None) -> int:
+        mqtt=None, manual_shot: threading.Event | None = None, calibration=None,
+        on_first_frame=None) -> int:
     """Run the frame loop until the source ends, ``stop_event`` is set or ``max_frames`` frames.
 
     ``calibration`` (a :class:`~djsmile.calib_session.LoopCalibration`) is fed every
@@ -132,6 +134,7 @@ def run(cfg, source: Source, *, model, finder, stop_event: threading.Event | Non
     ``max_frames`` was reached; 69 when a camera stopped delivering frames.
     ``manual_shot`` (set by another thread, e.g. MQTT ``shutter/fire``) is
     read once per frame: when set, that frame is shot as a manual shot.
+    ``on_first_frame()`` is called once the first frame has been processed.
     """
     stop_event = stop_event or threading.Event()
     trigger = trigger or Trigger(cfg.trigger, model.threshold)
@@ -140,14 +143,14 @@ def run(cfg, source: Source, *, model, finder, stop_event: threading.Event | Non
     try:
         return _loop(cfg, source, reader, model=model, finder=finder, stop_event=stop_event, web=web,
                      notifier=notifier, actions=actions, max_frames=max_frames, trigger=trigger, stats=stats,
-                     mqtt=mqtt, manual_shot=manual_shot, calibration=calibration)
+                     mqtt=mqtt, manual_shot=manual_shot, calibration=calibration, on_first_frame=on_first_frame)
     finally:
         if not reader.finish():
             log.info("%s is still blocked in a read; not waiting for it", source.name)
 
 
 def _loop(cfg, source: Source, reader: FrameReader, *, model, finder, stop_event, web, notifier, actions,
-          max_frames, trigger, stats, mqtt, manual_shot, calibration=None) -> int:
+          max_frames, trigger, stats, mqtt, manual_shot, calibration=None, on_first_frame=None) -> int:
     realtime = bool(cfg.camera.realtime) and source.finite
     wall0 = t0 = None
     next_status = time.monotonic()
@@ -188,6 +191,12 @@ def _loop(cfg, source: Source, reader: FrameReader, *, model, finder, stop_event
                 log.error("%d frames in a row failed; stopping", errors_in_a_row)
                 return EX_SOFTWARE
             continue
+        if on_first_frame is not None:
+            first, on_first_frame = on_first_frame, None
+            try:
+                first()
+            except Exception:
+                log.exception("starting after the first frame failed")
         now = time.monotonic()
         stats.tick(now, len(boxes), result.fired or manual)
         stats.held_back = trigger.held_back
@@ -265,6 +274,15 @@ def load_pin_factory(name: str = ""):
     raise RuntimeError("Unable to load any default pin factory! (" + "; ".join(errors) + ")")
 
 
+def is_raspberry_pi(model_file: str = "/proc/device-tree/model") -> bool:
+    """Does the device tree name a Raspberry Pi?"""
+    try:
+        with open(model_file, "rb") as f:
+            return b"raspberry pi" in f.read().lower()
+    except OSError:
+        return False
+
+
 def setup_gpio(cfg) -> str:
     """Choose gpiozero's pin factory once, and say which (mock off a Pi). Returns its class name."""
     from gpiozero import Device
@@ -289,8 +307,12 @@ def setup_gpio(cfg) -> str:
                             "use '' (automatic) or 'mock'") from None
         from gpiozero.pins.mock import MockFactory
         Device.pin_factory = MockFactory()
-        log.info("GPIO: no GPIO on this machine (%s): using gpiozero's MockFactory (simulated pins; "
-                 "the LED and shutter do nothing)", str(e).rstrip("!."))
+        log.debug("GPIO: no pin factory loads: %s", e)
+        if is_raspberry_pi():
+            log.warning("GPIO: no GPIO library works on this Pi (sudo apt install python3-lgpio); pins simulated "
+                        "(gpiozero's MockFactory: the LED and shutter do nothing)")
+        else:
+            log.info("GPIO: not a Pi, pins simulated (gpiozero's MockFactory: the LED and shutter do nothing)")
         return "MockFactory"
     Device.pin_factory = factory
     log.info("GPIO: %s", type(factory).__name__)
@@ -486,7 +508,10 @@ def main(cfg, *, max_frames: int | None = None) -> int:
 
             teller = None
             if cfg.jokes.on_smile or cfg.gpio.button_enabled or cfg.web.enabled or cfg.mqtt.enabled:
-                teller = JokeTeller(cfg.jokes, cfg.speech, state_dir)
+                # no joke work before frames flow (an unrelated error comes alone), and none ahead of
+                # time when no smile tells a joke: a button press or the page then fetches one when asked
+                jcfg = cfg.jokes if cfg.jokes.on_smile else dataclasses.replace(cfg.jokes, prefetch=0)
+                teller = JokeTeller(jcfg, cfg.speech, state_dir, start=False)
                 closers.add("teller", lambda: teller.close(timeout=0.5))
 
             web = None
@@ -539,7 +564,7 @@ def main(cfg, *, max_frames: int | None = None) -> int:
             rc = run(cfg, source, model=model, finder=finder, stop_event=stop_event, web=web,
                      notifier=notifier, actions=actions, max_frames=max_frames,
                      trigger=trigger, stats=stats, mqtt=mqtt, manual_shot=manual_shot,
-                     calibration=loop_cal)
+                     calibration=loop_cal, on_first_frame=teller.start if teller is not None else None)
             stop_line()
             if isinstance(source, ThreadedSource):
                 log.info("capture thread: %d frames captured, %d dropped (the loop was busy)",

@@ -25,15 +25,17 @@ class JokeTeller:
     """Tells dad jokes out loud, one at a time.
 
     ``jokes`` and ``speech``: the config's ``[jokes]`` and ``[speech]`` sections.
+    With ``start=False`` the joke source's prefetch waits for :meth:`start`.
     ``engine`` / ``source`` may be given (tests, benchmarks); by default they come from those.
     """
 
     def __init__(self, jokes, speech, state_dir: Optional[Path], *, engine: Optional[Engine] = None,
-                 source: Optional[JokeSource] = None):
+                 source: Optional[JokeSource] = None, start: bool = True):
         self.jokes = jokes
         self.engine = engine if engine is not None else make_engine(speech)
         self.source = source if source is not None else JokeSource(jokes, state_dir)
-        self.source.start()
+        if start:   # else :meth:`start` later (djsmile run: once frames flow, so no joke work before)
+            self.source.start()
         self.last_joke: Optional[str] = self.source.last_told   # so a long press works after a restart
         self.last_origin: Optional[str] = None
         self.told = 0        # requests carried out
@@ -49,6 +51,10 @@ class JokeTeller:
         self._thread.start()
 
     # -- public -----------------------------------------------------------
+    def start(self) -> None:
+        """Start the joke source's background thread (prefetch, cache saves); idempotent."""
+        self.source.start()
+
     @property
     def busy(self) -> bool:
         return self._busy

@@ -87,4 +87,7 @@ if [[ $pin == 1 ]]; then
     echo "pip-install: keeping the system numpy $numpy_v in the venv (apt's python3-picamera2 is built against it)"
     args+=(--constraint "$constraints")
 fi
+# setuptools' "Editable installation" banner (a BuildBackendWarning about folders named like the
+# package) shows through pip's --quiet; it is not about this project's layout (edge/ -> djsmile).
+export PYTHONWARNINGS="${PYTHONWARNINGS:+$PYTHONWARNINGS,}ignore:Editable installation"
 "$venv_py" -m pip install --disable-pip-version-check --no-input "${args[@]}" "$@"
