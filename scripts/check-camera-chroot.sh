@@ -265,7 +265,7 @@ check bench sh -c "$PY $VC/vcam_check.py frames $VC/faces smile:200 &&
 # The live view's colour stream from the camera: frames of /stream.mjpg decode, in colour.
 check live-view sh -c "$PY $VC/vcam_check.py frames $VC/faces smile:200 &&
     { $RUN --state-dir $VC/out/web --web 127.0.0.1:18422 & pid=\$!;
-      $PY $VC/vcam_check.py stream http://127.0.0.1:18422/stream.mjpg 5 --wait 60; rc=\$?;
+      $PY $VC/vcam_check.py stream http://127.0.0.1:18422/stream.mjpg 5 --faces $VC/faces/smile --wait 60; rc=\$?;
       kill -TERM \$pid; wait \$pid; exit \$rc; }" || true
 # Calibration: a straight face for the first phase, a smile for the second, in stream time. Paced at
 # 30 fps (patch (e)) so the picture changes at a known time: 4 s phases = 30 images of 4 frames;

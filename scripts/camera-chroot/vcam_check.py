@@ -4,7 +4,7 @@
     python vcam_check.py frames OUT SET:N...    OUT/play/: N images of each set, in order
     python vcam_check.py shots STATE OUT --min 1 | --max 0   the run's shots: count, photo size, colour, box
     python vcam_check.py bench JSON --frames N  each variant of djsmile bench timed N frames and saw the faces
-    python vcam_check.py stream URL N           N frames of the live view's /stream.mjpg decode, in colour
+    python vcam_check.py stream URL N --faces D N frames of /stream.mjpg decode: a face of D, in its colours
 
 Exit 0 when the check holds, 1 when not (one line saying why).
 """
@@ -191,13 +191,23 @@ def cmd_stream(a) -> None:
                 buf = buf[e + 2:]
     if len(got) < a.n:
         fail(f"{a.url}: {len(got)} frames, {a.n} expected")
+    faces = [cv2.imread(str(p)) for p in sorted(Path(a.faces).glob("*.jpg"), key=natural)]
+    errs = []
     for i, jpg in enumerate(got):
         img = cv2.imdecode(np.frombuffer(jpg, np.uint8), cv2.IMREAD_COLOR)
         if img is None:
             fail(f"stream frame {i} does not decode ({len(jpg)} bytes)")
         if colourful(img) < 3:
             fail(f"stream frame {i} ({img.shape[1]}x{img.shape[0]}) is gray (channel difference {colourful(img):.1f})")
-    print(f"stream: {len(got)} frames decode, {img.shape[1]}x{img.shape[0]}, colour {colourful(img):.1f}")
+        # the picture played, in its own colours (the overlay's boxes and text cover little of it)
+        size = (img.shape[1], img.shape[0])
+        err = min(float(np.abs(img.astype(np.int16) - cv2.resize(f, size, interpolation=cv2.INTER_AREA)
+                               .astype(np.int16)).mean()) for f in faces)
+        if err > 12:
+            fail(f"stream frame {i} is none of the faces played in their colours (closest: {err:.1f} levels)")
+        errs.append(err)
+    print(f"stream: {len(got)} frames decode, {img.shape[1]}x{img.shape[0]}, colour {colourful(img):.1f}, "
+          f"within {max(errs):.1f} levels of a face played")
 
 
 def cmd_bench(a) -> None:
@@ -232,6 +242,7 @@ def main() -> None:
     p = sub.add_parser("stream")
     p.add_argument("url")
     p.add_argument("n", type=int)
+    p.add_argument("--faces", required=True, help="the folder of the faces played")
     p.add_argument("--timeout", type=float, default=30)
     p.add_argument("--wait", type=float, default=60, help="seconds to wait for the server to answer")
     p = sub.add_parser("bench")
