@@ -130,7 +130,7 @@ class Session:
         except cal.CalibrationRefused as e:
             self.error = e
             log.info("calibration refused: %s", e.detail)
-            self.guide.done(False, cal.REFUSAL)
+            self.guide.done(False, str(e))
             return None
         cal.write(self.state_dir, data)
         self.result = data

@@ -39,7 +39,10 @@ PROMPTS = {
     "neutral": "look at the camera with a straight face",
     "smile": "now smile",
 }
-REFUSAL = "could not tell your smile from your straight face; try more light or a bigger smile"
+REFUSAL = "could not tell your smile from your straight face"   # how a refusal for overlap starts
+PHASE_NAMES = {"neutral": "straight-face", "smile": "smile"}
+#: p_smile on the model's scale: a straight face at or above it looks like a smile, a smile below it like none
+MIDDLE = 0.5
 DEFAULT_SECONDS = 5.0
 MIN_FACE_FRACTION = 0.5    # of a phase's frames must show exactly one face
 MIN_SEPARATION = 0.05      # smile p10 must exceed neutral p90 by more than this
@@ -48,11 +51,13 @@ KEYS = ("created", "neutral", "smile", "on_threshold", "off_threshold", "model_s
 
 
 class CalibrationRefused(DataError):
-    """The two phases could not be told apart (or showed too few faces). Exit code 65."""
+    """The two phases could not be told apart (or one showed too few faces). Exit code 65.
 
-    def __init__(self, detail: str = ""):
-        super().__init__(REFUSAL)
-        self.detail = detail
+    The message names the phase that failed, why, and what to do; ``detail`` has the figures."""
+
+    def __init__(self, message: str, detail: str = ""):
+        super().__init__(message)
+        self.detail = detail or message
 
 
 class Collector:
@@ -70,6 +75,7 @@ class Collector:
         self.t0: float | None = None
         self.samples = {ph: [] for ph in PHASES}
         self.skipped = {ph: 0 for ph in PHASES}
+        self.several = {ph: 0 for ph in PHASES}   # of the skipped: frames with more than one face
 
     def phase_at(self, t: float) -> str:
         if self.t0 is None:
@@ -94,6 +100,7 @@ class Collector:
         faces = list(faces)
         if len(faces) != 1:
             self.skipped[phase] += 1
+            self.several[phase] += len(faces) > 1
             return phase
         face = policy_faces(self.policy, faces)[0]
         self.samples[phase].append(float(face.p_smile))
@@ -133,12 +140,35 @@ def check(col: Collector) -> None:
         total = col.frames(ph)
         n = len(col.samples[ph])
         if total == 0 or n < MIN_FACE_FRACTION * total:
-            raise CalibrationRefused(f"{ph} phase: one face in {n} of {total} frames "
-                                     f"(needs {MIN_FACE_FRACTION:.0%})")
+            several = col.several[ph]
+            none = col.skipped[ph] - several
+            why = ", ".join(w for w in (f"{none} with no face" if none else "",
+                                        f"{several} with several faces" if several else "") if w)
+            advice = ("make sure only one person is in view" if several > none else
+                      "face the camera from closer, in more light")
+            raise CalibrationRefused(
+                f"could not calibrate: in the {PHASE_NAMES[ph]} phase only {n} of {total} frames showed one face"
+                f"{f' ({why})' if why else ''}, it needs {MIN_FACE_FRACTION:.0%}; {advice}, and calibrate again")
     s_neu, s_smi = stats(col.samples["neutral"]), stats(col.samples["smile"])
-    if s_smi["p10"] <= s_neu["p90"] + MIN_SEPARATION:
-        raise CalibrationRefused(f"smile p10 {s_smi['p10']:.3f} is not above neutral p90 "
-                                 f"{s_neu['p90']:.3f} + {MIN_SEPARATION}")
+    neu, smi = s_neu["p90"], s_smi["p10"]
+    if smi <= neu + MIN_SEPARATION:
+        figures = f"straight face p90 {neu:.2f}, smile p10 {smi:.2f}"
+        neutral_bad, smile_bad = neu >= MIDDLE, smi < MIDDLE
+        if neutral_bad and smile_bad:
+            why = (f"the straight face scored high and the smile low ({figures}); light your face evenly "
+                   "from the front, relax your mouth for the first phase and smile bigger for the second")
+        elif neutral_bad:
+            why = (f"the straight face already scored like a smile ({figures}); relax your mouth for the "
+                   "first phase (lips closed), and light your face evenly: shadows can read as a smile")
+        elif smile_bad:
+            why = (f"the smile scored too low ({figures}); give a bigger smile (teeth showing) for the "
+                   "second phase, facing the camera, in more light")
+        else:
+            why = (f"the two are too close ({figures}; the smile needs {MIN_SEPARATION} more); keep a "
+                   "straighter face for the first phase and a bigger smile for the second")
+        raise CalibrationRefused(f"{REFUSAL}: {why}",
+                                 detail=f"smile p10 {smi:.3f} is not above straight face p90 {neu:.3f} "
+                                        f"+ {MIN_SEPARATION}")
 
 
 def summarize(col: Collector, model_sha256: str, now: datetime | None = None) -> dict:
@@ -208,6 +238,31 @@ def trigger_config(tcfg, calib: dict | None):
         return tcfg, "sensitivity"
     return (dataclasses.replace(tcfg, on_threshold=float(calib["on_threshold"]),
                                 off_threshold=float(calib["off_threshold"])), "calibration")
+
+
+def origin_text(source: str, calib: dict | None, tcfg, model_threshold: float, state_dir=None) -> str:
+    """Where the thresholds come from, in the words ``djsmile run`` and ``config --show`` both use."""
+    if source == "calibration":
+        where = f", {path_in(state_dir)}" if state_dir is not None else ""
+        return f"calibration.json of {calib['created']}{where}"
+    if source == "config":
+        return "the config"
+    return f"the sensitivity preset {tcfg.sensitivity!r} and the model's threshold {model_threshold:.3f}"
+
+
+def run_thresholds(cfg) -> tuple[float, float, str]:
+    """``(on, off, where from)``: the thresholds ``djsmile run`` will use with ``cfg`` (the model's
+    metadata and ``calibration.json`` read as run reads them; the model itself is not loaded)."""
+    from .model import ModelMeta, default_model_path, sidecar_path
+    from .trigger import thresholds
+
+    path = Path(cfg.model.path).expanduser() if cfg.model.path else default_model_path()
+    meta = ModelMeta.load(sidecar_path(path))
+    state_dir = cfg.state_dir()
+    calib = load(state_dir, file_sha256(path))
+    tcfg, source = trigger_config(cfg.trigger, calib)
+    on, off = thresholds(tcfg, meta.threshold)
+    return on, off, origin_text(source, calib, tcfg, meta.threshold, state_dir)
 
 
 def load(state_dir, model_sha256: str | None = None) -> dict | None:

@@ -535,8 +535,7 @@ def main(cfg, *, max_frames: int | None = None) -> int:
             closers.add("actions", lambda: actions.close(timeout=1.0))
             trigger = Trigger(tcfg, model.threshold)
             log.info("trigger: %s (thresholds from %s)", trigger.describe(),
-                     {"calibration": f"calibration.json of {calib and calib['created']}",
-                      "config": "the config", "sensitivity": "the sensitivity preset"}[thresholds_from])
+                     cal.origin_text(thresholds_from, calib, tcfg, model.threshold, state_dir))
             loop_cal = calib_session.for_loop(cfg, state_dir, model_sha, trigger=trigger,
                                               actions=actions, web=web)
             closers.add("calibration", lambda: loop_cal.guide.close(timeout=0.5))

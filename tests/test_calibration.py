@@ -77,21 +77,31 @@ def test_thresholds_clamped_for_extreme_faces():
     assert (on, off) == (0.9, 0.9)
 
 
-@pytest.mark.parametrize("neutral,smile,why", [
-    ([[face(0.1)]] * 10, [[face(0.12)]] * 10, "not above"),              # no separation
-    ([[face(0.3)]] * 10, [[face(0.34)]] * 10, "not above"),              # within the 0.05 margin
-    ([[face(0.1)]] * 4 + [[]] * 6, [[face(0.9)]] * 10, "neutral phase"),  # 40 % face frames
-    ([[face(0.1)]] * 10, [[face(0.9), face(0.9)]] * 10, "smile phase"),   # several faces throughout
+@pytest.mark.parametrize("neutral,smile,names", [
+    # the straight face was the problem: it already scored like a smile; the smile itself was clear
+    ([[face(0.8)]] * 10, [[face(0.82)]] * 10, ["straight face already scored like a smile", "p90 0.80",
+                                                "relax your mouth"]),
+    # the smile was the problem: the straight face was clearly straight
+    ([[face(0.1)]] * 10, [[face(0.12)]] * 10, ["smile scored too low", "p10 0.12", "bigger smile"]),
+    # both in between: too close, neither clearly wrong
+    ([[face(0.46)]] * 10, [[face(0.5)]] * 10, ["too close", "0.46", "0.50"]),
+    ([[face(0.1)]] * 4 + [[]] * 6, [[face(0.9)]] * 10, ["straight-face phase", "4 of 10 frames",
+                                                         "6 with no face", "face the camera"]),
+    ([[face(0.1)]] * 10, [[face(0.9), face(0.9)]] * 10, ["smile phase", "0 of 10 frames",
+                                                          "10 with several faces", "one person"]),
 ])
-def test_refusals(neutral, smile, why):
+def test_refusals_name_the_phase_that_failed_and_why(neutral, smile, names):
     col = collect(neutral, smile)
     with pytest.raises(cal.CalibrationRefused) as e:
         cal.summarize(col, "abc")
-    assert str(e.value) == cal.REFUSAL
-    assert "could not tell your smile from your straight face; try more light or a bigger smile" == str(e.value)
+    msg = str(e.value)
+    for n in names:
+        assert n in msg, msg
+    if "phase" not in names[0]:
+        assert msg.startswith("could not tell your smile from your straight face: "), msg
+    assert "try more light or a bigger smile" not in msg   # the old one-size advice
     from djsmile.cli import exit_code_for
     assert exit_code_for(e.value) == EX_DATAERR == 65
-    assert why in e.value.detail
 
 
 def test_half_the_frames_with_a_face_is_enough():

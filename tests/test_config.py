@@ -486,3 +486,51 @@ def test_a_cascade_that_is_not_one_is_a_config_error_at_load(i, want, hostile_fi
     if want:
         errors = [ln for ln in err.splitlines() if "detector.cascade" in ln]
         assert errors and Path(path).name in errors[0], err
+
+
+# --------------------------------------------------------------------------- config --show: run's thresholds (issue 24 item 7)
+def _calibration_for_the_shipped_model(state: Path, on=0.5, off=0.35) -> dict:
+    from djsmile import calibration as cal
+    from djsmile.model import default_model_path
+    state.mkdir(parents=True, exist_ok=True)
+    data = {"created": "2026-12-06T10:00:00+00:00", "neutral": {"n": 10, "median": 0.1, "p10": 0.05, "p90": 0.2},
+            "smile": {"n": 10, "median": 0.9, "p10": 0.8, "p90": 0.95}, "on_threshold": on, "off_threshold": off,
+            "model_sha256": cal.file_sha256(default_model_path()), "frames_skipped": 0}
+    cal.write(state, data)
+    return data
+
+
+def _shown_thresholds(text: str) -> tuple[str, str]:
+    lines = text.splitlines()
+    return (next(ln for ln in lines if ln.startswith("on_threshold =")),
+            next(ln for ln in lines if ln.startswith("off_threshold =")))
+
+
+def test_config_show_says_the_thresholds_run_uses_and_where_from(tmp_path, capfd):
+    state = tmp_path / "state"
+    _calibration_for_the_shipped_model(state)
+    sd = ["--set", f'storage.state_dir="{state}"']
+    assert cli.main(["config", "--show", *sd]) == 0
+    on, off = _shown_thresholds(capfd.readouterr().out)
+    assert on.startswith("on_threshold = 0.0") and "djsmile run uses 0.500" in on, on
+    assert "calibration.json of 2026-12-06T10:00:00+00:00" in on and str(state) in on, on
+    assert "djsmile run uses 0.350" in off, off
+    # explicit thresholds win over the calibration, as in run
+    assert cli.main(["config", "--show", *sd, "--set", "trigger.on_threshold=0.6"]) == 0
+    on, off = _shown_thresholds(capfd.readouterr().out)
+    assert "djsmile run uses 0.600 (from the config)" in on, on
+    # no calibration: the sensitivity preset on the model's own threshold
+    assert cli.main(["config", "--show", "--set", f'storage.state_dir="{tmp_path / "none"}"',
+                     "--set", 'trigger.sensitivity="big"']) == 0
+    on, _ = _shown_thresholds(capfd.readouterr().out)
+    assert "(from the sensitivity preset 'big' and the model's threshold 0.652)" in on, on
+
+
+def test_config_show_agrees_with_what_run_logs(tmp_path, frames_dir, capfd):
+    state = tmp_path / "state"
+    _calibration_for_the_shipped_model(state, on=0.55, off=0.4)
+    assert cli.main(["config", "--show", "--set", f'storage.state_dir="{state}"']) == 0
+    on, off = _shown_thresholds(capfd.readouterr().out)
+    assert "uses 0.550" in on and "uses 0.400" in off
+    assert _real_run("--source", frames_dir, "--state-dir", state) == 0
+    assert "on=0.550 off=0.400" in capfd.readouterr().err

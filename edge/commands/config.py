@@ -23,9 +23,23 @@ def main(args, cfg) -> int:
         config.load(args.check)
         print(f"{args.check}: OK")
         return 0
+    used = _run_thresholds(cfg)
     for sec, table in cfg.to_display_dict().items():
         print(f"[{sec}]")
         for k, v in table.items():
-            print(f"{k} = {config.toml_value(v)}")
+            note = used.get(k) if sec == "trigger" else None
+            print(f"{k} = {config.toml_value(v)}" + (f"   # {note}" if note else ""))
         print()
     return 0
+
+
+def _run_thresholds(cfg) -> dict:
+    """Comments for trigger.on_threshold / off_threshold: the values ``djsmile run`` will use and where from."""
+    from .. import calibration as cal
+    from ..errors import DjsmileError
+    try:
+        on, off, origin = cal.run_thresholds(cfg)
+    except (DjsmileError, OSError) as e:
+        return {"on_threshold": f"djsmile run cannot tell: {e}"}
+    return {"on_threshold": f"djsmile run uses {on:.3f} (from {origin})",
+            "off_threshold": f"djsmile run uses {off:.3f} (from {origin})"}
