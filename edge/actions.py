@@ -42,7 +42,7 @@ import cv2
 import numpy as np
 
 from .errors import CantCreateError, GpioError
-from .fsutil import TEMP_EXT, atomic_write, fsync_dir
+from .fsutil import TEMP_EXT, atomic_write, fsync_dir, is_regular_or_absent
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from .config import GpioConfig, StorageConfig
@@ -332,7 +332,17 @@ class EventLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._set_aside_torn_tail()
 
+    def _set_aside_odd_file(self) -> None:
+        """An events.jsonl that is not a regular file (a folder, a pipe, a link to a device) is moved aside."""
+        ok, what = is_regular_or_absent(self.path)
+        if ok:
+            return
+        aside = self.path.with_name(f"{self.path.name}.not-a-file-{datetime.now():%Y%m%d-%H%M%S}")
+        os.replace(self.path, aside)
+        log.warning("%s is not a regular file (%s): moved to %s, a new one is started", self.path, what, aside.name)
+
     def _set_aside_torn_tail(self) -> None:
+        self._set_aside_odd_file()
         try:
             with open(self.path, "rb+") as f:
                 size = f.seek(0, os.SEEK_END)

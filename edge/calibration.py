@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import DataError
-from .fsutil import atomic_write
+from .fsutil import atomic_write, clean_stale_temps, read_regular_file
 from .trigger import policy_faces
 
 log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ DEFAULT_SECONDS = 5.0
 MIN_FACE_FRACTION = 0.5    # of a phase's frames must show exactly one face
 MIN_SEPARATION = 0.05      # smile p10 must exceed neutral p90 by more than this
 CLAMP = (0.2, 0.9)
+MAX_FILE_BYTES = 64 * 1024   # a calibration.json is about 500 bytes
 KEYS = ("created", "neutral", "smile", "on_threshold", "off_threshold", "model_sha256", "frames_skipped")
 
 
@@ -268,12 +269,18 @@ def run_thresholds(cfg) -> tuple[float, float, str]:
 def load(state_dir, model_sha256: str | None = None) -> dict | None:
     """The calibration for this model, or ``None`` (absent; unreadable, or for another model: one warning)."""
     p = path_in(state_dir)
-    try:
-        d = json.loads(p.read_text())
+    for tmp in clean_stale_temps(p):
+        log.info("removed leftover temp file %s (an unfinished calibration)", tmp)
+    try:   # a regular file of a sane size only (never a read that blocks or does not end), parsed depth-safe
+        d = json.loads(read_regular_file(p, MAX_FILE_BYTES).decode("utf-8"))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as e:
-        log.warning("calibration %s cannot be read (%s); ignored: run 'djsmile calibrate' again", p, e)
+    except RecursionError:
+        log.warning("calibration %s cannot be read (nested too deep); ignored: run 'djsmile calibrate' again", p)
+        return None
+    except (OSError, ValueError) as e:    # ValueError: JSON, UTF-8, too big, not a regular file
+        log.warning("calibration %s cannot be read (%s); ignored: run 'djsmile calibrate' again", p,
+                    str(e)[:160])
         return None
     if not _valid(d):
         log.warning("calibration %s is not a valid calibration; ignored: run 'djsmile calibrate' again", p)
