@@ -274,11 +274,18 @@ def load_pin_factory(name: str = ""):
     raise RuntimeError("Unable to load any default pin factory! (" + "; ".join(errors) + ")")
 
 
-def is_raspberry_pi(model_file: str = "/proc/device-tree/model") -> bool:
-    """Does the device tree name a Raspberry Pi?"""
+def is_raspberry_pi(model_file: str = "/proc/device-tree/model", cpuinfo: str = "/proc/cpuinfo") -> bool:
+    """Does the device tree name a Raspberry Pi? Without a device tree (qemu-user's emulated Pi, some
+    kernels), /proc/cpuinfo's ``Model`` line."""
     try:
         with open(model_file, "rb") as f:
             return b"raspberry pi" in f.read().lower()
+    except OSError:
+        pass
+    try:
+        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
+            return any(key.strip() == "Model" and "raspberry pi" in value.lower()
+                       for key, _, value in (line.partition(":") for line in f))
     except OSError:
         return False
 
@@ -309,8 +316,9 @@ def setup_gpio(cfg) -> str:
         Device.pin_factory = MockFactory()
         log.debug("GPIO: no pin factory loads: %s", e)
         if is_raspberry_pi():
-            log.warning("GPIO: no GPIO library works on this Pi (sudo apt install python3-lgpio); pins simulated "
-                        "(gpiozero's MockFactory: the LED and shutter do nothing)")
+            # e.g. plain Debian Trixie: no python3-lgpio, and gpiozero's native pins do not know a Pi 5
+            log.warning("GPIO: no GPIO library works on this Pi (sudo apt install python3-lgpio: Raspberry Pi OS's "
+                        "archive has it); pins simulated (gpiozero's MockFactory: the LED and shutter do nothing)")
         else:
             log.info("GPIO: not a Pi, pins simulated (gpiozero's MockFactory: the LED and shutter do nothing)")
         return "MockFactory"

@@ -18,8 +18,12 @@
 #      venv whose python is a small wrapper around qemu (so pip's child processes run too), bootstraps
 #      pip from the userland's bundled wheel, and installs djsmile with the Makefile's own recipe
 #      (`make venv`, i.e. scripts/pip-install.sh: apt's numpy pinned) so pip resolves wheels as a Pi does.
-#   4. fails if the venv's numpy is not apt's numpy (a pip numpy 2 over it breaks python3-picamera2).
-#   5. runs `djsmile run` on a folder of real photos, a per-frame scoring run (python -m
+#   4. fails if the venv's numpy is not apt's numpy (a pip numpy 2 over it breaks python3-picamera2);
+#      runs `systemd/install.sh --dry-run` against the userland (its os-release, dpkg status, apt
+#      lists, Python and `uname -m`): it must pass and say what replaces a missing python3-lgpio in
+#      one line.
+#   5. runs `djsmile run` on a folder of real photos with GPIO on, as `make run` does (no lgpio in the
+#      venv: the arm side must say so in one line), a per-frame scoring run (python -m
 #      djsmile.crosscheck score) and `djsmile bench --frames 60`, the same on x86 (the repo's .venv),
 #      and compares: gray frames and face boxes equal, |p_smile| within --tolerance, the same shots.
 #
@@ -123,6 +127,13 @@ ROOT=$BASE/root
 VENV=$BASE/venv
 WORK=$BASE/work
 EMU_PY=$BASE/bin/python3
+# One check per userland at a time (CI and a developer, or two helpers, on one machine share the cache).
+mkdir -p "$BASE"
+exec 9>"$CACHE/$SUITE-$ARCH.lock"
+if ! flock -n 9; then
+    say "waiting for another check-pi-emulated run on $SUITE $ARCH (lock $CACHE/$SUITE-$ARCH.lock)"
+    flock 9
+fi
 say "arm $ARCH $SUITE (Python $PYV) under qemu-user -cpu $CPU; cache $CACHE; mirror $MIRROR"
 say "NOTE: emulated figures below are a smoke test of the code path, never Raspberry Pi performance"
 
@@ -145,7 +156,7 @@ say "qemu: $("$QEMU" --version | head -n1)"
 
 # ------------------------------------------------------------------ 2. the userland
 PACKAGES=python3,python3-venv,python3-pip,python3-numpy,libblas3,liblapack3,libstdc++6
-USERLAND_KEY="$SUITE $ARCH $PACKAGES $MIRROR v1"
+USERLAND_KEY="$SUITE $ARCH $PACKAGES $MIRROR v2"
 debootstrap_foreign() {
     DEBOOTSTRAP_DIR=$TOOLS/usr/share/debootstrap "$TOOLS/usr/sbin/debootstrap" --foreign --arch="$ARCH" \
         --variant=minbase --include="$1" "$SUITE" "$ROOT" "$MIRROR" >"$BASE/debootstrap.log" 2>&1
@@ -178,8 +189,11 @@ if ((REBUILD)) || [[ ! -f $BASE/userland.ok || $(cat "$BASE/userland.ok") != "$U
     fi
     # The second stage needs the arm binaries to run; unpack every package ourselves instead
     # (maintainer scripts do not run: the links they would make are made below).
+    # dpkg's status says each one is installed (what the second stage would record), so dpkg-query
+    # in the userland answers as on a Pi (install.sh asks it).
     for deb in "$ROOT"/var/cache/apt/archives/*.deb; do
         dpkg-deb -x "$deb" "$ROOT"
+        { dpkg-deb -f "$deb" | sed '1a Status: install ok installed'; echo; } >>"$ROOT/var/lib/dpkg/status"
     done
     ln -sf blas/libblas.so.3 "$ROOT/usr/lib/$TRIPLET/libblas.so.3"
     ln -sf lapack/liblapack.so.3 "$ROOT/usr/lib/$TRIPLET/liblapack.so.3"
@@ -277,6 +291,31 @@ if [[ $sys_numpy != "$venv_numpy" ]]; then
     die 1 "the install put numpy ${venv_numpy%% *} over apt's ${sys_numpy%% *} in the venv: python3-picamera2 would not import"
 fi
 
+# systemd/install.sh --dry-run on the userland: its files (DJSMILE_TEST_ROOT), its Python
+# (DJSMILE_TEST_PYTHON) and, through small wrappers first on PATH, its own uname, dpkg-query and
+# apt-cache run by qemu. user and group lookups are the host's. /run/systemd/system is made as on a booted Pi.
+SHIMS=$BASE/shims
+mkdir -p "$SHIMS" "$ROOT/run/systemd/system"
+printf '#!/bin/sh\nexec "%s" -cpu %s -L "%s" "%s/usr/bin/uname" "$@"\n' "$QEMU" "$CPU" "$ROOT" "$ROOT" >"$SHIMS/uname"
+printf '#!/bin/sh\nexec "%s" -cpu %s -L "%s" "%s/usr/bin/dpkg-query" --admindir="%s/var/lib/dpkg" "$@"\n' \
+    "$QEMU" "$CPU" "$ROOT" "$ROOT" "$ROOT" >"$SHIMS/dpkg-query"
+printf '#!/bin/sh\nexec "%s" -cpu %s -L "%s" "%s/usr/bin/apt-cache" -o Dir="%s/" "$@"\n' \
+    "$QEMU" "$CPU" "$ROOT" "$ROOT" "$ROOT" >"$SHIMS/apt-cache"
+chmod +x "$SHIMS"/*
+t0=$(date +%s)
+set +e
+PATH=$SHIMS:$PATH DJSMILE_TEST_ROOT=$ROOT DJSMILE_TEST_PYTHON=$EMU_PY "$SRC/systemd/install.sh" --dry-run \
+    >"$WORK/install-dry-run.log" 2>&1
+rc=$?
+set -e
+((rc == 0)) || { cat "$WORK/install-dry-run.log" >&2; die 1 "systemd/install.sh --dry-run failed (exit $rc) in the emulated $SUITE $ARCH userland"; }
+mapfile -t lgpio_lines < <(grep -i 'lgpio' "$WORK/install-dry-run.log" | grep -v '^would: ' || true)
+say "install.sh --dry-run: exit 0 in $(($(date +%s) - t0)) s, $(grep -c '^would: ' "$WORK/install-dry-run.log") actions; what it says:"
+grep -E '^(djsmile-install: (system|python|warning)|would: .*(apt-get install|-m venv|pip-install))' "$WORK/install-dry-run.log" | sed 's/^/    /'
+if ! grep -q "^Package: python3-lgpio\$" "$ROOT/var/lib/dpkg/status" && ((${#lgpio_lines[@]} != 1)); then
+    die 1 "install.sh said ${#lgpio_lines[@]} lines about the missing python3-lgpio, not one: ${lgpio_lines[*]}"
+fi
+
 # ------------------------------------------------------------------ 5. the same runs on x86 and arm
 # N photos spread evenly over the folder (sorted by path), copied flat with their order kept.
 mapfile -t all < <(find "$PHOTOS" -type f \( -iname '*.jpg' -o -iname '*.jpeg' -o -iname '*.png' \) | sort -V)
@@ -301,8 +340,10 @@ run_side() {  # NAME PYTHON
     mkdir -p "$out"
     t=$(date +%s)
     # Each photo is a scene of its own; with no cooldown and any face, every photo with a smile is
-    # a shot, so "the same shots" compares one decision per photo.
-    "$py" -m djsmile run --source "$WORK/photos" --state-dir "$out/state" --no-gpio --no-jokes --policy any \
+    # a shot, so "the same shots" compares one decision per photo. GPIO is on, as with `make run`;
+    # without CAP_SYS_RAWIO, so gpiozero's native pins can never map the host's /dev/mem.
+    setpriv --bounding-set=-sys_rawio --inh-caps=-sys_rawio \
+        "$py" -m djsmile run --source "$WORK/photos" --state-dir "$out/state" --no-jokes --policy any \
         --set trigger.cooldown_s=0 --set trigger.rearm=false --log-level WARNING >"$out/run.log" 2>&1 || { cat "$out/run.log" >&2; die 1 "$name: djsmile run failed"; }
     touch "$out/state/events.jsonl"
     "$py" -m djsmile.crosscheck score "$WORK/photos" --out "$out/frames.jsonl" >"$out/score.log" 2>&1 ||
@@ -313,6 +354,13 @@ run_side() {  # NAME PYTHON
 }
 run_side x86 "$HOST_PY"
 run_side arm "$VENV/bin/python"
+# What `make run` says about GPIO on the (emulated) Pi: no lgpio in the venv, no /dev/gpiomem.
+mapfile -t gpio_lines < <(grep 'GPIO' "$WORK/arm/run.log" || true)
+say "arm: djsmile run's GPIO line(s) (make run, no lgpio in the venv): ${#gpio_lines[@]}"
+printf '    %s\n' "${gpio_lines[@]}"
+if ((${#gpio_lines[@]} != 1)) || [[ ${gpio_lines[0]} != WARNING*python3-lgpio* ]]; then
+    die 1 "djsmile run on the emulated Pi should say in one WARNING line that no pin library works and name python3-lgpio"
+fi
 say "bench on x86 (this machine):"
 sed 's/^/    /' "$WORK/x86/bench.txt"
 say "bench on $ARCH under qemu-user: EMULATED, a smoke test; these timings are NOT Raspberry Pi performance:"

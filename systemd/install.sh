@@ -23,8 +23,9 @@ readonly DEVICE_GROUPS=(video gpio audio)
 readonly APT_PACKAGES=(python3-picamera2 python3-lgpio espeak-ng alsa-utils python3-venv python3-pip)
 # Packages that only Raspberry Pi OS's apt sources carry: on another Debian they are skipped with a warning.
 readonly PI_ONLY_PACKAGES=(python3-picamera2 python3-lgpio)
-# The interpreter whose dist-packages hold apt's picamera2, lgpio and numpy.
-readonly SYS_PYTHON=/usr/bin/python3
+# The interpreter whose dist-packages hold apt's picamera2, lgpio and numpy. DJSMILE_TEST_PYTHON
+# replaces it in a --dry-run only (scripts/check-pi-emulated.sh: an arm userland's Python under qemu).
+readonly SYS_PYTHON=${DJSMILE_TEST_PYTHON:-/usr/bin/python3}
 
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly REPO
@@ -141,11 +142,6 @@ check_system() {
     say "python: $SYS_PYTHON $py"
     # One line and exit 69 on a platform with no TFLite runtime (32-bit ARM + Python 3.13, ARMv6).
     "$REPO/scripts/pip-install.sh" --check "$SYS_PYTHON" || exit $?
-    if [[ $py != 3.9 && $py != 3.1[0-2] && $(uname -m) == aarch64 ]] && ! pkg_installed python3-lgpio &&
-        ! pkg_available python3-lgpio; then
-        warn "python3-lgpio is not in your apt sources and lgpio has no wheel for Python $py: GPIO uses" \
-            "gpiozero's native pins (Pi 4 and older); on a Pi 5 use Raspberry Pi OS, whose archive has python3-lgpio"
-    fi
     [[ -f $REPO/setup.cfg && -f $UNIT_SRC ]] || die 66 "$REPO is not a djsmile source tree (no setup.cfg or systemd/djsmile.service)"
     if [[ ! -f $REPO/models/smile_int8.tflite ]]; then
         if ((DRY_RUN)); then
@@ -154,6 +150,22 @@ check_system() {
             die 66 "$REPO/models/smile_int8.tflite is missing: train and convert a model first (djsmile train, djsmile convert)"
         fi
     fi
+}
+
+# The one line a user reads when apt has no python3-lgpio (plain Debian, not Raspberry Pi OS): what
+# drives the pins instead. The [pi] extra pip-installs lgpio only where PyPI has wheels (arm, Python < 3.13).
+lgpio_fallback() {
+    local machine py msg="python3-lgpio is not in your apt sources (not Raspberry Pi OS?)"
+    read -r machine py < <("$SYS_PYTHON" -c 'import platform, sys; print(platform.machine(), "%d.%d" % sys.version_info[:2])')
+    case $machine/$py in
+        aarch64/3.9 | aarch64/3.1[0-2] | armv7l/*)
+            msg+=": skipped; pip installs lgpio from PyPI instead (Python $py)" ;;
+        aarch64/*)
+            msg+=" and PyPI's lgpio has no wheel for Python $py: the LED, shutter and button use gpiozero's native"
+            msg+=" pins (Pi 4 and older; on a Pi 5 they stay simulated); Raspberry Pi OS's archive has python3-lgpio" ;;
+        *) msg+=": skipped; this $machine machine has no Pi GPIO, so the LED, shutter and button are simulated" ;;
+    esac
+    printf '%s\n' "$msg"
 }
 
 install_apt_packages() {
@@ -170,11 +182,12 @@ install_apt_packages() {
     local wanted=()
     for p in "${missing[@]}"; do
         if is_pi_only "$p" && ! pkg_available "$p"; then
-            if [[ $p == python3-picamera2 ]]; then
-                warn "$p is not in your apt sources (not Raspberry Pi OS?): skipped; use a USB webcam (camera.source = \"0\")"
-            else
-                warn "$p is not in your apt sources (not Raspberry Pi OS?): skipped; pip installs it from PyPI if it can"
-            fi
+            case $p in
+                python3-picamera2)
+                    warn "$p is not in your apt sources (not Raspberry Pi OS?): skipped; use a USB webcam (camera.source = \"0\")" ;;
+                python3-lgpio) warn "$(lgpio_fallback)" ;;
+                *) warn "$p is not in your apt sources (not Raspberry Pi OS?): skipped" ;;
+            esac
         else
             wanted+=("$p")
         fi
@@ -364,8 +377,8 @@ main() {
     if ((PURGE && !UNINSTALL)); then
         die 64 "--purge only goes with --uninstall"
     fi
-    if [[ -n $ROOT ]] && ((!DRY_RUN)); then
-        die 64 "DJSMILE_TEST_ROOT is only for --dry-run"
+    if [[ -n $ROOT || -n ${DJSMILE_TEST_PYTHON:-} ]] && ((!DRY_RUN)); then
+        die 64 "DJSMILE_TEST_ROOT and DJSMILE_TEST_PYTHON are only for --dry-run"
     fi
     if ((!DRY_RUN)) && ((EUID != 0)); then
         die 77 "must run as root: sudo $0${ORIG_ARGS:+ $ORIG_ARGS} (or add --dry-run to see what it would do)"

@@ -217,3 +217,36 @@ def test_score_and_compare_commands(tmp_path, small_face_scene):
     assert crosscheck.main(["compare", str(out), str(out), "--tolerance", "0.06", "--json", str(figures)]) == 0
     assert json.loads(figures.read_text())["ok"] is True
     assert crosscheck.main(["compare", str(out), str(b), "--tolerance", "0.06"]) == 1
+
+
+# --------------------------------------------------------------------------- the emulated check's own scripts
+CHECK = ROOT / "scripts" / "check-pi-emulated.sh"
+
+
+@pytest.mark.parametrize("script", [CHECK, ROOT / ".ci" / "run", PIP_INSTALL])
+def test_ci_and_check_scripts_pass_shellcheck(script):
+    import shutil
+    exe = shutil.which("shellcheck")
+    if exe is None:
+        pytest.skip("shellcheck is not installed (Debian package 'shellcheck')")
+    r = subprocess.run([exe, "-x", str(script)], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--suite", "bullseye"], "--suite must be bookworm or trixie, not 'bullseye'"),
+    (["--arch", "riscv64"], "--arch must be arm64 or armhf"),
+    (["--max-photos", "0"], "--max-photos must be a positive whole number"),
+    (["--frobnicate"], "unknown option: --frobnicate"),
+])
+def test_check_refuses_bad_options_before_building_anything(tmp_path, args, needle):
+    r = subprocess.run([str(CHECK), "--cache", str(tmp_path / "cache"), *args], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 64 and needle in r.stderr
+    assert not (tmp_path / "cache").exists()
+
+
+def test_ci_runs_the_emulated_check_for_both_pi_os_releases():
+    text = (ROOT / ".ci" / "run").read_text()
+    assert "for suite in bookworm trixie; do" in text
+    assert 'check-pi-emulated.sh --suite "$suite"' in text

@@ -606,3 +606,55 @@ def test_live_view_of_a_looped_clip_goes_on_past_the_clips_end(tmp_path, any_mod
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
+
+
+# --------------------------------------------------------------------------- GPIO without a pin library
+@pytest.fixture
+def no_pin_factory(monkeypatch):
+    """gpiozero with no pin factory chosen and none that loads (a Pi without lgpio, or a PC)."""
+    from gpiozero import Device
+    saved = Device.pin_factory
+    Device.pin_factory = None
+
+    def fail(name=""):
+        raise RuntimeError("Unable to load any default pin factory! (lgpio: No module named 'lgpio'; "
+                           "rpigpio: No module named 'RPi'; pigpio: No module named 'pigpio'; "
+                           "native: unable to open /dev/gpiomem or /dev/mem; upgrade your kernel or run as root)")
+    monkeypatch.setattr(service, "load_pin_factory", fail)
+    yield
+    if Device.pin_factory is not None:
+        Device.pin_factory.close()
+    Device.pin_factory = saved
+
+
+def test_a_pi_without_a_pin_library_gets_one_warning_naming_the_fix(no_pin_factory, monkeypatch, caplog):
+    monkeypatch.setattr(service, "is_raspberry_pi", lambda: True)
+    caplog.set_level("INFO", logger="djsmile.service")
+    assert service.setup_gpio(Config()) == "MockFactory"
+    lines = [r for r in caplog.records if "GPIO" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelname == "WARNING"
+    msg = lines[0].getMessage()
+    assert "\n" not in msg and "python3-lgpio" in msg and "simulated" in msg
+
+
+def test_a_pc_without_gpio_is_told_quietly(no_pin_factory, monkeypatch, caplog):
+    monkeypatch.setattr(service, "is_raspberry_pi", lambda: False)
+    caplog.set_level("INFO", logger="djsmile.service")
+    assert service.setup_gpio(Config()) == "MockFactory"
+    lines = [r for r in caplog.records if "GPIO" in r.getMessage()]
+    assert len(lines) == 1 and lines[0].levelname == "INFO" and "not a Pi" in lines[0].getMessage()
+
+
+def test_is_raspberry_pi_from_device_tree_or_cpuinfo(tmp_path):
+    dt = tmp_path / "model"
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nHardware\t: BCM2835\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n")
+    dt.write_bytes(b"Raspberry Pi 5 Model B Rev 1.0\x00")
+    assert service.is_raspberry_pi(str(dt), str(cpuinfo))
+    # no device tree (qemu-user's emulated Pi in scripts/check-pi-emulated.sh): /proc/cpuinfo's Model line
+    assert service.is_raspberry_pi(str(tmp_path / "absent"), str(cpuinfo))
+    dt.write_bytes(b"Pine64 RockPro64 v2.1\x00")   # another arm board: not a Pi
+    assert not service.is_raspberry_pi(str(dt), str(cpuinfo))
+    cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC\n")
+    assert not service.is_raspberry_pi(str(tmp_path / "absent"), str(cpuinfo))
+    assert not service.is_raspberry_pi(str(tmp_path / "absent"), str(tmp_path / "absent too"))

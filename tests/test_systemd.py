@@ -205,7 +205,8 @@ def test_install_script_passes_shellcheck():
 # Commands that only look: their stubs answer from environment variables.
 READ_ONLY_STUBS = {
     "dpkg-query": '[ -n "${STUB_PKGS_INSTALLED:-}" ] && printf "install ok installed" && exit 0; exit 1',
-    "apt-cache": 'printf "%s:\\n  Installed: (none)\\n  Candidate: 1.0\\n" "$2"',
+    "apt-cache": 'case " ${STUB_NOT_IN_APT:-} " in *" $2 "*) c="(none)";; *) c=1.0;; esac\n'
+                 'printf "%s:\\n  Installed: (none)\\n  Candidate: %s\\n" "$2" "$c"',
     "getent": 'case " ${STUB_GROUPS:-video audio} " in *" $2 "*) echo "$2:x:1:"; exit 0;; esac; exit 2',
     "id": 'if [ -z "${STUB_USER_GROUPS:-}" ]; then echo "id: $2: no such user" >&2; exit 1; fi\n'
           'case "$1" in -u) echo 999;; -nG) echo "$STUB_USER_GROUPS";; esac',
@@ -415,3 +416,51 @@ def test_install_rejects_bad_options(sandbox):
     assert r.returncode == 64 and "unknown option" in r.stderr
     r = sandbox.run("--help", test_root=False)
     assert r.returncode == 0 and "--uninstall" in r.stdout and "--purge" in r.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# plain Debian (not Raspberry Pi OS): no python3-picamera2, no python3-lgpio in apt
+
+def _fake_python(sandbox, machine: str, version: tuple) -> Path:
+    """A system python that says it is `machine` with Python `version` (for DJSMILE_TEST_PYTHON)."""
+    site = sandbox.dir / "fakepy"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(
+        f"import platform, sys\nplatform.machine = lambda: {machine!r}\nsys.version_info = {version!r}\n")
+    py = sandbox.dir / "python3"
+    py.write_text(f'#!/bin/sh\nPYTHONPATH={site} exec /usr/bin/python3 "$@"\n')
+    py.chmod(0o755)
+    for p in (site, site / "sitecustomize.py"):
+        os.chmod(p, 0o755)
+    return py
+
+
+@pytest.mark.parametrize("machine, version, says", [
+    ("aarch64", (3, 13, 5, "final", 0), "PyPI's lgpio has no wheel for Python 3.13: the LED, shutter and button "
+                                        "use gpiozero's native pins"),
+    ("aarch64", (3, 11, 2, "final", 0), "pip installs lgpio from PyPI instead (Python 3.11)"),
+    ("x86_64", (3, 13, 5, "final", 0), "this x86_64 machine has no Pi GPIO"),
+])
+def test_without_pi_os_archive_lgpio_is_one_line_saying_what_drives_the_pins(sandbox, machine, version, says):
+    sandbox.add("run/systemd/system/.keep")
+    sandbox.add("etc/os-release", 'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nID=debian\n')
+    py = _fake_python(sandbox, machine, version)
+    r = sandbox.run("--dry-run", env={"DJSMILE_TEST_PYTHON": str(py),
+                                      "STUB_NOT_IN_APT": "python3-picamera2 python3-lgpio"})
+    assert r.returncode == 0, r.stdout + r.stderr
+    lgpio = [ln for ln in (r.stdout + r.stderr).splitlines() if "lgpio" in ln]
+    assert len(lgpio) == 1, lgpio
+    assert lgpio[0].startswith("djsmile-install: warning: python3-lgpio is not in your apt sources") and says in lgpio[0]
+    camera = [ln for ln in r.stderr.splitlines() if "picamera2" in ln]
+    assert len(camera) == 1 and "USB webcam" in camera[0]
+    acts = _would(r.stdout)
+    # the rest is still installed; the system python asked is the one given
+    _index(acts, r"^apt-get install -y --no-install-recommends espeak-ng alsa-utils python3-venv python3-pip$")
+    _index(acts, "^" + re.escape(str(py)) + " -m venv --system-site-packages ")
+    assert sandbox.changing_calls() == []
+
+
+def test_test_python_is_refused_outside_a_dry_run(sandbox):
+    r = sandbox.run(test_root=False, as_nobody=False, env={"DJSMILE_TEST_PYTHON": "/usr/bin/python3"})
+    assert r.returncode == 64 and "only for --dry-run" in r.stderr
+    assert sandbox.calls() == []
