@@ -460,9 +460,29 @@ def check_mqtt(m: "MqttConfig") -> None:
         if not m.tls:
             raise ConfigError(f"config key mqtt.ca_file = {m.ca_file!r} is only used with TLS: "
                               "set mqtt.tls = true, or remove mqtt.ca_file")
-        if not Path(m.ca_file).expanduser().is_file():
-            raise ConfigError(f"config key mqtt.ca_file = {m.ca_file!r} is not valid: no such file; "
-                              "give the broker's CA certificate (PEM), or '' for the system's CAs")
+        check_ca_file(m.ca_file)
+
+
+CA_FILE_MAX_BYTES = 4 * 1024 * 1024     # a whole system CA bundle is about 0.2 MB
+
+
+def check_ca_file(value: str) -> None:
+    """``mqtt.ca_file``: a regular file with at least one PEM certificate, parsed now as TLS will parse it."""
+    import ssl
+
+    from .fsutil import read_regular_file
+    path = Path(value).expanduser()
+    bad = f"config key mqtt.ca_file = {value!r} is not valid"
+    hint = "give the broker's CA certificate (PEM), or '' for the system's CAs"
+    if not path.exists():
+        raise ConfigError(f"{bad}: no such file; {hint}")
+    try:
+        read_regular_file(path, CA_FILE_MAX_BYTES)        # a folder, a pipe or /dev/zero is refused unread
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cafile=str(path))
+    except ssl.SSLError as e:
+        raise ConfigError(f"{bad}: no CA certificate in it ({e.reason or e.__class__.__name__}); {hint}") from None
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{bad}: {getattr(e, 'strerror', None) or e}; {hint}") from None
 
 
 # --------------------------------------------------------------------------- loading

@@ -436,14 +436,15 @@ def hostile_files(tmp_path_factory):
                                                      "missing.xml"))]
 
 
-#: keys whose value names a file djsmile reads: drawn from hostile_files
-FILE_KEYS = ("detector.cascade",)
+#: keys whose value names a file djsmile reads: drawn from hostile_files, or (index 10, 11) '' and a CA bundle
+FILE_KEYS = ("detector.cascade", "mqtt.ca_file")
+CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 @settings(max_examples=40, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.one_of(st.just({}), local_configs()),
-       picks=st.lists(st.sampled_from(range(10)), min_size=len(FILE_KEYS), max_size=len(FILE_KEYS)))
+       picks=st.lists(st.sampled_from(range(12)), min_size=len(FILE_KEYS), max_size=len(FILE_KEYS)))
 def test_property_hostile_files_in_a_config_check_equals_run(data, picks, tmp_path, frames_dir, hostile_files,
                                                              restore_pin_factory, capfd):
     """``config --check`` and a real short ``run``: both 78 or neither, exit codes from the README's table
@@ -451,7 +452,9 @@ def test_property_hostile_files_in_a_config_check_equals_run(data, picks, tmp_pa
     data = {sec: dict(t) for sec, t in data.items()}
     for key, i in zip(FILE_KEYS, picks):
         sec, k = key.split(".")
-        data.setdefault(sec, {})[k] = hostile_files[i]
+        data.setdefault(sec, {})[k] = (hostile_files + ["", CA_BUNDLE])[i]
+    if data["mqtt"]["ca_file"]:
+        data["mqtt"].update(tls=True, enabled=True, host="127.0.0.1", port=1)
     data.setdefault("camera", {}).update(source=str(frames_dir))
     data.setdefault("gpio", {}).update(pin_factory="mock")
     data.setdefault("storage", {}).update(state_dir=str(tmp_path / "state"))

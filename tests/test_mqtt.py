@@ -264,6 +264,40 @@ def test_config_check_names_a_missing_tls_ca_file(tmp_path):
     assert r.returncode == 78 and "mqtt.ca_file" in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+NOT_A_CA = {
+    "text": lambda p: p.write_text("this is not a certificate\n"),
+    "empty": lambda p: p.write_bytes(b""),
+    "random bytes": lambda p: p.write_bytes(bytes(range(256)) * 8),
+    "a PEM that is no certificate": lambda p: p.write_text(
+        "-----BEGIN CERTIFICATE-----\nbm90IGEgY2VydGlmaWNhdGU=\n-----END CERTIFICATE-----\n"),
+    "a folder": lambda p: p.mkdir(),
+    "a link to /dev/zero": lambda p: p.symlink_to("/dev/zero"),
+}
+
+
+@pytest.mark.parametrize("what", list(NOT_A_CA))
+def test_a_tls_ca_file_that_is_not_a_certificate_is_78_at_load_for_check_and_run(tmp_path, what, capfd):
+    from djsmile import cli
+    ca = tmp_path / "ca.pem"
+    NOT_A_CA[what](ca)
+    f = tmp_path / "c.toml"
+    f.write_text(f"[mqtt]\nenabled = true\ntls = true\nca_file = '{ca}'\n[jokes]\napi_url = ''\n")
+    rc_check = cli.main(["config", "--check", str(f)])
+    rc_run = cli.main(["run", "--config", str(f), "--source", str(tmp_path / "none.mp4"), "--max-frames", "1"])
+    err = capfd.readouterr().err
+    assert rc_check == 78 and rc_run == 78, err
+    lines = [ln for ln in err.splitlines() if "mqtt.ca_file" in ln]
+    assert len(lines) == 2 and all(str(ca) in ln and "PEM" in ln for ln in lines), err
+    assert "Traceback" not in err
+
+
+@pytest.mark.skipif(not Path("/etc/ssl/certs/ca-certificates.crt").is_file(), reason="no system CA bundle")
+def test_a_real_ca_bundle_passes_the_load_check(tmp_path):
+    f = tmp_path / "c.toml"
+    f.write_text("[mqtt]\ntls = true\nca_file = '/etc/ssl/certs/ca-certificates.crt'\n")
+    assert config.load(f).mqtt.ca_file == "/etc/ssl/certs/ca-certificates.crt"
+
+
 def test_default_config_documents_the_mqtt_section():
     text = config.default_toml()
     section = text[text.index("[mqtt]"):]
