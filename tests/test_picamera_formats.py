@@ -188,6 +188,16 @@ def test_photo_and_live_view_are_the_picture_in_colour_whatever_the_camera_gives
     assert src.picam2.closed and not src.picam2.live
 
 
+def test_a_still_asked_for_after_its_request_went_back_is_converted_too(adjusting_camera):
+    adjusting_camera.give = {"main": "NV12", "lores": "NV12"}
+    with PiCamera2Source(Config(), adjusting_camera) as src:
+        f0, f1, f2 = first_frames(src, 3)        # f0's request is back with the camera
+        still = f0.still()                       # so a fresh capture_array("main")
+        assert "capture_array:main" in src.picam2.calls
+        assert still.shape == (720, 1280, 3)
+        assert_looks_like(still, scene(1280, 720, 3), "NV12")
+
+
 def test_the_live_view_colour_of_a_padded_nv12_lores_is_not_shifted(adjusting_camera):
     adjusting_camera.give = {"main": "NV12", "lores": "NV12"}
     cfg = Config()
