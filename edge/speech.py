@@ -80,6 +80,20 @@ def _tail(f) -> str:
     return clean_text(lines[-1], 200) if lines else ""
 
 
+def _alsa_error(f) -> str:
+    """The telling line of ALSA's errors on a captured stderr ('' if none): e.g. 'Unknown PCM default'."""
+    try:
+        f.seek(0)
+        data = f.read()[-8000:].decode("utf-8", "replace")
+    except (OSError, ValueError):
+        return ""
+    lines = [ln.strip() for ln in data.splitlines() if ln.strip().startswith("ALSA lib")]
+    if not lines:
+        return ""
+    best = next((ln for ln in reversed(lines) if "snd_pcm_open" in ln), lines[-1])
+    return clean_text(best, 200)
+
+
 class Engine:
     """Base engine (also the ``none`` engine's behaviour: log the text, make no sound)."""
 
@@ -152,12 +166,14 @@ class Engine:
 
     def _run(self, synth: Sequence[str], text: str, player: Optional[Sequence[str]] = None,
              *, audio_tap: Optional[Callable[[bytes], None]] = None,
-             capture: bool = False) -> tuple[bool, bytes]:
+             capture: bool = False, plays_itself: bool = False) -> tuple[bool, bytes]:
         """Run ``synth`` with ``text`` on stdin, its stdout piped into ``player`` (if given).
 
         No shell anywhere. ``capture``: collect the synth's stdout instead of
         playing it. ``audio_tap``: the synth's stdout is pumped through this
         process (each chunk passed to the tap) on its way to the player.
+        ``plays_itself``: the synth plays the audio (no player): ALSA errors on its stderr are a
+        playback failure even when it exits 0.
         Returns (ok, captured bytes). Kills both processes after ``timeout_s``.
         """
         deadline = time.monotonic() + self.timeout_s
@@ -233,6 +249,12 @@ class Engine:
                 self._warn_once("synth", "speech engine %s failed (exit %s): %s",
                                 synth[0], rc1, _tail(err1) or "no message")
                 return False, b""
+            if plays_itself:
+                alsa = _alsa_error(err1)
+                if alsa:   # espeak-ng playing to ALSA itself exits 0 when no sound device opens
+                    self._warn_once("player", "audio playback failed (%s: %s); is there a sound card / is "
+                                    "speech.alsa_device right?", synth[0], alsa)
+                    return False, b""
             return True, b"".join(captured)
         finally:
             with self._procs_lock:
@@ -279,7 +301,7 @@ class Espeak(Engine):
     def _say(self, text: str) -> bool:
         if self.output == "engine":
             extra = ("-d", self.device) if self.device else ()
-            return self._run(self._argv(*extra), text)[0]
+            return self._run(self._argv(*extra), text, plays_itself=True)[0]
         player = [self.aplay, "-q"] + (["-D", self.device] if self.device else [])
         return self._run(self._argv("--stdout"), text, player, audio_tap=self.audio_tap)[0]
 

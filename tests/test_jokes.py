@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -509,3 +510,34 @@ def test_cli_joke_say_exits_69_when_playback_fails(tmp_path):
     assert "Traceback" not in r.stderr
     r, _ = run_cli(tmp_path, "", "--say", speech=fake_espeak(tmp_path, 0))
     assert r.returncode == 0, r.stderr
+
+
+ALSA_NO_CARD = ("ALSA lib confmisc.c:855:(parse_card) cannot find card '0'\n"
+                "ALSA lib pcm.c:2666:(snd_pcm_open_noupdate) Unknown PCM default\n"
+                "error: No such file or directory")
+
+
+def test_cli_joke_say_exits_69_when_the_engine_plays_itself_into_no_sound_card(tmp_path):
+    """speech.output = "engine": espeak-ng exits 0 even when ALSA has no card; its stderr tells."""
+    exe = tmp_path / "fake-espeak"
+    exe.write_text("#!/bin/sh\ncat > /dev/null\nprintf '%s\\n' \"" + ALSA_NO_CARD.replace("\n", "\" \"") +
+                   "\" >&2\nexit 0\n")
+    exe.chmod(0o755)
+    r, _ = run_cli(tmp_path, "", "--say",
+                   speech=f'engine = "espeak-ng"\nespeak_binary = "{exe}"\noutput = "engine"')
+    assert r.returncode == 69, r.stderr
+    assert r.stdout.strip() in BUNDLED
+    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("ERROR")]
+    assert len(errors) == 1 and "Unknown PCM default" in errors[0] and "sound card" in errors[0], r.stderr
+
+
+def test_cli_joke_say_with_real_espeak_and_no_sound_card_is_not_silent(tmp_path):
+    import shutil
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    if Path("/proc/asound/cards").exists() and "no soundcards" not in Path("/proc/asound/cards").read_text():
+        pytest.skip("this machine has a sound card")
+    r, _ = run_cli(tmp_path, "", "--say", speech='engine = "espeak-ng"\noutput = "engine"')
+    assert r.returncode == 69, r.stderr
+    assert r.stdout.strip() in BUNDLED
+    assert len([ln for ln in r.stderr.splitlines() if ln.startswith("ERROR")]) == 1, r.stderr
