@@ -316,8 +316,14 @@ do_install() {
     install_package
     install_config
     install_unit
-    say "done. Logs: journalctl -u djsmile -f   Status: systemctl status djsmile"
-    say "photos: $STATE_DIR/photos   events: $STATE_DIR/events.jsonl   settings: $CONFIG"
+    if ((DRY_RUN)); then
+        say "then: Logs: journalctl -u djsmile -f   Status: systemctl status djsmile"
+        say "photos: $STATE_DIR/photos   events: $STATE_DIR/events.jsonl   settings: $CONFIG"
+        say "dry run: nothing was changed"
+    else
+        say "done. Logs: journalctl -u djsmile -f   Status: systemctl status djsmile"
+        say "photos: $STATE_DIR/photos   events: $STATE_DIR/events.jsonl   settings: $CONFIG"
+    fi
 }
 
 do_uninstall() {
@@ -349,11 +355,12 @@ do_uninstall() {
         if id -u "$SVC_USER" >/dev/null 2>&1; then
             run userdel "$SVC_USER"
         fi
-        say "purged photos, events and config"
+        if ((DRY_RUN)); then say "would purge photos, events and config"; else say "purged photos, events and config"; fi
     else
         say "kept photos and events in $STATE_DIR and config in $CONFIG_DIR (delete them with --uninstall --purge)"
     fi
     say "apt packages (${APT_PACKAGES[*]}) are left installed"
+    if ((DRY_RUN)); then say "dry run: nothing was changed"; fi
 }
 
 main() {

@@ -328,6 +328,9 @@ def test_dry_run_prints_every_install_action_and_changes_nothing(sandbox):
     ]
     assert order == sorted(order), acts
     assert "journalctl -u djsmile -f" in r.stdout
+    # it does not claim to be done: the last line says nothing was changed (issue 24)
+    assert "done." not in r.stdout, r.stdout
+    assert r.stdout.strip().splitlines()[-1].endswith("dry run: nothing was changed"), r.stdout
     # nothing was done: no changing command ran and the fake system is untouched
     assert sandbox.changing_calls() == []
     assert sandbox.snapshot() == before
@@ -396,6 +399,8 @@ def test_uninstall_purge_dry_run_also_deletes_photos_config_and_user(sandbox):
     _index(acts, r"^rm -rf -- " + re.escape(f"{root}/var/lib/djsmile {root}/etc/djsmile "
                                              f"{root}/etc/systemd/system/djsmile.service.d") + "$")
     _index(acts, r"^userdel djsmile$")
+    assert "purged" not in r.stdout and "would purge photos, events and config" in r.stdout, r.stdout
+    assert r.stdout.strip().splitlines()[-1].endswith("dry run: nothing was changed"), r.stdout
     assert sandbox.changing_calls() == []
     assert sandbox.snapshot() == before
 
