@@ -260,7 +260,7 @@ class PhotoStore:
         # the next start), never a photo without its sidecar.
         if meta is not None:
             side = dict(meta)
-            side["photo"] = photo.name
+            side["photo"] = os.path.abspath(photo)   # as in events.jsonl: the JPEG's absolute path
             side["width"], side["height"] = int(image.shape[1]), int(image.shape[0])
             atomic_write(side_path, (json.dumps(side, indent=1) + "\n").encode("utf-8"))
         try:
@@ -511,7 +511,7 @@ class PhotoWriter:
                 with self._lock:
                     self._pending_photos -= 1
         event = dict(shot.event)
-        event["photo"] = str(photo) if photo is not None else None
+        event["photo"] = os.path.abspath(photo) if photo is not None else None
         try:
             self.events.append(event)
         except Exception as e:

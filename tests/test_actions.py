@@ -178,6 +178,8 @@ def test_photo_sidecar_and_event_written(make_actions):
     assert side["faces"][0]["p_smooth"] == pytest.approx(0.8, abs=1e-3)
     (ev,) = events(act)
     assert ev["photo"] == str(photo)
+    # one rule for "photo" (issue 24): the JPEG's absolute path, in the event line and in its sidecar alike
+    assert side["photo"] == ev["photo"] and Path(side["photo"]).is_absolute()
     assert datetime.fromisoformat(side["time"]) == datetime.fromisoformat(ev["time"])
 
 

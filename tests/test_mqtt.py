@@ -204,9 +204,11 @@ def make_clip(folder: Path, image: np.ndarray, frames: int) -> Path:
     return folder
 
 
-# every face smiles (tiny thresholds), a shot each 0.5 s of stream time
+# every face smiles (tiny thresholds), a shot each 0.5 s of stream time (the cooldown carries across the
+# folder's images, which are one scene here: the same photo linked again and again)
 SHOOT_ALL = ["--set", "trigger.on_threshold=0.001", "--set", "trigger.off_threshold=0.0005",
-             "--set", "trigger.hold_frames=1", "--set", "trigger.cooldown_s=0.5", "--set", "trigger.rearm=false"]
+             "--set", "trigger.hold_frames=1", "--set", "trigger.cooldown_s=0.5", "--set", "trigger.rearm=false",
+             "--set", "trigger.cooldown_across_images=true"]
 
 
 def djsmile(tmp_path: Path, port: int, source: Path, *extra, realtime=False) -> subprocess.Popen:

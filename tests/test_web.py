@@ -6,6 +6,7 @@ import http.client
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import threading
@@ -659,3 +660,45 @@ def test_the_connection_cap_keeps_descriptors_for_shots():
     cap = connection_cap(4, 256, 160)            # a 256-fd limit with 160 in use
     assert 1 <= cap < 4 + EXTRA_CONNECTIONS and 160 + 2 * cap + RESERVE_FDS <= 256
     assert connection_cap(4, 100, 90) == 1       # never none at all
+
+
+# ---------------------------------------------------------------- the page's "Last event" (issue 24 item 8)
+def _noted_event(web, photos: Path) -> str:
+    name = save_photo(photos)
+    web.note_event({"time": "2026-12-06T11:23:52.748123+00:00", "frame": 42,
+                    "faces": [{"box": [10, 20, 30, 30], "p_smile": 0.91}], "photo": str(photos / name)})
+    return name
+
+
+def test_status_json_names_the_last_photo_not_its_server_path(server, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    web = server(wcfg(), photo_dir=photos)
+    name = _noted_event(web, photos)
+    r, body = request(web, "GET", "/status.json")
+    ev = json.loads(body)["last_event"]
+    assert ev["photo"] == name and str(tmp_path) not in body.decode()
+    r, _ = request(web, "GET", "/photos/" + ev["photo"])   # the name is what the page links to
+    assert r.status == 200
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's 'chromium' package is not installed (apt-get install chromium)")
+def test_page_shows_the_last_event_as_a_local_time_and_a_photo_link(server, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    web = server(wcfg(), photo_dir=photos)
+    name = _noted_event(web, photos)
+    with Publisher(web, rate=10):
+        cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={tmp_path / 'chrome'}", "--virtual-time-budget=3000", "--dump-dom",
+               f"http://127.0.0.1:{web.port}/"]
+        proc = subprocess.run(cmd, capture_output=True, timeout=120)
+    dom = proc.stdout.decode(errors="replace")
+    m = re.search(r'<div id="event">(.*?)</div>', dom, flags=re.S)
+    assert m, dom[-3000:]
+    shown = m.group(1)
+    assert ".748123" not in shown and "2026-12-06T" not in shown and str(tmp_path) not in shown, shown
+    assert re.search(r"\d{1,2}:\d{2}:\d{2}", shown) and "frame 42" in shown and "91%" in shown, shown
+    assert f'href="photos/{name}"' in shown, shown

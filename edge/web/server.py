@@ -64,6 +64,14 @@ def load_page() -> bytes:
     return resources.files(__package__).joinpath("static", "index.html").read_bytes()
 
 
+def _public_event(event: dict) -> dict:
+    """The event as the page shows it: ``photo`` is the name ``/photos/<name>`` serves, not the server's path."""
+    ev = _jsonable(event)
+    if isinstance(ev, dict) and ev.get("photo"):
+        ev = dict(ev, photo=os.path.basename(str(ev["photo"])))
+    return ev
+
+
 def _jsonable(obj):
     """Make an event dict JSON-safe (numpy scalars, paths, tuples)."""
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
@@ -223,7 +231,7 @@ class WebServer:
             "frame": getattr(frame, "index", None),
             "t": round(float(frame.t), 3) if frame is not None else None,
             "faces": faces,
-            "last_event": _jsonable(last_event) if last_event is not None else None,
+            "last_event": _public_event(last_event) if last_event is not None else None,
             "events": events,
             "uptime_s": round(time.monotonic() - self._started_at, 1) if self._started_at else 0.0,
             "model": self.info.get("model"),
