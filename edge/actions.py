@@ -43,6 +43,7 @@ import numpy as np
 
 from .errors import CantCreateError, GpioError
 from .fsutil import TEMP_EXT, atomic_write, fsync_dir, is_regular_or_absent
+from .logutil import LogLimiter
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
     from .config import GpioConfig, StorageConfig
@@ -445,6 +446,7 @@ class PhotoWriter:
         self._lock = threading.Lock()
         self._abort = threading.Event()
         self._closed = False
+        self._logs = LogLimiter(log)     # manual shots come from outside (MQTT): a flood of them is a few lines
         self._thread = threading.Thread(target=self._run, name="djsmile-photos", daemon=True)
         self._thread.start()
 
@@ -457,7 +459,8 @@ class PhotoWriter:
         """Count (and log) a photo the caller did not even grab because the queue was full."""
         with self._lock:
             self.dropped += 1
-        log.warning("photo queue full (%d waiting): dropping the photo of frame %s", self.queue_size, frame)
+        self._logs.log("full", logging.WARNING, "photo queue full (%d waiting): dropping the photo of frame %s",
+                       self.queue_size, frame)
 
     def submit(self, shot: Shot) -> bool:
         """Queue a shot without blocking; False if its photo was dropped (queue full / closed)."""
@@ -471,8 +474,8 @@ class PhotoWriter:
                     shot.image = None
                     self.dropped += 1
                     kept = False
-                    log.warning("photo queue full (%d waiting): dropping the photo of frame %s",
-                                self._pending_photos, shot.event.get("frame"))
+                    self._logs.log("full", logging.WARNING, "photo queue full (%d waiting): dropping the photo "
+                                   "of frame %s", self._pending_photos, shot.event.get("frame"))
                 else:
                     self._pending_photos += 1
             self._q.put(shot)
@@ -545,6 +548,7 @@ class PhotoWriter:
             self._closed = True
             self._q.put(None)
         self._thread.join(timeout)
+        self._logs.flush()
         if self._thread.is_alive():
             # Photos not started yet are dropped; one being written finishes or, if the process
             # exits first, leaves only a hidden temp file that the next start removes.
@@ -582,6 +586,7 @@ class Actions:
         self.led: SmileLed | None = None
         self.shutter: ShutterPulse | None = None
         self._closed = False
+        self._logs = LogLimiter(log)     # manual shots come from outside (MQTT): a flood of them is a few lines
 
         # pins that clash are a config error, found at load (djsmile.config.validate)
         try:
@@ -629,7 +634,7 @@ class Actions:
         """Fire now, as a smile would (shutter, LED, photo, event line with ``"manual": true``), no joke."""
         if self._closed:
             return
-        log.info("manual shot (%s): frame %d", why, result.frame)
+        self._logs.log(("manual", why), logging.INFO, "manual shot (%s): frame %d", why, result.frame)
         self._shoot(result, frame, manual=True)
 
     def _shoot(self, result: "TriggerResult", frame: "Frame", manual: bool = False) -> None:
@@ -691,6 +696,7 @@ class Actions:
         parts += [f"shutter off (pin {self.gpio.shutter_pin})"] if self.shutter is not None else []
         if parts:
             log.info("%s", ", ".join(parts))
+        self._logs.flush()
         self.writer.close(timeout)
 
     def __enter__(self):

@@ -44,6 +44,7 @@ from typing import Callable, Optional
 import paho.mqtt.client as paho
 
 from .errors import ConfigError, UnavailableError
+from .logutil import LogLimiter
 
 log = logging.getLogger(__name__)
 
@@ -194,6 +195,7 @@ class MqttSink:
         self.topics = Topics(mcfg, hostname)
         self.on_joke_tell = on_joke_tell
         self.on_shutter_fire = on_shutter_fire
+        self._logs = LogLimiter(log)     # commands come from outside: a few lines per topic
         self.events_dropped = 0
         self.events_sent = 0
         self.states_sent = 0
@@ -285,6 +287,7 @@ class MqttSink:
                 pass
         if self._events:
             log.warning("MQTT: %d event(s) not sent before exit", len(self._events))
+        self._logs.flush()
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -326,18 +329,17 @@ class MqttSink:
         if was and not self._stop:
             log.warning("MQTT: lost the broker %s (%s); reconnecting with backoff", self.where, reason_code)
 
-    @staticmethod
-    def _retained(msg) -> bool:
+    def _retained(self, msg) -> bool:
         """A retained command is an old press the broker keeps and sends at every (re)connect: ignored."""
         if msg.retain:
-            log.debug("MQTT: %s: ignored a retained command (commands act only when pressed; "
-                      "clear it with an empty retained message)", msg.topic)
+            self._logs.log((msg.topic, "retained"), logging.DEBUG, "MQTT: %s: ignored a retained command "
+                           "(commands act only when pressed; clear it with an empty retained message)", msg.topic)
         return bool(msg.retain)
 
     def _on_joke_tell(self, client, userdata, msg):
         if self._retained(msg):
             return
-        log.info("MQTT: %s: telling a joke", msg.topic)
+        self._logs.log(msg.topic, logging.INFO, "MQTT: %s: telling a joke", msg.topic)
         if self.on_joke_tell is not None:
             try:
                 self.on_joke_tell()
@@ -347,7 +349,7 @@ class MqttSink:
     def _on_shutter_fire(self, client, userdata, msg):
         if self._retained(msg):
             return
-        log.info("MQTT: %s: manual shot requested", msg.topic)
+        self._logs.log(msg.topic, logging.INFO, "MQTT: %s: manual shot requested", msg.topic)
         if self.on_shutter_fire is not None:
             try:
                 self.on_shutter_fire()

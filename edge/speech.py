@@ -37,6 +37,7 @@ from typing import Callable, Optional, Sequence
 
 from .errors import SpeechError
 from .fsutil import atomic_open
+from .logutil import LogLimiter
 
 log = logging.getLogger(__name__)
 
@@ -108,6 +109,7 @@ class Engine:
         self._procs_lock = threading.Lock()
         self._procs: list = []
         self._warned: set = set()
+        self._logs = LogLimiter(log)            # what is said comes from outside (button, web, MQTT)
         self.spoken = 0                        # utterances finished without error
         self.dropped = 0                       # say() calls dropped because busy
 
@@ -125,7 +127,7 @@ class Engine:
         if not self._lock.acquire(blocking=False):
             self.dropped += 1
             self.last_error = "speech busy"
-            log.info("speech busy: dropped %r", text[:60])
+            self._logs.log("busy", logging.INFO, "speech busy: dropped %r", text[:60])
             return False
         try:
             ok = self._say(text)
@@ -152,7 +154,7 @@ class Engine:
 
     # -- engine specific --------------------------------------------------
     def _say(self, text: str) -> bool:
-        log.info("joke (speech off): %s", text)
+        self._logs.log("said", logging.INFO, "joke (speech off): %s", text)
         return True
 
     # -- helpers ------------------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from .jokes import JokeSource
+from .logutil import LogLimiter
 from .speech import Engine, make_engine
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class JokeTeller:
         self.dropped = 0     # requests dropped because busy
         self.on_told = None  # optional callback(text), on the worker thread, for each joke told (MQTT)
         self._lock = threading.Lock()
+        self._logs = LogLimiter(log)     # presses come from outside (button, web, MQTT): a few lines each
         self._busy = False
         self._closed = False
         self._idle = threading.Event()
@@ -76,6 +78,7 @@ class JokeTeller:
         with self._lock:
             self._closed = True
         self.engine.stop()
+        self._logs.flush()
         self._q.put(None)
         t_end = time.monotonic() + timeout
         self._thread.join(timeout)
@@ -87,7 +90,8 @@ class JokeTeller:
         with self._lock:
             if self._closed or self._busy:
                 self.dropped += 1
-                log.info("joke %s dropped: %s", kind, "closed" if self._closed else "still telling one")
+                self._logs.log(("joke", "dropped"), logging.INFO, "joke %s dropped: %s", kind,
+                               "closed" if self._closed else "still telling one")
                 return False
             self._busy = True
             self._idle.clear()
@@ -112,13 +116,13 @@ class JokeTeller:
     def _handle(self, kind: str) -> None:
         if kind == "repeat" and self.last_joke:
             text = self.last_joke
-            log.info("repeating the last joke: %s", text)
+            self._logs.log("joke", logging.INFO, "repeating the last joke: %s", text)
         else:
             wait = 0.0 if self.source.prefetching else self.jokes.timeout_s
             joke = self.source.next_joke(wait_api=wait)
             text = joke.text
             self.last_joke, self.last_origin = text, joke.origin
-            log.info("joke (%s): %s", joke.origin, text)
+            self._logs.log("joke", logging.INFO, "joke (%s): %s", joke.origin, text)
         self.told += 1
         if self.on_told is not None:
             try:

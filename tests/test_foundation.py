@@ -196,3 +196,25 @@ def test_runtime_logs_which_backend(tiny_models, caplog):
     caplog.set_level("INFO")
     rt = Runtime(tiny_models[0] / "i8.tflite")
     assert rt.name in caplog.text and rt.version in caplog.text
+
+
+def test_log_limiter_lets_a_few_lines_through_per_key_then_says_how_many_it_suppressed(caplog):
+    import logging
+    from djsmile.logutil import LogLimiter
+    now = [0.0]
+    lim = LogLimiter(logging.getLogger("djsmile.test"), per_s=10.0, burst=3, clock=lambda: now[0])
+    with caplog.at_level(logging.INFO, logger="djsmile.test"):
+        shown = [lim.log("a/topic", logging.INFO, "press %d", i) for i in range(1000)]
+        assert sum(shown) == 3
+        assert lim.log("other", logging.INFO, "another key")          # keys are counted apart
+        now[0] = 10.5
+        assert lim.log("a/topic", logging.INFO, "press again")        # a new window
+        lim.log("a/topic", logging.INFO, "x")
+        lim.log("a/topic", logging.INFO, "x")
+        lim.log("a/topic", logging.INFO, "x")                         # 4th in the window: suppressed
+        lim.flush()
+    msgs = [r.getMessage() for r in caplog.records]
+    assert msgs[:4] == ["press 0", "press 1", "press 2", "another key"]
+    assert "a/topic: 997 more like this suppressed in 10 s" in msgs
+    assert msgs[-1].startswith("a/topic: 1 more like this suppressed")
+    assert len(msgs) == 9

@@ -486,6 +486,41 @@ def test_retained_commands_are_ignored_at_start_and_after_a_broker_restart(tmp_p
 
 
 @needs_mosquitto
+def test_a_command_flood_is_a_few_log_lines_per_topic_and_says_how_many_were_suppressed(tmp_path, broker):
+    import paho.mqtt.client as paho
+    clip = make_clip(tmp_path / "clip", np.full((240, 320, 3), 90, np.uint8), 3000)  # no face: no smile
+    listener = Listener(broker.port, [f"{BASE}/availability"])
+    proc = djsmile(tmp_path, broker.port, clip, realtime=True)
+    flood = paho.Client(paho.CallbackAPIVersion.VERSION2, client_id="test-flood")
+    try:
+        wait_until(lambda: b"online" in listener.on(f"{BASE}/availability"), 60, "availability online")
+        flood.connect("127.0.0.1", broker.port)
+        flood.loop_start()
+        for i in range(1000):
+            flood.publish(f"{BASE}/joke/tell", b"PRESS", qos=0)
+            if i % 5 == 0:
+                flood.publish(f"{BASE}/shutter/fire", b"PRESS", qos=0)
+        flood.publish(f"{BASE}/zz", b"end", qos=1).wait_for_publish(30)
+        time.sleep(5.0)             # the flood is handled (paho's thread takes them in order)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)
+        rc, err = finish(proc)
+    finally:
+        flood.disconnect()
+        flood.loop_stop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        listener.close()
+    assert rc == 0, err[-3000:]
+    lines = err.splitlines()
+    assert len(lines) < 80, f"{len(lines)} log lines for 1,000 joke/tell and 200 shutter/fire:\n" + "\n".join(lines[-40:])
+    suppressed = [ln for ln in lines if "more like this suppressed" in ln]
+    assert any("joke/tell" in ln for ln in suppressed) and any("shutter/fire" in ln for ln in suppressed), err[-3000:]
+    assert events_jsonl(tmp_path), "no manual shot at all"
+
+
+@needs_mosquitto
 def test_a_broker_restart_mid_run_loses_no_event(tmp_path, broker, shared_datasets):
     clip = make_clip(tmp_path / "clip", _face_canvas(shared_datasets), 1800)  # 60 s in real time, a shot each 0.5 s
     listener = Listener(broker.port, [f"{BASE}/event"])

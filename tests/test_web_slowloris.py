@@ -183,3 +183,5 @@ def test_slowloris_under_256_fds_costs_no_shot_and_the_viewer_gets_in_after(tmp_
     cpu_share = (cpu1 - cpu0) / (wall1 - wall0)
     assert cpu_share < 0.9, f"the run used {cpu_share:.0%} of a core during the attack"
     assert "Too many open files" not in log
+    web_lines = [ln for ln in log.splitlines() if "djsmile.web" in ln]
+    assert len(web_lines) < 25, "\n".join(web_lines)      # a few lines per kind, then "K more suppressed"

@@ -22,7 +22,6 @@ from .. import __version__
 from ..logutil import LogLimiter
 
 log = logging.getLogger(__name__)
-_limited = LogLimiter(log)
 
 BOUNDARY = "djsmileframe"
 SEND_TIMEOUT_S = 5.0            # a viewer that takes longer to take one frame is dropped
@@ -53,6 +52,7 @@ class Server(ThreadingHTTPServer):
         self.refused_connections = 0
         self.cut_off = 0               # requests whose header or body did not arrive in time
         self._deadlines: dict = {}     # handler -> monotonic deadline of what it is reading now
+        self._logs = LogLimiter(log)   # what clients cause: a few lines per kind, then "K more suppressed"
         super().__init__(*args, **kwargs)
 
     # -- deadlines: a socket time-out bounds one read only, so a client sending a header line
@@ -82,15 +82,19 @@ class Server(ThreadingHTTPServer):
             except OSError:
                 pass
         if late:
-            _limited.log("late", logging.INFO, "live view: closed %d connection(s) whose request did not "
+            self._logs.log("late", logging.INFO, "live view: closed %d connection(s) whose request did not "
                          "arrive within %g s", len(late), HEADER_DEADLINE_S)
+
+    def server_close(self):
+        super().server_close()
+        self._logs.flush()
 
     def get_request(self):
         try:
             return super().get_request()
         except OSError as e:
             if e.errno in ACCEPT_RESOURCE_ERRORS:
-                _limited.log("accept", logging.WARNING, "live view: cannot accept a connection (%s); "
+                self._logs.log("accept", logging.WARNING, "live view: cannot accept a connection (%s); "
                              "pausing %.2f s", e.strerror or e, ACCEPT_BACKOFF_S)
                 time.sleep(ACCEPT_BACKOFF_S)
             raise
@@ -103,7 +107,7 @@ class Server(ThreadingHTTPServer):
             else:
                 self.open_connections += 1
         if full:
-            _limited.log("full", logging.WARNING, "live view: %d connections open (the most at once): "
+            self._logs.log("full", logging.WARNING, "live view: %d connections open (the most at once): "
                          "closing new ones at once", self.max_connections)
             self.shutdown_request(request)
             return
@@ -130,8 +134,9 @@ class Server(ThreadingHTTPServer):
         if isinstance(exc, (ConnectionError, TimeoutError, socket.timeout)):
             log.debug("live view: %s went away (%s)", who, type(exc).__name__)
         else:
-            log.warning("live view: a request from %s failed: %s: %s", who, type(exc).__name__, str(exc)[:160])
-            log.debug("live view: request failure details", exc_info=True)
+            if self._logs.log("failed", logging.WARNING, "live view: a request from %s failed: %s: %s", who,
+                              type(exc).__name__, str(exc)[:160]):
+                log.debug("live view: request failure details", exc_info=True)
 
 
 class Handler(BaseHTTPRequestHandler):
