@@ -30,7 +30,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed
 venv: $(VENV)/.installed
 
 run: $(VENV)/.installed
-	@echo "make: starting djsmile run $(ARGS) (Ctrl+C stops it)"
+	@echo "make: starting $(strip djsmile run $(ARGS)) (Ctrl+C stops it)"
 	$(BIN)/djsmile run $(ARGS)
 
 deps:
