@@ -13,7 +13,8 @@ made only when asked for; on the Pi from the lores YUV420 frame's chroma).
   BGR888, XRGB8888, XBGR8888, NV12, YUV420 converted). Stream time is the
   sensor timestamp.
 * :class:`OpenCVSource` — ``cv2.VideoCapture``: a webcam index (stream time
-  from the monotonic clock) or a video file / URL (the file's own timestamps).
+  from the monotonic clock), a video file (its own timestamps) or a live stream URL (the monotonic
+  clock: an HTTP MJPEG stream has no timestamps, and FFmpeg's default 25 fps would be wrong).
 * :class:`FolderSource` — the images in a folder, sorted by name (numbers in
   names compare as numbers: ``2.jpg`` before ``10.jpg``); frame ``i`` is at
   ``i / camera.fps`` seconds.
@@ -590,7 +591,9 @@ class OpenCVSource(Source):
                 if not self.finite and not self._closed:
                     log.warning("%s: no frame (camera unplugged?); stopping", self.name)
                 break
-            if self.is_webcam:
+            if self.is_webcam or not self.finite:
+                # a camera or a live URL: real time. A stream without timestamps (HTTP MJPEG) gets
+                # FFmpeg's default 25 fps, so its own clock would run fast or slow (cooldowns, calibration)
                 t = time.monotonic() - t0
             else:
                 ms = self.cap.get(cv2.CAP_PROP_POS_MSEC)

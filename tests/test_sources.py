@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 import types
 
 import cv2
@@ -462,3 +463,67 @@ def test_a_text_file_named_like_an_image_is_not_decoded(tmp_path):
     (tmp_path / "notes.png").write_text("not an image\n" * 50)
     assert sources.image_header(tmp_path / "notes.png") == (None, None)
     assert sources.read_image(tmp_path / "notes.png", sources.MAX_IMAGE_PIXELS) is None
+
+
+class _MjpegServer:
+    """An HTTP MJPEG stream (multipart/x-mixed-replace, no timestamps) at ``fps`` frames a second, for real."""
+
+    def __init__(self, fps: float = 15.0):
+        import threading
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+        ok, buf = cv2.imencode(".jpg", np.full((120, 160, 3), 90, np.uint8))
+        jpeg = buf.tobytes()
+        self.stop = threading.Event()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Type", "multipart/x-mixed-replace; boundary=frame")
+                self.end_headers()
+                t0 = time.monotonic()
+                i = 0
+                try:
+                    while not outer.stop.is_set():
+                        self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\nContent-Length: "
+                                         + str(len(jpeg)).encode() + b"\r\n\r\n" + jpeg + b"\r\n")
+                        self.wfile.flush()
+                        i += 1
+                        time.sleep(max(0.0, t0 + i / fps - time.monotonic()))
+                except OSError:
+                    pass
+
+            def log_message(self, *a):
+                pass
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/stream.mjpg"
+
+    def close(self):
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_live_mjpeg_stream_without_timestamps_runs_on_the_monotonic_clock():
+    """FFmpeg gives such a stream 25 fps: at 15 fps a 3-s cooldown would last 5 s. Stream time is real time."""
+    server = _MjpegServer(fps=15.0)
+    src = None
+    try:
+        src = OpenCVSource(server.url, Config())
+        stamps = []
+        for frame in src:
+            stamps.append((frame.t, time.monotonic()))
+            if len(stamps) == 46:
+                break
+    finally:
+        if src is not None:
+            src.close()
+        server.close()
+    (t_first, wall_first), (t_last, wall_last) = stamps[1], stamps[-1]   # the first may wait for the opening
+    stream_span, wall_span = t_last - t_first, wall_last - wall_first
+    assert wall_span > 2.0, wall_span
+    assert abs(stream_span - wall_span) < 0.25 * wall_span, (stream_span, wall_span)
+    assert all(b[0] > a[0] for a, b in zip(stamps, stamps[1:]))
