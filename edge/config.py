@@ -456,11 +456,34 @@ def check_mqtt(m: "MqttConfig") -> None:
         if value and not all(_TOPIC_LEVEL_RE.fullmatch(level) for level in value.split("/")):
             raise ConfigError(f"config key mqtt.{key} = {value!r} is not valid: a topic like 'djsmile/porch' "
                               "(no '+', '#', empty levels, or leading/trailing '/')")
+    _check_topic_lengths(m)
     if m.ca_file:
         if not m.tls:
             raise ConfigError(f"config key mqtt.ca_file = {m.ca_file!r} is only used with TLS: "
                               "set mqtt.tls = true, or remove mqtt.ca_file")
         check_ca_file(m.ca_file)
+
+
+MQTT_TOPIC_MAX_BYTES = 65535             # MQTT's own limit on a topic name (a 2-byte length)
+_BASE_SUFFIX = "/availability"           # the longest topic under the base topic (djsmile.mqtt.Topics)
+_DISCOVERY_PARTS = ("/binary_sensor/", "/fire_shutter/config")   # the longest discovery topic around the id
+_HOSTNAME_ID_MAX = 63                    # device_id '' = the host name's first label
+
+
+def _check_topic_lengths(m: "MqttConfig") -> None:
+    """Every topic djsmile publishes or subscribes to fits MQTT's 65535 bytes (else paho fails in its thread)."""
+    dev = len(m.device_id.encode()) if m.device_id else _HOSTNAME_ID_MAX
+    base = len(m.base_topic.encode()) if m.base_topic else len("djsmile/") + dev
+    longest = {"base_topic" if m.base_topic else "device_id": base + len(_BASE_SUFFIX)}
+    if m.discovery_prefix:
+        disc = len(m.discovery_prefix.encode()) + dev + sum(map(len, _DISCOVERY_PARTS))
+        longest["device_id" if dev >= len(m.discovery_prefix.encode()) else "discovery_prefix"] = max(
+            disc, longest.get("device_id", 0))
+    key, n = max(longest.items(), key=lambda kv: kv[1])
+    if n > MQTT_TOPIC_MAX_BYTES:
+        value = getattr(m, key)
+        raise ConfigError(f"config key mqtt.{key} = {_show(value)} is not valid: {len(value.encode())} bytes make "
+                          f"a topic of {n} bytes, more than MQTT's {MQTT_TOPIC_MAX_BYTES}; use a short name")
 
 
 CA_FILE_MAX_BYTES = 4 * 1024 * 1024     # a whole system CA bundle is about 0.2 MB

@@ -258,6 +258,39 @@ def test_bad_mqtt_config_is_78_naming_the_key(tmp_path, toml, words):
         assert w in str(e.value)
 
 
+@pytest.mark.parametrize("toml, key", [
+    ("[mqtt]\ndevice_id = '" + "a" * 70000 + "'\n", "mqtt.device_id"),
+    ("[mqtt]\nbase_topic = '" + "b" * 70000 + "'\n", "mqtt.base_topic"),
+    ("[mqtt]\ndiscovery_prefix = '" + "h" * 40000 + "'\ndevice_id = '" + "d" * 30000 + "'\n", "mqtt.discovery_prefix"),
+])
+def test_topics_longer_than_mqtt_allows_are_78_at_load(tmp_path, toml, key, capfd):
+    from djsmile import cli
+    f = tmp_path / "c.toml"
+    f.write_text(toml)
+    assert cli.main(["config", "--check", str(f)]) == 78
+    err = capfd.readouterr().err
+    assert key in err and "65535" in err and len(err.strip().splitlines()) == 1, err[:500]
+
+
+def test_the_longest_allowed_device_id_makes_topics_mqtt_accepts():
+    from djsmile.mqtt import ENTITIES, Topics
+    limit = config.MQTT_TOPIC_MAX_BYTES
+    longest = None
+    for n in (60000, 65000, 65500):
+        m = config.Config().mqtt
+        m.device_id = "a" * n
+        try:
+            config.check_mqtt(m)
+        except ConfigError:
+            continue
+        longest = Topics(m)
+    assert longest is not None
+    t = longest
+    names = [t.availability, t.state, t.event, t.photo, t.joke, t.joke_tell, t.shutter_fire,
+             *(t.discovery(c, o) for c, o in ENTITIES)]
+    assert max(len(n.encode()) for n in names) <= limit
+
+
 def test_config_check_names_a_missing_tls_ca_file(tmp_path):
     f = tmp_path / "c.toml"
     f.write_text("[mqtt]\nenabled = true\ntls = true\nca_file = 'missing-ca.pem'\n")
