@@ -446,6 +446,11 @@ class PiCamera2Source(Source):
 
 
 # --------------------------------------------------------------------------- OpenCV
+def redact_url(text):
+    """A source as it may be logged or shown: ``rtsp://user:pass@cam/x`` -> ``rtsp://***@cam/x``."""
+    return re.sub(r"(?<=://)[^/@\s]*@", "***@", text) if isinstance(text, str) else text
+
+
 class OpenCancelled(Exception):
     """A stop was asked (``cancel`` set) while a source was still opening."""
 
@@ -508,9 +513,9 @@ def _open_capture(target, cancel: threading.Event | None, poll_s: float = 0.05, 
                 return box["cap"]
             if cancel is not None and cancel.is_set():
                 box["abandoned"] = True
-                raise OpenCancelled(f"stopped while {target!r} was opening")
+                raise OpenCancelled(f"stopped while {redact_url(target)!r} was opening")
         if not t.is_alive():  # pragma: no cover - VideoCapture() itself raised
-            raise SourceError(f"source {target!r} cannot be opened by OpenCV")
+            raise SourceError(f"source {redact_url(target)!r} cannot be opened by OpenCV")
 
 
 class OpenCVSource(Source):
@@ -556,12 +561,12 @@ class OpenCVSource(Source):
                 self.cap.release()
                 if local:
                     raise DataError(f"source {path!r} is not a video or image OpenCV can read; {NOT_A_VIDEO_HINT}")
-                raise SourceError(f"source {path!r} cannot be opened as a video by OpenCV")
+                raise SourceError(f"source {redact_url(path)!r} cannot be opened as a video by OpenCV")
             if int(self.cap.get(cv2.CAP_PROP_FOURCC)).to_bytes(4, "little") == b"ansi":
                 self.cap.release()  # FFmpeg's tty demuxer plays a .txt/.nfo file as an "ANSI art" video
                 raise DataError(f"source {path!r} is a text file, not a video or image; {NOT_A_VIDEO_HINT}")
             self.finite = "://" not in path
-            self.name = path
+            self.name = redact_url(path)     # logged and shown on the live view: never a password
             count = self.cap.get(cv2.CAP_PROP_FRAME_COUNT) if self.finite else 0
             self.total_frames = int(count) if count and 0 < count < 1e9 else None
         fps = self.cap.get(cv2.CAP_PROP_FPS)

@@ -527,3 +527,45 @@ def test_a_live_mjpeg_stream_without_timestamps_runs_on_the_monotonic_clock():
     assert wall_span > 2.0, wall_span
     assert abs(stream_span - wall_span) < 0.25 * wall_span, (stream_span, wall_span)
     assert all(b[0] > a[0] for a, b in zip(stamps, stamps[1:]))
+
+
+def test_credentials_in_a_stream_url_are_never_logged_nor_served(tmp_path):
+    """``http://user:pass@host/...``: the run's log and /status.json show the URL without them."""
+    import json
+    import os
+    import socket
+    import subprocess
+    import urllib.request
+    server = _MjpegServer(fps=15.0)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    url = server.url.replace("http://", "http://viewer:hunter2pw@")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("NOTIFY_SOCKET", None)
+    proc = subprocess.Popen([sys.executable, "-m", "djsmile", "run", "--source", url, "--state-dir",
+                             str(tmp_path / "s"), "--no-gpio", "--no-jokes", "--set", 'jokes.api_url=""',
+                             "--set", 'speech.engine="none"', "--web", f"127.0.0.1:{port}", "--max-frames", "75"],
+                            env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        status = None
+        deadline = time.monotonic() + 60
+        while status is None and time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=5) as r:
+                    status = r.read().decode()
+            except OSError:
+                time.sleep(0.2)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+        server.close()
+    assert proc.returncode == 0, err[-3000:]
+    assert status is not None and "127.0.0.1" in json.loads(status)["source"], status
+    assert "hunter2pw" not in status and "hunter2pw" not in err, err[-3000:]
+    # and when it cannot be opened
+    with pytest.raises(SourceError) as e:
+        OpenCVSource(f"http://viewer:hunter2pw@127.0.0.1:{port}/none.mjpg", Config())
+    assert "hunter2pw" not in str(e.value) and "127.0.0.1" in str(e.value)
