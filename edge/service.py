@@ -176,6 +176,7 @@ def _loop(cfg, source: Source, reader: FrameReader, *, model, finder, stop_event
             result = pipeline.process(frame)
             boxes = pipeline.boxes
             calibrating = calibration is not None and calibration.feed(frame.t, result.faces)
+            fired = result.fired and not calibrating   # a smile made for a calibration is no shot
             if actions is not None and not calibrating:
                 actions.update(result, frame)
             manual = manual_shot is not None and manual_shot.is_set()
@@ -198,9 +199,9 @@ def _loop(cfg, source: Source, reader: FrameReader, *, model, finder, stop_event
             except Exception:
                 log.exception("starting after the first frame failed")
         now = time.monotonic()
-        stats.tick(now, len(boxes), result.fired or manual)
+        stats.tick(now, len(boxes), fired or manual)
         stats.held_back = trigger.held_back
-        if result.fired:
+        if fired:
             log.info("smile! frame %d (t=%.2f s): %s", frame.index, frame.t,
                      ", ".join(f"p={f.p_smile:.2f}" for f in result.faces) or "no face")
         elif result.held_back:

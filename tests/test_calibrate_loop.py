@@ -139,7 +139,7 @@ def check_calibrated(tmp_path, lc):
     return d
 
 
-def test_button_hold_calibrates_inside_the_running_loop(tmp_path, running, mock_factory):
+def test_button_hold_calibrates_inside_the_running_loop(tmp_path, running, mock_factory, capfd):
     src, got, rc, th = running("--set", "gpio.pin_factory=\"mock\"", "--set", "gpio.calibrate_hold_s=0.4",
                                "--set", "gpio.button_long_press_s=0.1", "--set", "jokes.on_smile=false")
     lc = got["lc"]
@@ -159,6 +159,10 @@ def test_button_hold_calibrates_inside_the_running_loop(tmp_path, running, mock_
     th.join(30)
     assert rc["rc"] == 0
     assert d["frames_skipped"] >= 0 and lc.runs == 1
+    # nor was one counted or announced: the shot count is the events written (0)
+    err = capfd.readouterr().err
+    assert "smile!" not in err, err[-3000:]
+    assert "stopped after" in err and ": 0 shots" in err, err[-3000:]
 
 
 def test_short_press_still_tells_a_joke_not_a_calibration(tmp_path, running, mock_factory):
