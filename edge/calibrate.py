@@ -7,18 +7,25 @@ p_smile of the face the policy picks is collected (frames with no face or
 several faces are skipped and counted). The result is
 ``<state dir>/calibration.json``, which ``djsmile run`` loads; a refusal
 (exit 65) writes nothing. ``--reset`` removes the file.
+
+It stops like ``djsmile run``: SIGINT / SIGTERM / SIGHUP / SIGQUIT end it within a
+frame (frames are read on a daemon thread, so a stalled camera cannot hold up the
+stop), with the LED off and nothing written; Ctrl+C exits 130, the others 0.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
+import signal
 import sys
+import threading
 import time
 
 from . import calibration as cal
 from .calib_session import DONE_SOLID_S, Guide, Session
-from .errors import EX_DATAERR, CantCreateError
+from .errors import EX_DATAERR, EX_INTERRUPTED, EX_OK, EX_SOFTWARE, CantCreateError
 from .fsutil import atomic_write
 
 log = logging.getLogger(__name__)
@@ -42,11 +49,8 @@ def _led(cfg):
 def calibrate(cfg, *, seconds: float = cal.DEFAULT_SECONDS, json_out: str | None = None,
               reset: bool = False) -> int:
     """``djsmile calibrate`` with ``cfg`` loaded and checked: returns the exit code (0, or 65 on a refusal)."""
-    from .faces import FaceFinder
     from .model import SmileModel
-    from .pipeline import Pipeline
-    from .sources import open_source
-    from .speech import make_engine
+    from .service import STOP_GRACE_S, stop_signals
     from .trigger import Trigger
 
     state_dir = cfg.state_dir()
@@ -58,24 +62,69 @@ def calibrate(cfg, *, seconds: float = cal.DEFAULT_SECONDS, json_out: str | None
     model = SmileModel.from_config(cfg.model)
     sha = cal.file_sha256(model.path)
     trigger = Trigger(cfg.trigger, model.threshold)
-    source = open_source(cfg.camera.source, cfg)
+    stop_event = threading.Event()
+    held: dict = {}
+
+    def force_exit(signum):
+        log.error("still not stopped %.1f s after the signal; forcing the exit (nothing written)", STOP_GRACE_S)
+        led = held.get("led")
+        if led is not None:
+            try:
+                led.off()
+            except Exception:
+                pass
+        sys.stderr.flush()
+        os._exit(EX_SOFTWARE)
+
+    with stop_signals(stop_event, on_force=force_exit) as stopped:
+        return _calibrate(cfg, model, sha, trigger, state_dir, seconds, json_out, stop_event, stopped, held)
+
+
+def _stopped_code(stopped: dict) -> int:
+    """A calibration stopped by a signal: one line; 130 for Ctrl+C, 0 otherwise (as ``djsmile run``)."""
+    signum = stopped.get("signum")
+    name = signal.Signals(signum).name if signum else "a stop"
+    if signum == signal.SIGINT:
+        log.warning("djsmile calibrate interrupted (Ctrl+C): nothing written")
+        return EX_INTERRUPTED
+    log.info("calibration stopped (%s) before it finished: nothing written", name)
+    return EX_OK
+
+
+def _calibrate(cfg, model, sha, trigger, state_dir, seconds, json_out, stop_event, stopped, held) -> int:
+    from .faces import FaceFinder
+    from .pipeline import Pipeline
+    from .sources import FrameReader, OpenCancelled, open_source
+    from .speech import make_engine
+
+    try:
+        source = open_source(cfg.camera.source, cfg, cancel=stop_event)
+    except OpenCancelled:
+        return _stopped_code(stopped)
     finder = None
     led = None
     guide = None
+    reader = None
     try:
         # a file runs flat out (stream time); a camera is paced: as in 'djsmile run'
         finder = FaceFinder.from_config(cfg.detector, paced=not source.finite)
         pipeline = Pipeline(finder, model, trigger)
-        led = _led(cfg)
+        led = held["led"] = _led(cfg)
         guide = Guide(make_engine(cfg.speech), led, out=lambda s: print(s, flush=True),
                       err=lambda s: print(s, file=sys.stderr, flush=True))
         session = Session(state_dir, sha, guide, seconds=seconds, policy=cfg.trigger.policy)
         log.info("calibrating from %s: %g s straight face, then %g s smile", source.name,
                  seconds, seconds)
-        for frame in source:
+        reader = FrameReader(source)   # a source stuck in a blocking read cannot hold up a stop
+        while not stop_event.is_set():
+            frame = reader.next(stop_event)
+            if frame is None:
+                break
             result = pipeline.process(frame)  # as in 'djsmile run' (an image is a new scene)
             if not session.feed(frame.t, result.faces):
                 break
+        if stop_event.is_set():
+            return _stopped_code(stopped)
         try:
             data = session.finish()
         except OSError as e:
@@ -106,6 +155,8 @@ def calibrate(cfg, *, seconds: float = cal.DEFAULT_SECONDS, json_out: str | None
     finally:
         if guide is not None:
             guide.close(timeout=1.0)
+        if reader is not None:
+            reader.finish()
         source.close()
         if finder is not None:
             finder.close()

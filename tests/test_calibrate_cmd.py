@@ -134,3 +134,50 @@ def test_image_folder_calibrates_one_image_per_frame(tmp_path, conf, calib_photo
     d = json.loads((tmp_path / "state" / "calibration.json").read_text())
     assert d["neutral"]["n"] + d["smile"]["n"] + d["frames_skipped"] == 10
     assert d["neutral"]["p90"] < d["off_threshold"] <= d["on_threshold"] < d["smile"]["p10"]
+
+
+@pytest.mark.parametrize("sig, want", [("SIGTERM", 0), ("SIGHUP", 0), ("SIGQUIT", 0), ("SIGINT", 130)])
+def test_calibrate_stops_on_a_signal_like_run_and_writes_nothing(tmp_path, conf, sig, want):
+    """SIGTERM / SIGHUP / SIGQUIT: a clean stop (0), Ctrl+C: 130; within 2 s, one line, nothing written."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import cv2
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    cv2.imwrite(str(tmp_path / "one.png"), np.full((120, 160, 3), 90, np.uint8))
+    for i in range(30000):                    # minutes of frames: the calibration is still running
+        os.symlink(tmp_path / "one.png", frames / f"{i:05d}.png")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.pop("NOTIFY_SOCKET", None)
+    proc = subprocess.Popen([sys.executable, "-m", "djsmile", "calibrate", "--source", str(frames),
+                             "--state-dir", str(tmp_path / "state"), "--config", str(conf), "--seconds", "600"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        seen = ""
+        deadline = time.monotonic() + 60
+        while "calibrating from" not in seen and time.monotonic() < deadline:
+            line = proc.stderr.readline()
+            if not line:
+                break
+            seen += line
+        assert "calibrating from" in seen, seen[-3000:]
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        proc.send_signal(getattr(signal, sig))
+        out, err = proc.communicate(timeout=30)
+        took = time.monotonic() - t0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    err = seen + err
+    assert proc.returncode == want, err[-3000:]
+    assert took < 2.5, f"took {took:.2f} s to stop"
+    assert "Traceback" not in err
+    assert not (tmp_path / "state" / "calibration.json").exists()
+    assert not list((tmp_path / "state").glob(".calibration.json.*")) if (tmp_path / "state").exists() else True
+    assert "nothing written" in err, err[-3000:]
