@@ -702,3 +702,13 @@ def test_page_shows_the_last_event_as_a_local_time_and_a_photo_link(server, tmp_
     assert ".748123" not in shown and "2026-12-06T" not in shown and str(tmp_path) not in shown, shown
     assert re.search(r"\d{1,2}:\d{2}:\d{2}", shown) and "frame 42" in shown and "91%" in shown, shown
     assert f'href="photos/{name}"' in shown, shown
+
+
+@pytest.mark.parametrize("referer, want", [("http://evil.example/page", 403), ("null", 403),
+                                           ("http://127.0.0.1:{port}/", 200), (None, 200)])
+def test_a_post_without_origin_is_judged_by_its_referer(server, referer, want):
+    teller = FakeTeller()
+    web = server(teller=teller)
+    headers = {} if referer is None else {"Referer": referer.format(port=web.port)}
+    r, _ = request(web, "POST", "/joke", headers=headers)      # no Origin header (older browsers, some forms)
+    assert r.status == want and teller.calls == (want == 200)

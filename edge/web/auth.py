@@ -7,8 +7,8 @@
   cookie holds a hash of the token, not the token.
 - Host guard: with no token on localhost, a request naming another Host is
   refused (DNS rebinding from a web page).
-- Origin guard: a POST that a browser says came from another page (or from
-  ``Origin: null``) is refused; only this server's own page may press.
+- Origin guard: a POST that a browser says came from another page (``Origin``, or without it
+  ``Referer``; or ``null``) is refused; only this server's own page may press.
 - Rate limit: at most one "next joke" (and one "Calibrate") press per ``web.joke_interval_s``.
 """
 
@@ -73,8 +73,13 @@ class Access:
         return is_loopback(host_of(host_header))
 
     @staticmethod
-    def origin_allowed(origin: str | None, host_header: str | None) -> bool:
-        """A POST from this server's own page (or from no browser page at all)."""
+    def origin_allowed(origin: str | None, host_header: str | None, referer: str | None = None) -> bool:
+        """A POST from this server's own page (or from no browser page at all).
+
+        ``Origin`` decides; without it (older browsers, some form posts) the ``Referer`` does.
+        """
+        if origin is None:
+            origin = referer
         if origin is None:   # not sent by a browser page: curl, scripts
             return True
         o = urlsplit(origin).netloc if origin != "null" else ""

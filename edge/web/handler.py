@@ -253,7 +253,8 @@ class Handler(BaseHTTPRequestHandler):
         if path not in ("/joke", "/calibrate"):
             self._text(404, "404 not found")
             return
-        if not self.web.access.origin_allowed(self.headers.get("Origin"), self.headers.get("Host")):
+        if not self.web.access.origin_allowed(self.headers.get("Origin"), self.headers.get("Host"),
+                                              self.headers.get("Referer")):
             self._json(403, {"ok": False, "error": "cross-origin request refused"})
             return
         code, body = self.web.press_joke() if path == "/joke" else self.web.press_calibrate()
