@@ -859,7 +859,30 @@ def image_size(path) -> tuple[int, int] | None:
             Image.MAX_IMAGE_PIXELS = saved
 
 
-class ImageTooBig(DataError):
+class ImageRefused(DataError):
+    """An image file read_image will not decode (too big, truncated): skipped in a folder with one warning."""
+
+
+def image_truncated(path, kind: str | None) -> bool:
+    """True when a JPEG lacks its end marker or a PNG its IEND chunk: the file was cut short
+    (a copy or a download that stopped). OpenCV would decode what is there and fill the rest."""
+    if kind not in ("jpeg", "png"):
+        return False
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, os.SEEK_END)
+            f.seek(max(0, size - 4096))
+            tail = f.read().rstrip(b"\x00\r\n\t ")     # some writers pad after the end
+    except OSError:
+        return False
+    return not tail.endswith(b"\xff\xd9") if kind == "jpeg" else b"IEND" not in tail[-12:]
+
+
+class ImageTruncated(ImageRefused):
+    """An image file cut short."""
+
+
+class ImageTooBig(ImageRefused):
     """An image above the pixel cap that cannot be read reduced (or whose size cannot be told)."""
 
 
@@ -869,12 +892,16 @@ def read_image(path, max_pixels: int = 0) -> np.ndarray | None:
     The size and the format come from the file's content, never its name. Above
     ``max_pixels`` (0 = no cap) a JPEG is decoded at 1/2, 1/4 or 1/8 scale (libjpeg's own
     reduced decoding, so the full image never exists in memory) with one warning; another
-    format, or a file whose size cannot be told from its header, raises :class:`ImageTooBig`.
-    None when the file is not a readable image.
+    format, or a file whose size cannot be told from its header, raises :class:`ImageTooBig`;
+    a JPEG or PNG cut short (no end marker) raises :class:`ImageTruncated` (OpenCV would decode
+    what is there and fill the rest with gray). None when the file is not a readable image.
     """
     path = Path(path)
+    kind, size = image_header(path)
+    if image_truncated(path, kind):
+        raise ImageTruncated(f"{path}: truncated (the {kind.upper()} file ends before its end marker: "
+                             "a copy or download cut short)")
     if max_pixels:
-        kind, size = image_header(path)
         if size is None:
             size = image_size(path)
         if size is None:
@@ -945,7 +972,7 @@ class FolderSource(Source):
                 img = read_image(p, MAX_IMAGE_PIXELS)
                 if img is None:
                     log.warning("%s: not a readable image; skipped", p)
-            except ImageTooBig as e:
+            except ImageRefused as e:
                 log.warning("%s: skipped", e)
                 img = None
             if img is None:

@@ -569,3 +569,29 @@ def test_credentials_in_a_stream_url_are_never_logged_nor_served(tmp_path):
     with pytest.raises(SourceError) as e:
         OpenCVSource(f"http://viewer:hunter2pw@127.0.0.1:{port}/none.mjpg", Config())
     assert "hunter2pw" not in str(e.value) and "127.0.0.1" in str(e.value)
+
+
+@pytest.mark.parametrize("ext", [".jpg", ".png"])
+def test_a_truncated_image_is_said_and_skipped_not_played_as_if_whole(tmp_path, ext):
+    import subprocess
+    yy, xx = np.mgrid[0:240, 0:320]
+    img = np.dstack([xx % 256, yy % 256, (xx + yy) % 256]).astype(np.uint8)
+    ok, buf = cv2.imencode(ext, img)
+    data = buf.tobytes()
+    cut = tmp_path / f"cut{ext}"
+    cut.write_bytes(data[:int(len(data) * 0.6)])                  # a copy stopped at 60 %
+    run = [sys.executable, "-m", "djsmile", "run", "--state-dir", str(tmp_path / "s"), "--no-gpio", "--no-jokes",
+           "--set", 'jokes.api_url=""', "--set", 'speech.engine="none"']
+    p = subprocess.run([*run, "--source", str(cut)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 65, p.stderr[-3000:]
+    said = [ln for ln in p.stderr.splitlines() if cut.name in ln and "truncated" in ln]
+    assert said, p.stderr[-3000:]
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / f"0_cut{ext}").write_bytes(cut.read_bytes())
+    cv2.imwrite(str(folder / "1_whole.png"), img)
+    p = subprocess.run([*run, "--source", str(folder)], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "stopped after 1 frame" in p.stderr
+    warned = [ln for ln in p.stderr.splitlines() if f"0_cut{ext}" in ln and "WARNING" in ln]
+    assert len(warned) == 1 and "truncated" in warned[0], p.stderr[-3000:]
