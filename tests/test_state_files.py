@@ -97,3 +97,17 @@ def test_a_calibration_temp_file_left_by_a_kill_is_removed_at_the_next_start(tmp
     assert rc == 0, err[-3000:]
     assert not stale.exists()
     assert any("leftover" in ln and stale.name in ln for ln in err.splitlines()), err[-3000:]
+
+
+@pytest.mark.parametrize("what", [w for w in HOSTILE if w != "8 MB of spaces"])   # valid JSON under its 32 MB cap
+def test_a_hostile_joke_cache_is_set_aside_and_a_joke_is_still_told(tmp_path, what):
+    state = tmp_path / "state"
+    state.mkdir()
+    HOSTILE[what](state / "jokes_cache.json")
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    p = subprocess.run([PY, "-m", "djsmile", "joke", "--state-dir", str(state), "--set", 'jokes.api_url=""'],
+                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, preexec_fn=_cap_memory)
+    assert p.returncode == 0 and p.stdout.strip(), p.stderr[-3000:]
+    assert "Traceback" not in p.stderr
+    warned = [ln for ln in p.stderr.splitlines() if "jokes_cache.json" in ln and "WARNING" in ln]
+    assert len(warned) == 1, p.stderr[-3000:]
