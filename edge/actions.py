@@ -57,6 +57,9 @@ PHOTO_EXT = ".jpg"
 SIDECAR_EXT = ".json"
 EVENTS_NAME = "events.jsonl"
 PHOTOS_NAME = "photos"
+#: out of file descriptors (the process or the system at its limit): a moment's wait, not a lost shot
+FD_ERRORS = (errno.EMFILE, errno.ENFILE)
+FD_RETRY_S = 3.0
 
 
 # --------------------------------------------------------------------------
@@ -502,7 +505,7 @@ class PhotoWriter:
                         self.dropped += 1
                     log.warning("shutting down: photo of frame %s not written", shot.event.get("frame"))
                 elif self.store is not None:
-                    photo = self.store.save(shot.image, shot.stem, shot.sidecar)
+                    photo = self._when_fds_allow(lambda: self.store.save(shot.image, shot.stem, shot.sidecar))
                     if photo is not None:
                         self.written += 1
             except Exception as e:
@@ -516,7 +519,7 @@ class PhotoWriter:
         event = dict(shot.event)
         event["photo"] = os.path.abspath(photo) if photo is not None else None
         try:
-            self.events.append(event)
+            self._when_fds_allow(lambda: self.events.append(event))
         except Exception as e:
             log.error("event of frame %s not written to %s: %s", event.get("frame"), self.events.path, e)
         self.last_event = event
@@ -525,6 +528,19 @@ class PhotoWriter:
                 self.on_event(event)
             except Exception:
                 log.exception("on_event callback failed")
+
+    def _when_fds_allow(self, fn):
+        """``fn()``, tried again for up to ``FD_RETRY_S`` while it fails for want of a file descriptor."""
+        deadline = time.monotonic() + FD_RETRY_S
+        while True:
+            try:
+                return fn()
+            except OSError as e:
+                if e.errno not in FD_ERRORS or time.monotonic() >= deadline or self._abort.is_set():
+                    raise
+                self._logs.log("fds", logging.WARNING, "out of file descriptors (%s): retrying the shot's files",
+                               e.strerror or e)
+                time.sleep(0.05)
 
     @property
     def pending(self) -> int:

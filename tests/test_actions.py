@@ -516,3 +516,29 @@ def test_busy_pin_is_a_gpio_error_and_releases_the_other_pin(mock_factory, tmp_p
         LED(LED_PIN).close()  # the LED pin was released again
     finally:
         busy.close()
+
+
+def test_a_moment_out_of_file_descriptors_costs_no_photo_and_no_event(make_actions, monkeypatch):
+    """EMFILE (the process briefly at its open-file limit) is waited out, not a lost shot."""
+    import errno
+    act = make_actions()
+    fails = {"photo": 2, "event": 2}
+    real_write, real_open = actions_mod.atomic_write, actions_mod.os.open
+
+    def write(path, data, *a, **kw):
+        if fails["photo"]:
+            fails["photo"] -= 1
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_write(path, data, *a, **kw)
+
+    def os_open(path, flags, *a, **kw):
+        if str(path).endswith("events.jsonl") and fails["event"]:
+            fails["event"] -= 1
+            raise OSError(errno.EMFILE, "Too many open files")
+        return real_open(path, flags, *a, **kw)
+    monkeypatch.setattr(actions_mod, "atomic_write", write)
+    monkeypatch.setattr(actions_mod.os, "open", os_open)
+    shoot(act, 1)
+    (ev,) = events(act)
+    assert ev["photo"] and Path(ev["photo"]).is_file()
+    assert fails == {"photo": 0, "event": 0}
