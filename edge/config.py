@@ -52,9 +52,14 @@ class CameraConfig:
 
 @dataclass
 class DetectorConfig:
-    """OpenCV Haar face detection on a small gray frame."""
+    """Face detection: a CNN back-end (BlazeFace, YuNet) or OpenCV's Haar cascade, plus tracking between full detections."""
+    backend: str = opt("blazeface", "face detector: 'blazeface' (MediaPipe BlazeFace short range on the TFLite runtime; the default: finds the most faces in dim light, fastest), 'yunet' (OpenCV FaceDetectorYN; best on small faces; needs detector.yunet_model) or 'haar' (OpenCV's Haar cascade, the original detector)", choices=("blazeface", "yunet", "haar"))
+    blazeface_min_score: float = opt(0.5, "BlazeFace: lowest face score kept (higher = fewer, surer faces)", min=0.05, max=0.99)
+    blazeface_model: str = opt("", "BlazeFace .tflite model ('' = the shipped face_detection_short_range.tflite)")
+    yunet_min_score: float = opt(0.7, "YuNet: lowest face score kept (0.9, OpenCV's demo default, loses faces in dim light)", min=0.05, max=0.99)
+    yunet_model: str = opt("", "YuNet .onnx model (face_detection_yunet_2023mar.onnx); needed for backend 'yunet' ('' = one shipped in the package, if any)")
     cascade: str = opt("", "Haar cascade XML ('' = OpenCV's frontal face default, then /usr/share/opencv4/haarcascades)")
-    detect_width: int = opt(320, "frames are shrunk to this width before detection (0 = no shrinking)", min=0, max=4096)
+    detect_width: int = opt(320, "haar, yunet: frames are shrunk to this width before a full detection (0 = no shrinking; BlazeFace always runs at 128x128)", min=0, max=4096)
     scale_factor: float = opt(1.15, "Haar scale step between pyramid levels", min=1.01, max=2.0)
     min_neighbors: int = opt(5, "Haar minimum neighbours (higher = fewer, surer faces)", min=0, max=50)
     upscale: float = opt(1.0, "enlarge the (shrunk) frame by this factor before detection: finds faces smaller than the cascade's 24 px window, e.g. in small stock photos; costs about upscale^2 the time", min=1.0, max=4.0)
@@ -402,6 +407,7 @@ def validate(cfg: Config) -> None:
                           "expected an http:// or https:// URL, or '' (offline)")
     check_mqtt(cfg.mqtt)
     check_cascade(cfg.detector)
+    check_detector(cfg.detector)
 
 
 CASCADE_MAX_BYTES = 32 * 1024 * 1024     # OpenCV's own cascades are 0.1 to 2 MB
@@ -413,7 +419,7 @@ def check_cascade(d: "DetectorConfig") -> None:
     A file that is not a cascade (OpenCV raises SystemError on it) is a config error at load (78).
     A file that is not there at all is left to the detector (exit 69 at run: it may be mounted later).
     """
-    if not d.cascade or getattr(d, "backend", "haar") != "haar":
+    if not d.cascade or d.backend != "haar":
         return
     path = Path(d.cascade).expanduser()
     bad = f"config key detector.cascade = {_show(d.cascade)} is not valid"
@@ -438,6 +444,17 @@ def check_cascade(d: "DetectorConfig") -> None:
     if not ok:
         raise ConfigError(f"{bad}: OpenCV cannot load it as a Haar cascade; give a cascade XML (e.g. "
                           "haarcascade_frontalface_default.xml), or '' for the default")
+
+
+def check_detector(d: "DetectorConfig") -> None:
+    """The back-end's own rules: what only Haar can do, and model files that must exist."""
+    if d.tracker == "haar" and d.backend != "haar":
+        raise ConfigError(f"config key detector.tracker = 'haar' needs detector.backend = 'haar' "
+                          f"(it is {d.backend!r}): use tracker = 'template'")
+    for key in ("blazeface_model", "yunet_model"):
+        path = getattr(d, key)
+        if path and key.startswith(d.backend) and not os.path.isfile(path):
+            raise ConfigError(f"config key detector.{key} = {_show(path)} is not valid: no such file")
 
 
 MQTT_ID_RE = re.compile(r"[a-z0-9_]+")

@@ -9,10 +9,12 @@ djsmile against the same run on x86::
 
 ``score`` runs the device's own loop parts (folder source, face finder, smile model; the
 default config unless ``--config``) and writes one JSON line per frame: ``frame``, ``file``,
-``gray_sha256`` (the decoded gray frame), ``boxes``, ``crop_sha256`` (each model input
-crop) and ``p_smile``. ``compare`` says whether two runs agree: the same frames, the same
-boxes, every ``|p_smile|`` difference within the tolerance, the same shots (the
-``frame`` values in two ``events.jsonl``). Exit 0 when they agree, 1 when not.
+``gray_sha256`` (the decoded gray frame), ``boxes``, ``scores`` (the detector back-end's,
+on a full detection), ``crop_sha256`` (each model input crop) and ``p_smile``. ``compare``
+says whether two runs agree: the same frames, the same boxes (a CNN back-end's float
+arithmetic may differ between CPUs: each coordinate within ``--box-tolerance`` pixels),
+every ``|p_smile|`` difference within the tolerance, the same shots (the ``frame`` values
+in two ``events.jsonl``). Exit 0 when they agree, 1 when not.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def score_folder(folder, cfg=None):
     for frame in source:
         if getattr(frame, "new_scene", False):  # as djsmile run does: each image starts afresh
             finder.reset()
-        boxes = [tuple(int(v) for v in b) for b in finder.find(frame.gray)]
+        boxes = [tuple(int(v) for v in b) for b in finder.find(frame.gray, frame.color)]
         crops = [model.crop(frame.gray, b) for b in boxes]
         probs = model.predict_crops(crops) if crops else []
         yield {
@@ -54,6 +56,8 @@ def score_folder(folder, cfg=None):
             "file": names[frame.index] if frame.index < len(names) else "",
             "gray_sha256": _sha(frame.gray),
             "boxes": [list(b) for b in boxes],
+            "detector": finder.detector.name,
+            "scores": [round(float(d.score), 4) for d in finder.detections] if finder.last_was_full else [],
             "crop_sha256": [_sha(c) for c in crops],
             # crops from a square smaller than the model input are enlarged with INTER_LINEAR
             "enlarged": [square_box(b, model.meta.crop_margin)[2] < model.meta.input_size for b in boxes],
@@ -65,8 +69,12 @@ def score_folder(folder, cfg=None):
 class Agreement:
     """How two per-frame runs (and optionally their shots) compare."""
     tolerance: float
+    box_tolerance: int = 0
     frames: int = 0
     faces: int = 0
+    boxes_equal: int = 0             # faces whose box is identical
+    max_box_diff: int = 0            # largest coordinate difference (pixels) of a face's box
+    max_score_diff: float = 0.0      # largest difference of the detector's score
     p_equal: int = 0                 # faces whose p_smile is exactly equal
     crops_equal: int = 0             # faces whose model input crop is bit-identical
     enlarged: int = 0                # faces whose crop was enlarged (INTER_LINEAR) in run A
@@ -82,16 +90,18 @@ class Agreement:
         return not self.problems
 
     def summary(self) -> str:
-        return (f"{self.frames} frames, {self.faces} faces: p_smile equal on {self.p_equal}/{self.faces}, "
+        return (f"{self.frames} frames, {self.faces} faces: boxes identical on {self.boxes_equal}/{self.faces} "
+                f"(max coordinate diff {self.max_box_diff} px, tolerance {self.box_tolerance}; max detector score "
+                f"diff {self.max_score_diff:.4f}), p_smile equal on {self.p_equal}/{self.faces}, "
                 f"crops bit-identical on {self.crops_equal}/{self.faces} (enlarged: {self.enlarged}, "
                 f"{self.enlarged_differ} of them differ), max |diff| {self.max_diff:.4f}"
                 f"{' (' + self.worst + ')' if self.worst else ''}, tolerance {self.tolerance:g}; "
                 f"shots {len(self.shots_a)} vs {len(self.shots_b)}")
 
 
-def compare(rows_a, rows_b, tolerance: float, events_a=None, events_b=None) -> Agreement:
+def compare(rows_a, rows_b, tolerance: float, events_a=None, events_b=None, box_tolerance: int = 0) -> Agreement:
     """Compare per-frame rows of run A (reference) and run B; events lists are optional."""
-    ag = Agreement(tolerance=tolerance)
+    ag = Agreement(tolerance=tolerance, box_tolerance=int(box_tolerance))
     a = {r["frame"]: r for r in rows_a}
     b = {r["frame"]: r for r in rows_b}
     if sorted(a) != sorted(b):
@@ -103,10 +113,19 @@ def compare(rows_a, rows_b, tolerance: float, events_a=None, events_b=None) -> A
         where = f"frame {i}" + (f" {ra['file']}" if ra.get("file") else "")
         if ra.get("gray_sha256") != rb.get("gray_sha256"):
             ag.problems.append(f"{where}: gray frames differ")
-        if ra["boxes"] != rb["boxes"]:
+        if len(ra["boxes"]) != len(rb["boxes"]):
             ag.problems.append(f"{where}: boxes differ: {ra['boxes']} vs {rb['boxes']}")
             continue
+        diffs = [max(abs(x - y) for x, y in zip(ba, bb)) for ba, bb in zip(ra["boxes"], rb["boxes"])]
+        if any(d > ag.box_tolerance for d in diffs):
+            ag.problems.append(f"{where}: boxes differ by up to {max(diffs)} px (tolerance {ag.box_tolerance}): "
+                               f"{ra['boxes']} vs {rb['boxes']}")
+            continue
         ag.faces += len(ra["boxes"])
+        ag.boxes_equal += sum(d == 0 for d in diffs)
+        ag.max_box_diff = max([ag.max_box_diff, *diffs])
+        for sa, sb in zip(ra.get("scores", []), rb.get("scores", [])):
+            ag.max_score_diff = max(ag.max_score_diff, abs(sa - sb))
         same = [x == y for x, y in zip(ra.get("crop_sha256", []), rb.get("crop_sha256", []))]
         ag.crops_equal += sum(same)
         for up, eq in zip(ra.get("enlarged", []), same):
@@ -144,6 +163,9 @@ def main(argv=None) -> int:
     c.add_argument("a")
     c.add_argument("b")
     c.add_argument("--tolerance", type=float, required=True, help="largest allowed |p_smile| difference")
+    c.add_argument("--box-tolerance", type=int, default=2,
+                   help="largest allowed difference of a box coordinate in pixels (default 2: a CNN detector's "
+                        "float arithmetic differs a little between CPUs)")
     c.add_argument("--events", nargs=2, metavar=("A_EVENTS", "B_EVENTS"), help="two events.jsonl files")
     c.add_argument("--json", metavar="OUT", help="write the figures as JSON")
     args = p.parse_args(argv)
@@ -153,14 +175,15 @@ def main(argv=None) -> int:
         atomic_write(Path(args.out), text.encode())
         return 0
     ev = (read_jsonl(args.events[0]), read_jsonl(args.events[1])) if args.events else (None, None)
-    ag = compare(read_jsonl(args.a), read_jsonl(args.b), args.tolerance, *ev)
+    ag = compare(read_jsonl(args.a), read_jsonl(args.b), args.tolerance, *ev, box_tolerance=args.box_tolerance)
     print(("agree: " if ag.ok else "DISAGREE: ") + ag.summary())
     for line in ag.problems[:20]:
         print("  " + line)
     if len(ag.problems) > 20:
         print(f"  ... and {len(ag.problems) - 20} more")
     if args.json:
-        figures = {k: getattr(ag, k) for k in ("tolerance", "frames", "faces", "p_equal", "crops_equal", "enlarged", "enlarged_differ",
+        figures = {k: getattr(ag, k) for k in ("tolerance", "box_tolerance", "boxes_equal", "max_box_diff",
+                                               "max_score_diff", "frames", "faces", "p_equal", "crops_equal", "enlarged", "enlarged_differ",
                                                "max_diff", "worst", "shots_a", "shots_b", "problems")}
         figures["ok"] = ag.ok
         atomic_write(Path(args.json), (json.dumps(figures, indent=1) + "\n").encode())

@@ -1,18 +1,20 @@
-"""Find faces: OpenCV Haar cascade on a small gray frame, plus tracking.
+"""Find faces: a detector back-end for full detections, tracking in between.
 
-:class:`HaarDetector` runs one detection on a whole gray frame (shrunk to
-``detect_width``) and maps the boxes back to the frame's coordinates.
-:class:`FaceFinder` adds the cheap path used between full detections:
-search only a window around each face found last time. :class:`AsyncDetector`
-runs the full detections on a worker thread (``detector.async_full``), so the
-frame loop keeps tracking every frame while one runs.
+The back-ends (:mod:`djsmile.detectors`: BlazeFace, YuNet, Haar) run one
+full-frame detection each. :class:`FaceFinder` adds the cheap path used
+between full detections: search only a window around each face found last
+time (template matching on the gray frame, the same for every back-end).
+:class:`AsyncDetector` runs the full detections on a worker thread
+(``detector.async_full``), so the frame loop keeps tracking every frame while
+one runs.
 
-Boxes are ``(x, y, w, h)`` tuples of ints in the analysis frame's pixels.
+Boxes are ``(x, y, w, h)`` tuples of ints in the analysis frame's pixels; the
+last full detection's :class:`~djsmile.detectors.Detection` objects (with
+scores and landmarks) are in :attr:`FaceFinder.detections`.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import os
 import threading
@@ -22,175 +24,15 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .boxes import SAME_FACE_IOU, iou, largest_first, nms
 from .config import DetectorConfig as _D   # the [detector] defaults, written once there
-from .errors import CascadeError, ConfigError
+from .detectors import FaceDetector, make_detector
+# the Haar back-end's names, where callers (training, bench) have always found them
+from .detectors.haar import (CASCADE_NAME, CLAHE_CLIP, CLAHE_TILES, DIM_MEAN, EQUALIZE,  # noqa: F401
+                             HaarDetector, equalize_frame, find_cascade)
+from .errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-CASCADE_NAME = "haarcascade_frontalface_default.xml"
-CASCADE_DIRS = [
-    getattr(getattr(cv2, "data", None), "haarcascades", ""),
-    "/usr/share/opencv4/haarcascades",
-    "/usr/share/opencv/haarcascades",
-]
-
-
-def find_cascade(path: str = "") -> str:
-    """Return the Haar cascade XML to use: ``path`` if given, else the frontal-face default."""
-    if path:
-        if not os.path.isfile(path):
-            raise CascadeError(f"detector.cascade = {path!r}: file not found")
-        return path
-    for d in CASCADE_DIRS:
-        if d and os.path.isfile(os.path.join(d, CASCADE_NAME)):
-            return os.path.join(d, CASCADE_NAME)
-    raise CascadeError(f"no {CASCADE_NAME} found in {', '.join(d for d in CASCADE_DIRS if d)}; "
-                      "install opencv-python-headless<5 or set detector.cascade")
-
-
-def iou(a, b) -> float:
-    """Intersection over union of two (x, y, w, h) boxes."""
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
-    inter = ix * iy
-    union = aw * ah + bw * bh - inter
-    return inter / union if union > 0 else 0.0
-
-
-#: ``detector.equalize`` values, and the CLAHE settings ("clahe")
-EQUALIZE = ("none", "clahe", "hist", "auto")
-CLAHE_CLIP = 2.0
-CLAHE_TILES = (4, 4)
-#: "auto": CLAHE only when the detection frame's mean gray level is below this (a dim frame); chosen on
-#: val photos (training/dimlight.py): CLAHE on well-lit frames loses a few faces Haar finds without it
-DIM_MEAN = 50.0
-
-
-def equalize_frame(small: np.ndarray, method: str, clahe=None) -> np.ndarray:
-    """The detection frame with its contrast equalized (``method`` from :data:`EQUALIZE`; "none": as it is).
-
-    ``"clahe"``: contrast-limited adaptive histogram equalization, 4x4 tiles,
-    clip limit 2 (dim, low-contrast frames get their faces' structure back
-    without blowing up bright ones); ``"hist"``: one histogram for the whole frame;
-    ``"auto"``: CLAHE when the frame is dim (mean below :data:`DIM_MEAN`), else as it is.
-    """
-    if method == "none":
-        return small
-    if method == "auto":
-        if float(small.mean()) >= DIM_MEAN:
-            return small
-        method = "clahe"
-    if method == "hist":
-        return cv2.equalizeHist(small)
-    if method == "clahe":
-        return (clahe or cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=CLAHE_TILES)).apply(small)
-    raise ValueError(f"unknown equalize method {method!r}; choose from {', '.join(EQUALIZE)}")
-
-
-def _nms(boxes, thresh: float = 0.3):
-    """Drop boxes overlapping a larger one by more than ``thresh`` IoU."""
-    keep = []
-    for b in sorted(boxes, key=lambda b: b[2] * b[3], reverse=True):
-        if all(iou(b, k) <= thresh for k in keep):
-            keep.append(b)
-    return keep
-
-
-class HaarDetector:
-    """One Haar frontal-face detection on a gray frame.
-
-    :param scale_factor: pyramid step (1.1 = thorough and slow, 1.2+ = fast).
-    :param min_neighbors: how many overlapping hits make a face.
-    :param min_face_fraction: smallest face, as a fraction of the frame height.
-    :param detect_width: shrink frames wider than this before detecting (0 = never).
-    :param upscale: then enlarge the frame by this factor (finds faces smaller
-        than the cascade's 24 px window, e.g. in small photos; costs about
-        ``upscale**2`` the time).
-    :param min_confidence: drop boxes whose Haar confidence (the cascade's
-        last-stage score, OpenCV's ``levelWeights``) is below this; 0 = keep all.
-        Weeds out the extra false faces that a low ``min_neighbors`` lets in.
-    :param equalize: contrast equalization of the small detection frame only
-        (the model still gets the original pixels): ``"none"``, ``"clahe"``
-        (:func:`equalize_frame`; finds faces in dim, flat frames), ``"hist"``
-        (global histogram equalization) or ``"auto"`` (CLAHE on dim frames only).
-    """
-
-    def __init__(self, scale_factor: float = _D.scale_factor, min_neighbors: int = _D.min_neighbors,
-                 min_face_fraction: float = _D.min_face_fraction, detect_width: int = _D.detect_width,
-                 cascade: str = _D.cascade, upscale: float = _D.upscale, min_confidence: float = _D.min_confidence,
-                 equalize: str = _D.equalize):
-        self.cascade_path = find_cascade(cascade)
-        self.classifier = cv2.CascadeClassifier(self.cascade_path)   # cv2.CascadeClassifier (one per thread: see clone)
-        if self.classifier.empty():
-            raise CascadeError(f"detector.cascade: {self.cascade_path} is not a valid Haar cascade")
-        self.scale_factor = scale_factor
-        self.min_neighbors = min_neighbors
-        self.min_face_fraction = min_face_fraction
-        self.detect_width = detect_width
-        self.upscale = float(upscale)
-        self.min_confidence = float(min_confidence)
-        if equalize not in EQUALIZE:
-            raise ConfigError(f"config key detector.equalize = {equalize!r} is not valid: allowed are "
-                              + ", ".join(repr(e) for e in EQUALIZE))
-        self.equalize = equalize
-        # cv2.CLAHE for "clahe"/"auto" (one per thread, like the cascade: see clone)
-        self.clahe_op = (cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=CLAHE_TILES)
-                         if equalize in ("clahe", "auto") else None)
-
-    def clone(self) -> "HaarDetector":
-        """The same settings with its own cascade (one cascade object is not shared between threads)."""
-        twin = copy.copy(self)
-        twin.classifier = cv2.CascadeClassifier(self.cascade_path)
-        if self.clahe_op is not None:   # nor is a CLAHE object (it keeps working buffers)
-            twin.clahe_op = cv2.createCLAHE(clipLimit=CLAHE_CLIP, tileGridSize=CLAHE_TILES)
-        return twin
-
-    @classmethod
-    def from_config(cls, det) -> "HaarDetector":
-        return cls(scale_factor=det.scale_factor, min_neighbors=det.min_neighbors,
-                   min_face_fraction=det.min_face_fraction, detect_width=det.detect_width,
-                   cascade=det.cascade, upscale=det.upscale, min_confidence=det.min_confidence,
-                   equalize=det.equalize)
-
-    def _run(self, small: np.ndarray, min_px: int):
-        min_px = max(20, int(min_px))  # the cascade's own window is 24 px
-        if small.shape[0] < min_px or small.shape[1] < min_px:
-            return []
-        if self.min_confidence > 0:
-            found, _levels, weights = self.classifier.detectMultiScale3(
-                small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-                minSize=(min_px, min_px), outputRejectLevels=True)
-            weights = np.asarray(weights, np.float64).reshape(-1)
-            found = [b for b, w in zip(found, weights) if w >= self.min_confidence]
-        else:
-            found = self.classifier.detectMultiScale(
-                small, scaleFactor=self.scale_factor, minNeighbors=self.min_neighbors,
-                minSize=(min_px, min_px))
-        return [tuple(int(v) for v in b) for b in (found if len(found) else [])]
-
-    def detect(self, gray: np.ndarray, frame_height: int | None = None):
-        """Faces in ``gray`` (2-D uint8) as a list of boxes in ``gray``'s coordinates, largest first."""
-        H, W = gray.shape[:2]
-        scale = 1.0
-        small = gray
-        if self.detect_width and W > self.detect_width:
-            scale = self.detect_width / W
-        scale *= self.upscale
-        if scale != 1.0:
-            small = cv2.resize(gray, (max(1, int(round(W * scale))), max(1, int(round(H * scale)))),
-                               interpolation=cv2.INTER_AREA if scale < 1.0 else cv2.INTER_LINEAR)
-        small = equalize_frame(small, self.equalize, self.clahe_op)
-        ref_h = frame_height if frame_height else H
-        min_px = self.min_face_fraction * ref_h * scale
-        boxes = self._run(small, min_px)
-        if scale != 1.0:
-            inv = 1.0 / scale
-            boxes = [(int(round(x * inv)), int(round(y * inv)), int(round(w * inv)), int(round(h * inv)))
-                     for x, y, w, h in boxes]
-        return sorted(_nms(boxes), key=lambda b: b[2] * b[3], reverse=True)
-
 
 ASYNC_MODES = ("auto", "on", "off")
 
@@ -223,8 +65,8 @@ class AsyncDetector:
     busy machine the loop's tracked frames go first.
     """
 
-    def __init__(self, detector: HaarDetector, name: str = "face-detect", nice: int = 5):
-        self.detector = detector.clone()   # its own cascade: the frame thread may use the other
+    def __init__(self, detector: FaceDetector, name: str = "face-detect", nice: int = 5):
+        self.detector = detector.clone()   # its own cascade / interpreter: the frame thread may use the other
         self.name = name
         self.nice = int(nice)
         self._cond = threading.Condition()
@@ -242,36 +84,30 @@ class AsyncDetector:
         with self._cond:
             return self._pending is None and not self._busy
 
-    def post(self, tag, gray: np.ndarray) -> None:
-        """Leave ``gray`` for the worker (replacing a frame it has not taken yet)."""
+    def post(self, tag, gray: np.ndarray, color: np.ndarray | None = None) -> None:
+        """Leave ``gray`` (and the ``color`` frame, for back-ends that want it) for the worker
+        (replacing a frame it has not taken yet)."""
         with self._cond:
             if self._closed:
                 raise RuntimeError("AsyncDetector is closed")
             if self._pending is not None:
                 self.replaced += 1
-            self._pending = (tag, gray)
+            self._pending = (tag, gray, color)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
                 self._thread.start()
             self._cond.notify_all()
 
     def poll(self):
-        """The newest finished detection ``(tag, gray, boxes)``, once; ``None`` if none is new."""
+        """The newest finished detection ``(tag, gray, detections)``, once; ``None`` if none is new."""
         with self._cond:
             res, self._result = self._result, None
         return self._unpack(res)
 
-    def wait_result(self, timeout: float | None = None):
-        """Wait until a detection has finished, then :meth:`poll` it (``None`` on timeout)."""
-        with self._cond:
-            self._cond.wait_for(lambda: self._result is not None or self._closed, timeout)
-            res, self._result = self._result, None
-        return self._unpack(res)
-
-    def detect(self, gray: np.ndarray):
-        """Detect on the worker and wait for it: the same boxes as ``detector.detect(gray)``."""
+    def detect(self, gray: np.ndarray, color: np.ndarray | None = None):
+        """Detect on the worker and wait for it: the same as ``detector.detect_faces(gray, color)``."""
         tag = object()
-        self.post(tag, gray)
+        self.post(tag, gray, color)
         while True:
             with self._cond:
                 self._cond.wait_for(lambda: self._result is not None or self._closed)
@@ -287,10 +123,10 @@ class AsyncDetector:
     def _unpack(res):
         if res is None:
             return None
-        tag, gray, boxes, err = res
+        tag, gray, dets, err = res
         if err is not None:
             raise err
-        return tag, gray, boxes
+        return tag, gray, dets
 
     def _work(self) -> None:
         if self.nice:
@@ -304,11 +140,11 @@ class AsyncDetector:
                 self._cond.wait_for(lambda: self._pending is not None or self._closed)
                 if self._closed:
                     return
-                (tag, gray), self._pending = self._pending, None
+                (tag, gray, color), self._pending = self._pending, None
                 self._busy = True
             boxes, err = [], None
             try:
-                boxes = self.detector.detect(gray)
+                boxes = self.detector.detect_faces(gray, color)
             except Exception as e:  # handed to the frame loop, which logs it like any frame fault
                 err = e
             with self._cond:
@@ -373,11 +209,13 @@ class FaceFinder:
 
     RECENT = 12   # frames kept to track a late detection forward ("on")
 
-    def __init__(self, detector: HaarDetector, full_every: int = 5, track_margin: float = _D.track_margin,
+    def __init__(self, detector: FaceDetector, full_every: int = 5, track_margin: float = _D.track_margin,
                  tracker: str = _D.tracker, template_width: int = 40, min_score: float = _D.track_min_score,
                  async_full: str = "off"):
         if async_full not in ("off", "wait", "on"):
             raise ValueError(f"async_full = {async_full!r}: 'off', 'wait' or 'on'")
+        if tracker == "haar" and not isinstance(detector, HaarDetector):
+            raise ConfigError("detector.tracker = 'haar' needs detector.backend = 'haar'")
         self.async_full = async_full
         self.worker = AsyncDetector(detector) if async_full != "off" else None
         self._n = 0                  # frames seen ("on": the worker's tags)
@@ -393,11 +231,12 @@ class FaceFinder:
         self._since_full = 0
         self.last_was_full = False
         self.full_detections = 0   # how many full-frame detections ran (bench and tests read it)
+        self.detections: list = []  # the last full detection's Detection objects (score, landmarks)
 
     @classmethod
     def from_config(cls, det, paced: bool = False) -> "FaceFinder":
         """Built from the ``[detector]`` section; ``paced``: a camera, or a file played in real time."""
-        return cls(HaarDetector.from_config(det), full_every=det.full_every,
+        return cls(make_detector(det), full_every=det.full_every,
                    track_margin=det.track_margin, tracker=det.tracker, min_score=det.track_min_score,
                    async_full=resolve_async_full(det.async_full, paced))
 
@@ -416,35 +255,48 @@ class FaceFinder:
         self._recent.clear()
         self._ignore_upto = self._n
 
-    def find(self, gray: np.ndarray):
-        """Faces in this frame, largest first."""
+    def find(self, gray: np.ndarray, color=None):
+        """Faces in this frame, largest first.
+
+        ``color``: the BGR frame at the same size, or a function returning it
+        (asked for only when a full detection by a colour back-end runs).
+        """
         if self.async_full == "on":
-            return self._find_async(gray)
+            return self._find_async(gray, color)
         if self.full_every == 1 or not self._faces or self._since_full >= self.full_every - 1:
-            return self._full(gray)
+            return self._full(gray, color)
         faces = self._track_all(gray)
         self._since_full += 1
         self.last_was_full = False
         if not faces:  # lost everyone: look at the whole frame now
-            return self._full(gray)
+            return self._full(gray, color)
         self._faces = faces
         return [f.box for f in faces]
 
+    def _color_for(self, color):
+        """The colour frame if the back-end wants it (calling a lazy ``color``), else None."""
+        if not self.detector.wants_color or color is None:
+            return None
+        return color() if callable(color) else color
+
     # -- full detection ------------------------------------------------------
-    def _full(self, gray: np.ndarray):
-        dets = self.worker.detect(gray) if self.worker is not None else self.detector.detect(gray)
+    def _full(self, gray: np.ndarray, color=None):
+        c = self._color_for(color)
+        dets = self.worker.detect(gray, c) if self.worker is not None else self.detector.detect_faces(gray, c)
+        self.detections = list(dets)
+        boxes = [d.box for d in dets]
         self._since_full = 0
         self.last_was_full = True
         self.full_detections += 1
-        faces = [self._new_face(gray, d) for d in dets]
+        faces = [self._new_face(gray, b) for b in boxes]
         if self._keeps_missed():
             for f in self._faces:  # kept once through a full detection that missed it
-                if f.missed_full >= 1 or any(iou(f.box, d) > 0.3 for d in dets):
+                if f.missed_full >= 1 or any(iou(f.box, b) > SAME_FACE_IOU for b in boxes):
                     continue
                 box = self._match(gray, f)
-                if box is not None and all(iou(box, d) <= 0.3 for d in dets):
+                if box is not None and all(iou(box, b) <= SAME_FACE_IOU for b in boxes):
                     faces.append(_Face(box, f.template, f.scale, f.missed_full + 1))
-        faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
+        faces = largest_first(faces, key=lambda f: f.box)
         self._faces = faces
         return [f.box for f in faces]
 
@@ -452,7 +304,7 @@ class FaceFinder:
         return self.tracker == "template" and self.full_every > 1
 
     # -- full detection on the worker, tracking meanwhile ("on") ---------------
-    def _find_async(self, gray: np.ndarray):
+    def _find_async(self, gray: np.ndarray, color=None):
         self._n += 1
         n = self._n
         self._recent.append((n, gray))
@@ -461,14 +313,15 @@ class FaceFinder:
         res = self.worker.poll()
         if res is not None and res[0] > self._ignore_upto:
             k, gray_k, dets = res
-            fresh = self._forward(k, gray_k, dets, n)
+            self.detections = list(dets)
+            fresh = self._forward(k, gray_k, [d.box for d in dets], n)
             faces = self._merge(faces, fresh)
             self.last_was_full = True
             self.full_detections += 1
         self._faces = faces
         self._since_full += 1
         if not faces or self._since_full >= self.full_every:
-            self.worker.post(n, gray)   # replaces a frame the worker has not taken yet
+            self.worker.post(n, gray, self._color_for(color))   # replaces a frame the worker has not taken yet
             self._since_full = 0
         return [f.box for f in faces]
 
@@ -490,15 +343,15 @@ class FaceFinder:
     def _merge(self, tracked: list, fresh: list) -> list:
         """A detection's faces (already at this frame) merged with the faces tracked to it."""
         faces = []
-        for f in sorted(fresh, key=lambda f: f.box[2] * f.box[3], reverse=True):
-            if all(iou(f.box, k.box) <= 0.3 for k in faces):  # two detections onto one face
+        for f in largest_first(fresh, key=lambda f: f.box):
+            if all(iou(f.box, k.box) <= SAME_FACE_IOU for k in faces):  # two detections onto one face
                 faces.append(f)
         if self._keeps_missed():
             for f in tracked:  # kept once through a full detection that missed it
-                if f.missed_full >= 1 or any(iou(f.box, d.box) > 0.3 for d in faces):
+                if f.missed_full >= 1 or any(iou(f.box, d.box) > SAME_FACE_IOU for d in faces):
                     continue
                 faces.append(_Face(f.box, f.template, f.scale, f.missed_full + 1))
-        faces.sort(key=lambda f: f.box[2] * f.box[3], reverse=True)
+        faces = largest_first(faces, key=lambda f: f.box)
         return faces
 
     def _new_face(self, gray: np.ndarray, box) -> _Face:
@@ -527,8 +380,8 @@ class FaceFinder:
             if box is not None:
                 out.append(_Face(box, f.template, f.scale, f.missed_full))
         kept = []
-        for f in sorted(out, key=lambda f: f.box[2] * f.box[3], reverse=True):
-            if all(iou(f.box, k.box) <= 0.3 for k in kept):  # two tracks onto one face: keep one
+        for f in largest_first(out, key=lambda f: f.box):
+            if all(iou(f.box, k.box) <= SAME_FACE_IOU for k in kept):  # two tracks onto one face: keep one
                 kept.append(f)
         return kept
 
@@ -562,7 +415,7 @@ class FaceFinder:
 
     def _track_haar(self, gray: np.ndarray):
         found = [b for b in (self._haar_near(gray, box) for box in self._last) if b is not None]
-        return sorted(_nms(found), key=lambda b: b[2] * b[3], reverse=True)
+        return nms(found)
 
     def _haar_near(self, gray: np.ndarray, box):
         """The largest Haar face 0.7-1.4x the size of ``box`` in a window around it, or None."""

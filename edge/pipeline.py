@@ -41,7 +41,7 @@ class Pipeline:
         if frame.new_scene:  # a new image: no face, smile or hold carries over from the last one
             finder.reset()
             trigger.new_scene()
-        boxes = finder.find(frame.gray)
+        boxes = finder.find(frame.gray, frame.color)
         n = len(boxes)
         if hook is not None:
             hook("detect", time.perf_counter(), n)

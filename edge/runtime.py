@@ -112,7 +112,7 @@ class Runtime:
     :param num_threads: interpreter threads.
     """
 
-    def __init__(self, path, num_threads: int = 1, prefer: str | None = None):
+    def __init__(self, path, num_threads: int = 1, prefer: str | None = None, quiet: bool = False):
         self.path = Path(path)
         if not self.path.is_file():
             raise ModelError(f"model file {self.path} not found; pass --model PATH or set model.path")
@@ -130,7 +130,7 @@ class Runtime:
         self._in = self._interp.get_input_details()[0]
         self._out = self._interp.get_output_details()[0]
         self._batch = int(self._in["shape"][0]) if len(self._in["shape"]) else 1
-        log.info("model %s loaded with %s %s (%d thread%s, input %s %s)", self.path, self.name,
+        (log.debug if quiet else log.info)("model %s loaded with %s %s (%d thread%s, input %s %s)", self.path, self.name,
                  self.version, self.num_threads, "" if self.num_threads == 1 else "s",
                  [int(v) for v in self._in["shape"]], np.dtype(self._in["dtype"]).name)
 
@@ -141,6 +141,11 @@ class Runtime:
     @property
     def input_dtype(self):
         return np.dtype(self._in["dtype"])
+
+    @property
+    def output_shapes(self) -> list:
+        """The shape of every output, in the model's order."""
+        return [tuple(int(v) for v in o["shape"]) for o in self._interp.get_output_details()]
 
     def describe(self) -> str:
         return f"{self.name} {self.version}"
@@ -181,3 +186,11 @@ class Runtime:
         self._interp.set_tensor(self._in["index"], self._quantize(x))
         self._interp.invoke()
         return self._dequantize(self._interp.get_tensor(self._out["index"]))
+
+    def run_all(self, x: np.ndarray) -> list:
+        """Run one float32 input of the model's own shape; every output as float32, in the model's order
+        (for models with several outputs, e.g. a detector's boxes and scores)."""
+        self._interp.set_tensor(self._in["index"], self._quantize(np.asarray(x, dtype=np.float32)))
+        self._interp.invoke()
+        return [np.array(self._interp.get_tensor(o["index"]), dtype=np.float32)
+                for o in self._interp.get_output_details()]

@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from .faces import iou
+from .boxes import iou
 
 log = logging.getLogger(__name__)
 

@@ -96,14 +96,14 @@ def calib_photos():
     import hashlib
     import cv2
     from djsmile.config import Config
-    from djsmile.faces import HaarDetector
+    from djsmile.detectors import make_detector
     from djsmile.model import SmileModel
     from djsmile.training.data import split_of
 
     root = SHARED / "djsmile" / "photos"
     if not (root / "smile").is_dir():
         pytest.skip(f"needs the shared datasets at {SHARED} (absent on this machine)")
-    det = HaarDetector.from_config(Config().detector)
+    det = make_detector(Config().detector)   # the device's default back-end, as djsmile run will see them
     model = SmileModel()
     out = {}
     for cls, ok in (("no_smile", lambda p: p < 0.3), ("smile", lambda p: p > 0.7)):

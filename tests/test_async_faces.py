@@ -32,11 +32,13 @@ class GatedDetector:
         for _ in range(n):
             self.gate.release()
 
-    def detect(self, gray):
+    wants_color = False
+
+    def detect_faces(self, gray, color=None):
         self.calls.append(int(gray[0, 0]))
         if not self.open:
             assert self.gate.acquire(timeout=20), "the test never released the detection"
-        return self.real.detect(gray)
+        return self.real.detect_faces(gray)
 
 
 def wait_until(cond, timeout=20.0):
@@ -155,10 +157,12 @@ def test_newest_frame_wins_in_the_mailbox():
 
 def test_a_worker_fault_reaches_the_frame_loop():
     class Broken:
+        wants_color = False
+
         def clone(self):
             return self
 
-        def detect(self, gray):
+        def detect_faces(self, gray, color=None):
             raise RuntimeError("cascade exploded")
     finder = FaceFinder(Broken(), async_full="wait")
     try:

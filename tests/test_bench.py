@@ -157,7 +157,8 @@ def test_report_fps_agrees_with_its_own_frames_and_wall_time(tiny_models):
     from types import SimpleNamespace
     v = bench.Variant(name="tiny/t1/full", model_path=tiny_models[0], threads=1, mode="full", full_every=1,
                       model=SimpleNamespace(runtime=SimpleNamespace(input_dtype=np.dtype(np.int8))),
-                      finder=SimpleNamespace(tracker="none"), actions=bench.BenchActions())
+                      finder=SimpleNamespace(tracker="none", detector=SimpleNamespace(describe=lambda: "haar")),
+                      actions=bench.BenchActions())
     v.measured, v.wall_s, v.cpu_s = 10, 0.019456, 0.0191
     d = bench.variant_result(v)
     assert d["fps"] == pytest.approx(d["frames"] / d["wall_s"], rel=1e-3)
@@ -335,3 +336,15 @@ def test_compare_set_with_a_bad_value_is_a_config_error(noise_folder, tiny_model
     with pytest.raises(ConfigError, match="detector.equalize"):
         run_bench("--source", noise_folder, "--frames", 2, "--warmup", 0, "--modes", "full",
                   "--model", tiny_models[0], "--compare-set", "detector.equalize=sharpen")
+
+
+def test_compare_set_backend_times_haar_beside_the_default_back_end(noise_folder, tiny_models, tmp_path):
+    out = tmp_path / "b.json"
+    rc = run_bench("--source", noise_folder, "--frames", 4, "--warmup", 0, "--modes", "full",
+                   "--model", tiny_models[0], "--compare-set", "detector.backend=haar", "--json", out)
+    assert rc == 0
+    by_setting = {v["setting"]: v for v in json.loads(out.read_text())["variants"]}
+    assert set(by_setting) == {"config", "detector.backend=haar"}
+    assert by_setting["config"]["detector"].startswith("blazeface")
+    assert by_setting["detector.backend=haar"]["detector"].startswith("haar")
+    assert all(v["detect_ms_p50"] > 0 for v in by_setting.values())

@@ -273,7 +273,7 @@ def test_state_folder_that_cannot_be_created_exits_73(tmp_path, frames_dir, capf
 
 
 def test_missing_cascade_file_exits_69(tmp_path, frames_dir, capfd):
-    rc = _real_run("--source", frames_dir, "--state-dir", tmp_path / "s",
+    rc = _real_run("--source", frames_dir, "--state-dir", tmp_path / "s", "--set", 'detector.backend="haar"',
                    "--set", f'detector.cascade="{tmp_path / "no.xml"}"')
     assert rc == 69
     assert "detector.cascade" in capfd.readouterr().err
@@ -477,7 +477,7 @@ def test_a_cascade_that_is_not_one_is_a_config_error_at_load(i, want, hostile_fi
     """Not a cascade (empty, text, random bytes, other XML, JSON, a folder, /dev/zero, 200 MB): 78 from
     ``config --check`` and ``run`` alike, naming the key; missing: 69 at run, one line."""
     path = hostile_files[i]
-    f = write(tmp_path, toml_text({"detector": {"cascade": path}, "camera": {"source": str(frames_dir)},
+    f = write(tmp_path, toml_text({"detector": {"backend": "haar", "cascade": path}, "camera": {"source": str(frames_dir)},
                                    "gpio": {"pin_factory": "mock"}, "storage": {"state_dir": str(tmp_path / "s")},
                                    "jokes": {"api_url": ""}, "speech": {"engine": "none"}}))
     rc_check = check_rc(f)

@@ -181,10 +181,11 @@ def test_eval_set_changes_the_detector_and_is_checked(tmp_path, brightness_model
     cv2.imwrite(str(data / "smile" / "small.png"), small_face_scene(16))
     _write(data / "no_smile", "blank.png", 20, size=(213, 320))
     out = tmp_path / "r.json"
-    r = _djsmile("eval", data, "--model", brightness_model, "--mode", "photos", "--json", out)
+    haar = ("--set", 'detector.backend="haar"')   # upscale is the Haar back-end's key
+    r = _djsmile("eval", data, "--model", brightness_model, "--mode", "photos", "--json", out, *haar)
     assert r.returncode == 0, r.stderr
     assert json.loads(out.read_text())["face_found_rate"] == 0.0
-    r = _djsmile("eval", data, "--model", brightness_model, "--mode", "photos", "--json", out,
+    r = _djsmile("eval", data, "--model", brightness_model, "--mode", "photos", "--json", out, *haar,
                  "--set", "detector.upscale=2", "--set", "detector.min_face_fraction=0.05")
     assert r.returncode == 0, r.stderr
     assert json.loads(out.read_text())["face_found_rate"] == 0.5   # the small face, not the blank

@@ -160,7 +160,7 @@ def test_70_frames_failing_one_after_another():
             raise RuntimeError("interpreter broken")
 
     class Finder:
-        def find(self, gray):
+        def find(self, gray, color=None):
             return [(5, 5, 20, 20)]
 
         def reset(self):

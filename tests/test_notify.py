@@ -277,7 +277,7 @@ class FakeModel:
 
 
 class NoFaces:
-    def find(self, gray):
+    def find(self, gray, color=None):
         return []
 
 

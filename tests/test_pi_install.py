@@ -250,3 +250,26 @@ def test_ci_runs_the_emulated_check_for_both_pi_os_releases():
     text = (ROOT / ".ci" / "run").read_text()
     assert "for suite in bookworm trixie; do" in text
     assert 'check-pi-emulated.sh --suite "$suite"' in text
+
+
+def test_a_cnn_detectors_box_may_move_within_the_box_tolerance_and_says_how_far():
+    a = [_row(0, boxes=((10, 10, 40, 40),))]
+    near = [_row(0, boxes=((12, 9, 40, 41),))]
+    far = [_row(0, boxes=((14, 10, 40, 40),))]
+    assert not crosscheck.compare(a, near, 0.06).ok                      # exact by default (Haar)
+    ag = crosscheck.compare(a, near, 0.06, box_tolerance=2)
+    assert ag.ok and ag.max_box_diff == 2 and ag.boxes_equal == 0
+    assert "boxes identical on 0/1 (max coordinate diff 2 px, tolerance 2" in ag.summary()
+    bad = crosscheck.compare(a, far, 0.06, box_tolerance=2)
+    assert not bad.ok and any("differ by up to 4 px" in p for p in bad.problems)
+
+
+def test_score_folder_runs_the_default_back_end_on_colour(tmp_path, _large_face):
+    face, w, bg = _large_face
+    face = cv2.resize(face, None, fx=150 / w, fy=150 / w, interpolation=cv2.INTER_AREA)   # a face 150 px wide
+    img = np.full((480, 640), bg, np.uint8)
+    img[100:100 + face.shape[0], 200:200 + face.shape[1]] = face
+    cv2.imwrite(str(tmp_path / "a.png"), cv2.cvtColor(img, cv2.COLOR_GRAY2BGR))
+    rows = list(crosscheck.score_folder(tmp_path))
+    assert rows[0]["detector"] == config_mod.Config().detector.backend
+    assert len(rows[0]["boxes"]) == 1 and len(rows[0]["scores"]) == 1 and 0.5 <= rows[0]["scores"][0] <= 1.0

@@ -65,7 +65,7 @@ class SlowModel:
 
 
 class OneFace:
-    def find(self, gray):
+    def find(self, gray, color=None):
         return [(5, 5, 20, 20)]
 
     def reset(self):

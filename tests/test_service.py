@@ -46,7 +46,7 @@ class FixedFinder:
     def __init__(self, box=(10, 10, 20, 20)):
         self.box = box
 
-    def find(self, gray):
+    def find(self, gray, color=None):
         return [self.box]
 
     def reset(self):
@@ -387,8 +387,10 @@ def test_second_run_on_one_state_folder_refuses_naming_the_first(tmp_path, any_m
 
 # --------------------------------------------------------------------------- a clip of real photos
 def _clip_photos(shared: Path, model, n_each: int):
-    """Photos with one Haar face the model itself rates clearly as their label (the loop under test)."""
-    det = HaarDetector(scale_factor=1.1, min_neighbors=5, min_face_fraction=0.15, detect_width=0)
+    """Photos with one face (the default detector back-end) the model itself rates clearly as their label
+    (the loop under test)."""
+    from djsmile.detectors import make_detector
+    det = make_detector(Config().detector)
     picked = {"smile": [], "no_smile": []}
     agree = total = 0
     for label in picked:
@@ -396,7 +398,7 @@ def _clip_photos(shared: Path, model, n_each: int):
         for p in files[:200]:
             img = cv2.imread(str(p))
             canvas = _canvas(img)
-            boxes = det.detect(cv2.cvtColor(canvas, cv2.COLOR_BGR2GRAY))
+            boxes = det.detect(cv2.cvtColor(canvas, cv2.COLOR_BGR2GRAY), canvas)
             if len(boxes) != 1 or boxes[0][3] < 100:
                 continue
             prob = float(model.predict(cv2.cvtColor(canvas, cv2.COLOR_BGR2GRAY), boxes)[0])

@@ -25,6 +25,7 @@ import logging
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from djsmile.errors import DataError
@@ -149,13 +150,14 @@ def run_eval(data_dir, model, mode: str = "faces", detector=None, progress: bool
     for path, label in files:
         if bar:
             bar.update(1)
-        g = load_gray(path)
+        color = cv2.imread(str(path), cv2.IMREAD_COLOR) if mode == "photos" and detector.wants_color else None
+        g = load_gray(path) if color is None else preprocess.to_gray(color)
         if g is None:
             corrupt.append(str(path))
             continue
         t0 = time.perf_counter()
         if mode == "photos":
-            boxes = detector.detect(g)
+            boxes = detector.detect(g, color)
             if boxes:
                 p = float(model.predict(g, [boxes[0]])[0])
             else:
@@ -350,12 +352,14 @@ def main(args, cfg) -> int:
     model = SmileModel(model_path, num_threads=threads, mirror=cfg.model.mirror)
     detector = None
     if args.mode == "photos":
-        from djsmile.faces import HaarDetector
-        detector = HaarDetector.from_config(cfg.detector)
+        from djsmile.detectors import make_detector
+        detector = make_detector(cfg.detector)   # detector.backend: the device's default unless set
     thr = model.threshold if args.threshold is None else float(args.threshold)
     res = run_eval(data_dir, model, args.mode, detector, progress=args.progress)
     rep = summarize(res, thr)
     extra = {"model": str(model.path), "mode": args.mode, "runtime": model.runtime.describe()}
+    if detector is not None:
+        extra["detector"] = detector.describe()
     if res["corrupt"]:
         extra["skipped (unreadable)"] = res["corrupt"]
     if args.mode == "photos" and res["found"].any():

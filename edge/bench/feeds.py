@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from ..errors import DataError, SourceError
-from ..faces import HaarDetector
+from ..detectors import make_detector
 from ..sources import PI_SPECS, FolderSource, Frame, OpenCVSource, Source, image_folders, open_source, pi_camera_present
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def _tri(v: int, amp: int) -> int:
 
 
 def fit_image(gray: np.ndarray, width: int, height: int, margin: int = SHIFT_MAX) -> np.ndarray:
-    """``gray`` scaled (aspect kept) to fit ``width`` x ``height`` less ``margin`` on each side."""
+    """``gray`` (or a BGR image) scaled (aspect kept) to fit ``width`` x ``height`` less ``margin`` on each side."""
     h, w = gray.shape[:2]
     s = min((width - 2 * margin) / w, (height - 2 * margin) / h)
     size = (max(1, int(round(w * s))), max(1, int(round(h * s))))
@@ -67,13 +67,16 @@ class PhotoStream:
         self.nbytes = sum(int(g.nbytes) for g in self.images)
 
     def frame_at(self, i: int) -> Frame:
+        """Frame ``i``: gray, and in colour (``Frame.color``) when the images are BGR."""
         img = self.images[(i // self.hold) % len(self.images)]
-        h, w = img.shape
+        h, w = img.shape[:2]
         x0 = (self.width - w) // 2 + _tri(i * SHIFT_STEP[0], SHIFT_MAX)
         y0 = (self.height - h) // 2 + _tri(i * SHIFT_STEP[1], SHIFT_MAX)
-        canvas = np.full((self.height, self.width), BACKGROUND, np.uint8)
+        canvas = np.full((self.height, self.width) + img.shape[2:], BACKGROUND, np.uint8)
         canvas[y0:y0 + h, x0:x0 + w] = img
-        return Frame(canvas, i, i / self.fps, None)
+        if canvas.ndim == 2:
+            return Frame(canvas, i, i / self.fps, None)
+        return Frame(cv2.cvtColor(canvas, cv2.COLOR_BGR2GRAY), i, i / self.fps, None, color_fn=lambda: canvas)
 
     def iterator(self) -> Iterator[Frame]:
         i = 0
@@ -145,14 +148,15 @@ class LiveStream:
 
 
 def load_folder_images(path: Path, cfg, count: int, one_face: bool = False) -> tuple[list, str]:
-    """Up to ``count`` gray images from ``path`` (sub-folders interleaved) through ``FolderSource``."""
+    """Up to ``count`` BGR images from ``path`` (sub-folders interleaved) through ``FolderSource``;
+    ``one_face``: only those in which the configured detector back-end finds one face."""
     folders = image_folders(path)  # the same rule as djsmile run
     if not folders:
         FolderSource(path, cfg)  # raises its own "has no images" SourceError
         raise SourceError(f"source folder {str(path)!r} has no images")
     sources = [FolderSource(d, cfg) for d in folders]
     iters = [iter(s) for s in sources]
-    detector = HaarDetector.from_config(cfg.detector) if one_face else None
+    detector = make_detector(cfg.detector) if one_face else None
     W, H = int(cfg.camera.width), int(cfg.camera.height)
     images, scanned = [], 0
     limit = max(count * 40, 200)
@@ -168,10 +172,10 @@ def load_folder_images(path: Path, cfg, count: int, one_face: bool = False) -> t
                     continue
                 scanned += 1
                 if detector is not None:
-                    canvas = PhotoStream([fr.gray], W, H, 1, 1.0).frame_at(0).gray
-                    if len(detector.detect(canvas)) != 1:
+                    canvas = PhotoStream([fr.color()], W, H, 1, 1.0).frame_at(0)
+                    if len(detector.detect(canvas.gray, canvas.color())) != 1:
                         continue
-                images.append(fr.gray)
+                images.append(fr.color())
                 if len(images) >= count:
                     break
     finally:

@@ -42,7 +42,8 @@ def variant_result(v: "Variant", runtime_import_ms: float = 0.0) -> dict:
     d.update({"model": str(v.model_path), "model_sha256": sha256(v.model_path)[:16],
               "model_bytes": v.model_path.stat().st_size, "model_input": v.model.runtime.input_dtype.name,
               "threads": v.threads, "mode": v.mode, "setting": v.setting, "full_every": v.full_every,
-              "tracker": v.finder.tracker if v.full_every > 1 else None, "frames": v.measured})
+              "tracker": v.finder.tracker if v.full_every > 1 else None, "frames": v.measured,
+              "detector": v.finder.detector.describe()})
     for s in STAGES:
         for k, val in st[s].items():
             d.setdefault(f"{s}_ms_{k}", val)
