@@ -495,6 +495,7 @@ def main(cfg, *, max_frames: int | None = None) -> int:
             paced = (not source.finite or bool(cfg.camera.realtime)) and not getattr(source, "still_images", False)
             finder = FaceFinder.from_config(cfg.detector, paced=paced)
             closers.add("finder", finder.close)
+            log.info("face detector: %s", finder.detector.describe())
             log.info("full face detection: %s", {"on": "on a worker thread, tracking meanwhile",
                                                   "wait": "on a worker thread, waited for (deterministic)",
                                                   "off": "in the frame loop"}[finder.async_full])

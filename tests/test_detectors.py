@@ -201,6 +201,19 @@ def test_run_with_the_haar_back_end_still_fires(tmp_path, calib_photos, mock_fac
     assert len((state / "events.jsonl").read_text().splitlines()) >= 1
 
 
+def test_run_says_which_face_detector_it_uses(tmp_path, calib_photos, mock_factory, capfd):
+    from djsmile.cli import main
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "0.png"), calib_photos["smile"][0])
+    for backend, words in (("", "face detector: blazeface (short range 128x128, score >= 0.5)"),
+                           ('detector.backend="haar"', "face detector: haar (320 px wide, equalize auto)")):
+        sets = ["--set", backend] if backend else []
+        assert main(["run", "--source", str(folder), "--state-dir", str(tmp_path / "s"), "--no-jokes", "--no-gpio",
+                     *sets]) == 0
+        assert words in capfd.readouterr().err
+
+
 # --------------------------------------------------------------------------- helpers
 def _yunet_shipped() -> bool:
     from importlib import resources
