@@ -3,6 +3,7 @@
 # libcamera 0.4's virtual camera (a software camera that plays JPEG files), in a Debian trixie chroot.
 #
 #   sudo scripts/check-camera-chroot.sh              build (or reuse) the chroot, install this checkout, check
+#   sudo scripts/check-camera-chroot.sh --arch arm64 the same on the Pi's own CPU architecture, under qemu
 #
 # What it does (cached under --cache DIR, default ${XDG_CACHE_HOME:-~/.cache}/djsmile-camera):
 #   1. debootstrap --variant=minbase trixie (the host's architecture) from the machine's Debian mirror, with
@@ -19,6 +20,14 @@
 #        djsmile calibrate --source camera (straight faces, then smiling ones, in name order);
 #        the live view's /stream.mjpg: its frames decode, in colour.
 #
+# --arch arm64 on another machine (issue 26): the chroot is arm64 and runs under qemu-user (-cpu cortex-a72)
+# through a binfmt_misc handler registered in a user namespace of its own (Linux >= 6.7): nothing is
+# registered on the host. debootstrap's second stage under qemu takes ~6 minutes, so the .debs are unpacked
+# on the host instead, as scripts/check-pi-emulated.sh does (dpkg status written, no maintainer scripts).
+# A Raspberry Pi 4's /proc/cpuinfo is bound over the chroot's (LiteRT crashes on an x86 one). Emulated, a
+# full face detection takes ~115 ms: it runs in the frame loop (detector.async_full = "off"), else the
+# worker's boxes come too late for tracking and most frames have no face.
+#
 # The virtual camera gives NV12 only (the RGB888 main asked for is adjusted to NV12), ignores FrameRate
 # (frames come unpaced) and has no ISP, no sensor, no Pi-only controls: see the README's platform table.
 # Exit: 0 passed; 1 a check failed; 64 usage; 66 no photos; 69 a tool or package could not be had; 77 not root.
@@ -34,10 +43,11 @@ PHOTOS=""
 MIRROR=${DEBIAN_MIRROR:-}
 REBUILD=0
 SETUP_ONLY=0
+ARCH_OPT=""
 
 usage() {
     cat <<EOF
-usage: $0 [--photos DIR] [--cache DIR] [--mirror URL] [--rebuild] [--setup-only]
+usage: $0 [--arch A] [--photos DIR] [--cache DIR] [--mirror URL] [--rebuild] [--setup-only]
 
 Run djsmile on the real picamera2 + libcamera stack (libcamera's virtual camera) in a Debian $SUITE chroot.
 
@@ -46,6 +56,7 @@ Run djsmile on the real picamera2 + libcamera stack (libcamera's virtual camera)
   --mirror URL   Debian mirror (default: the host's apt source, else http://deb.debian.org/debian)
   --rebuild      rebuild the chroot and its venv from scratch
   --setup-only   build the chroot and venv, install djsmile, and stop
+  --arch A       the chroot's architecture: this machine's (default) or arm64 (the Pi's, under qemu-user)
 EOF
 }
 
@@ -64,12 +75,20 @@ while (($#)); do
         --mirror) MIRROR=${2:?}; shift ;;
         --rebuild) REBUILD=1 ;;
         --setup-only) SETUP_ONLY=1 ;;
+        --arch) ARCH_OPT=${2:?}; shift ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; die 64 "unknown option: $1" ;;
     esac
     shift
 done
 
+HOST_ARCH=$(dpkg --print-architecture)
+ARCH=${ARCH_OPT:-$HOST_ARCH}
+EMULATED=0
+if [[ $ARCH != "$HOST_ARCH" ]]; then
+    [[ $ARCH == arm64 ]] || die 64 "--arch must be $HOST_ARCH (this machine) or arm64, not '$ARCH'"
+    EMULATED=1
+fi
 [[ -n $PHOTOS ]] || PHOTOS=${DJSMILE_SHARED:-$REPO/../shared}/datasets/djsmile/photos
 [[ -d $PHOTOS/smile && -d $PHOTOS/no_smile ]] ||
     die 66 "photo folders $PHOTOS/smile and $PHOTOS/no_smile not found: pass --photos DIR"
@@ -84,7 +103,6 @@ MIRROR=${MIRROR%/}
 T_START=$(date +%s)
 mkdir -p "$CACHE"
 CACHE=$(cd "$CACHE" && pwd)
-ARCH=$(dpkg --print-architecture)
 TOOLS=$CACHE/tools
 BASE=$CACHE/$SUITE-$ARCH
 ROOT=$BASE/root
@@ -121,10 +139,113 @@ in_root() {  # CMD... : run CMD in the chroot with a clean environment (PHOTOS_I
         ${no_proxy:+no_proxy=$no_proxy} "$@"
 }
 
+if ((EMULATED)); then
+    # --arch arm64: the same, in a user namespace of its own whose binfmt_misc (Linux >= 6.7) runs arm64
+    # binaries with qemu (-cpu cortex-a72, as the Pi 4 is); uids 0-65535 map to themselves, so files keep
+    # their owners. The first sh waits until the map is written, then execs the second, which has root's
+    # capabilities in the namespace: proc needs the new pid namespace (the command is its pid 1).
+    QEMU=$CACHE/tools-qemu/usr/bin/qemu-aarch64-static
+    # shellcheck disable=SC2016  # the inner scripts' variables are their own
+    in_root() {
+        local fifo pid me rc=0
+        fifo=$(mktemp -u "${TMPDIR:-/tmp}/djsmile-ns.XXXXXX")
+        mkfifo "$fifo"
+        PHOTOS_IN=${PHOTOS_IN:-} unshare --user --mount --pid --fork --propagation private -- \
+            sh -c 'read -r go <"$0" && exec "$@"' "$fifo" sh -c '
+            set -e
+            r=$1; q=$2; shift 2
+            mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+            m="\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00"
+            k="\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff"
+            printf "%s" ":djsmile-aarch64:M::$m:$k:$q:F" >/proc/sys/fs/binfmt_misc/register
+            mount -t proc proc "$r/proc"
+            mount --bind "$r/etc/djsmile-cpuinfo" "$r/proc/cpuinfo"
+            mount --rbind /sys "$r/sys"
+            mount --rbind /dev "$r/dev"
+            if [ -n "$PHOTOS_IN" ]; then
+                mkdir -p "$r/mnt/djsmile-photos"
+                mount --bind "$PHOTOS_IN" "$r/mnt/djsmile-photos"
+                mount -o remount,bind,ro "$r/mnt/djsmile-photos"
+            fi
+            exec chroot "$r" "$@"' sh "$ROOT" "$QEMU" \
+            env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
+            QEMU_CPU=cortex-a72 DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 \
+            PIP_CACHE_DIR=/var/cache/djsmile-pip \
+            ${CHROOT_PIP_CERT:+PIP_CERT=$CHROOT_PIP_CERT} ${HOST_PIP_INDEX:+PIP_INDEX_URL=$HOST_PIP_INDEX} \
+            ${http_proxy:+http_proxy=$http_proxy} ${https_proxy:+https_proxy=$https_proxy} \
+            ${no_proxy:+no_proxy=$no_proxy} "$@" &
+        pid=$!
+        me=$(readlink /proc/self/ns/user)
+        for _ in $(seq 400); do
+            [[ $(readlink "/proc/$pid/ns/user" 2>/dev/null || true) == "$me" ]] || break
+            sleep 0.05
+        done
+        echo '0 0 65536' >"/proc/$pid/uid_map"
+        echo '0 0 65536' >"/proc/$pid/gid_map"
+        echo go >"$fifo"
+        rm -f "$fifo"
+        wait "$pid" || rc=$?
+        return "$rc"
+    }
+    unshare --user --map-root-user --mount -- sh -c 'mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc' 2>/dev/null ||
+        die 69 "--arch arm64 needs binfmt_misc in a user namespace (Linux 6.7 or newer; this is $(uname -r))"
+fi
+
 # ------------------------------------------------------------------ 1. the chroot
 PACKAGES=python3-libcamera,python3-venv,python3-prctl,gcc,libc6-dev,python3-dev,ca-certificates
 ROOT_KEY="$SUITE $ARCH $PACKAGES $MIRROR v1"
-if ((REBUILD)) || [[ ! -f $BASE/root.ok || $(cat "$BASE/root.ok") != "$ROOT_KEY" ]]; then
+((EMULATED)) && ROOT_KEY+=" unpacked v1"
+# A Raspberry Pi 4's /proc/cpuinfo (--arch arm64: bound over the chroot's /proc/cpuinfo)
+pi_cpuinfo() {
+    local i
+    for i in 0 1 2 3; do
+        printf 'processor\t: %s\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n' "$i"
+    done
+    printf 'Hardware\t: BCM2835\nRevision\t: c03114\nSerial\t\t: 100000000000cafe\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n'
+}
+if ((EMULATED)) && { ((REBUILD)) || [[ ! -f $BASE/root.ok || $(cat "$BASE/root.ok") != "$ROOT_KEY" ]]; }; then
+    Q=$CACHE/tools-qemu
+    if [[ ! -x $QEMU || ! -x $Q/usr/sbin/debootstrap ]]; then
+        say "unpacking qemu-user-static and debootstrap (dpkg-deb -x; not installed, no binfmt handlers on the host)"
+        rm -rf "$Q"
+        mkdir -p "$Q/debs"
+        if ! (cd "$Q/debs" && apt-get download qemu-user-static debootstrap >/dev/null 2>&1); then
+            apt-get update -qq || true
+            (cd "$Q/debs" && apt-get download qemu-user-static debootstrap) ||
+                die 69 "could not download qemu-user-static and debootstrap with apt-get download"
+        fi
+        for deb in "$Q"/debs/*.deb; do
+            dpkg-deb -x "$deb" "$Q"
+        done
+    fi
+    t0=$(date +%s)
+    say "building the $SUITE $ARCH chroot (debootstrap --foreign --variant=minbase, the .debs unpacked here)"
+    rm -rf "$BASE"
+    mkdir -p "$ROOT"
+    DEBOOTSTRAP_DIR=$Q/usr/share/debootstrap "$Q/usr/sbin/debootstrap" --foreign --arch="$ARCH" --variant=minbase \
+        --include="$PACKAGES" "$SUITE" "$ROOT" "$MIRROR" >"$BASE/debootstrap.log" 2>&1 ||
+        { tail -n 20 "$BASE/debootstrap.log" >&2; die 69 "debootstrap failed (log: $BASE/debootstrap.log)"; }
+    # What the second stage would leave that this check needs: the files, dpkg's status, the BLAS/LAPACK
+    # links update-alternatives makes, the users and groups, the CA bundle (update-ca-certificates).
+    for deb in "$ROOT"/var/cache/apt/archives/*.deb; do
+        dpkg-deb -x "$deb" "$ROOT"
+        { dpkg-deb -f "$deb" | sed '1a Status: install ok installed'; echo; } >>"$ROOT/var/lib/dpkg/status"
+    done
+    rm -f "$ROOT"/var/cache/apt/archives/*.deb
+    for lib in blas lapack; do
+        [[ ! -e $ROOT/usr/lib/aarch64-linux-gnu/$lib/lib$lib.so.3 ]] ||
+            ln -sf "$lib/lib$lib.so.3" "$ROOT/usr/lib/aarch64-linux-gnu/lib$lib.so.3"
+    done
+    for f in passwd group; do
+        [[ -s $ROOT/etc/$f ]] || cp "$ROOT/usr/share/base-passwd/$f.master" "$ROOT/etc/$f"
+    done
+    mkdir -p "$ROOT/etc/ssl/certs"
+    [[ -s $ROOT/etc/ssl/certs/ca-certificates.crt ]] || cp -L /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/"
+    pi_cpuinfo >"$ROOT/etc/djsmile-cpuinfo"
+    # shellcheck disable=SC2016  # dpkg-query's format
+    say "chroot built in $(($(date +%s) - t0)) s ($(du -sh "$ROOT" | cut -f1)): $(in_root dpkg-query -W -f '${Package} ${Version}' python3-libcamera)"
+    printf '%s\n' "$ROOT_KEY" >"$BASE/root.ok"
+elif ((REBUILD)) || [[ ! -f $BASE/root.ok || $(cat "$BASE/root.ok") != "$ROOT_KEY" ]]; then
     DEBOOTSTRAP=$(command -v debootstrap || true)
     if [[ -z $DEBOOTSTRAP ]]; then
         if [[ ! -x $TOOLS/usr/sbin/debootstrap ]]; then
@@ -218,6 +339,10 @@ engine = "none"
 [gpio]
 led_enabled = false
 EOT
+if ((EMULATED)); then
+    # ~115 ms a full detection under qemu: in the loop, else the worker's boxes come too late to track
+    printf '[detector]\nasync_full = "off"\n' >>"$ROOT$VC/djsmile.toml"
+fi
 
 # ------------------------------------------------------------------ 4. the checks
 FAILED=0

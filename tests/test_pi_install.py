@@ -223,7 +223,7 @@ def test_score_and_compare_commands(tmp_path, small_face_scene):
 CHECK = ROOT / "scripts" / "check-pi-emulated.sh"
 
 
-@pytest.mark.parametrize("script", [CHECK, ROOT / ".ci" / "run", PIP_INSTALL])
+@pytest.mark.parametrize("script", [CHECK, ROOT / ".ci" / "run", PIP_INSTALL, ROOT / "scripts" / "check-camera-chroot.sh"])
 def test_ci_and_check_scripts_pass_shellcheck(script):
     import shutil
     exe = shutil.which("shellcheck")
@@ -250,6 +250,7 @@ def test_ci_runs_the_emulated_check_for_both_pi_os_releases():
     text = (ROOT / ".ci" / "run").read_text()
     assert "for suite in bookworm trixie; do" in text
     assert 'check-pi-emulated.sh --suite "$suite"' in text
+    assert "check-camera-chroot.sh --arch arm64" in text   # the camera stack on the Pi's CPU too
 
 
 def test_a_cnn_detectors_box_may_move_within_the_box_tolerance_and_says_how_far():
@@ -273,3 +274,11 @@ def test_score_folder_runs_the_default_back_end_on_colour(tmp_path, _large_face)
     rows = list(crosscheck.score_folder(tmp_path))
     assert rows[0]["detector"] == config_mod.Config().detector.backend
     assert len(rows[0]["boxes"]) == 1 and len(rows[0]["scores"]) == 1 and 0.5 <= rows[0]["scores"][0] <= 1.0
+
+
+def test_camera_check_takes_this_machines_arch_or_arm64_only(tmp_path):
+    cam = ROOT / "scripts" / "check-camera-chroot.sh"
+    r = subprocess.run([str(cam), "--arch", "riscv64", "--cache", str(tmp_path / "cache")], capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 64 and "--arch must be" in r.stderr and "or arm64, not 'riscv64'" in r.stderr
+    assert not (tmp_path / "cache").exists()
