@@ -135,15 +135,18 @@ def main(args, cfg) -> int:
         raise ModelError(f"model file {mpath} could not be loaded by Keras: {e}") from None
     S = int(summary["input_size"])
     output = summary.get("output", "sigmoid")
+    crop_mode = str(summary.get("crop", "box"))   # a summary from before issue 28 was trained on box crops
     meta0 = ModelMeta(input_size=S, scale=1.0 / 255.0, offset=0.0, crop_margin=float(summary["crop_margin"]),
-                      labels=list(D.CLASSES), smile_index=1, output=output)
+                      labels=list(D.CLASSES), smile_index=1, output=output, crop=crop_mode)
     det = dict(summary.get("detector") or D.detector_kwargs(cfg.detector))
     if summary.get("detector"):   # a summary written before detector.equalize existed was cropped without it
         det.setdefault("equalize", "none")
     if "cascade" not in det:
         from djsmile.faces import find_cascade
         det["cascade"] = find_cascade(cfg.detector.cascade)
-    params = D.CropParams(input_size=S, crop_margin=float(summary["crop_margin"]), detector=det)
+    params = D.CropParams(input_size=S, crop_margin=float(summary["crop_margin"]), detector=det, crop=crop_mode,
+                          landmarks=summary.get("landmarks") or (D.landmark_settings(cfg.detector)
+                                                                 if crop_mode == "aligned" else {}))
     specs = args.data or [f"{r['path']}:{r['kind']}" for r in summary["data_roots"]]
     cache = Path(args.cache) if args.cache else D.DEFAULT_CACHE
     import sys
@@ -206,7 +209,8 @@ def main(args, cfg) -> int:
             continue
         path = out / f"{args.name}_{kind}.tflite"
         meta = dataclasses.replace(meta0, threshold=float(r["threshold"]), extra={
-            "faces_mode_crop": "whole image, no margin",
+            "faces_mode_crop": ("aligned on BlazeFace's landmarks in the padded image, else eyes estimated from "
+                                "the whole image" if crop_mode == "aligned" else "whole image, no margin"),
             "quantization": "full-integer int8 (input scale 1/255, zero point -128)" if kind == "int8" else "none",
             "arch": summary.get("arch"), "model_name": summary.get("model_name"),
             "parameters": summary.get("parameters"), "size_bytes": r["size_bytes"],

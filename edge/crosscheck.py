@@ -49,7 +49,8 @@ def score_folder(folder, cfg=None):
         if getattr(frame, "new_scene", False):  # as djsmile run does: each image starts afresh
             finder.reset()
         boxes = [tuple(int(v) for v in b) for b in finder.find(frame.gray, frame.color)]
-        crops = [model.crop(frame.gray, b) for b in boxes]
+        marks = finder.landmarks
+        crops = [model.crop(frame.gray, b, m) for b, m in zip(boxes, marks)]
         probs = model.predict_crops(crops) if crops else []
         yield {
             "frame": frame.index,

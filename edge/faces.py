@@ -171,6 +171,22 @@ class _Face:
     template: np.ndarray | None = None   # gray patch of the face, ``template_width`` wide
     scale: float = 1.0                   # template pixels per frame pixel
     missed_full: int = 0                 # full detections in a row that did not find it
+    landmarks: dict | None = None        # the detection's eyes / mouth (frame pixels), moved with the box since
+
+    def moved(self, box, missed_full: int | None = None) -> "_Face":
+        """The same face at ``box`` (tracked): its landmarks move and scale with the box."""
+        return _Face(tuple(box), self.template, self.scale,
+                     self.missed_full if missed_full is None else missed_full, move_landmarks(self.landmarks, self.box, box))
+
+
+def move_landmarks(landmarks, old_box, new_box):
+    """Landmarks carried from ``old_box`` to ``new_box`` (the box's offset, and its scale if its size changed)."""
+    if not landmarks:
+        return landmarks
+    ox, oy, ow, oh = (float(v) for v in old_box)
+    nx, ny, nw, nh = (float(v) for v in new_box)
+    sx, sy = (nw / ow if ow > 0 else 1.0), (nh / oh if oh > 0 else 1.0)
+    return {k: (nx + (x - ox) * sx, ny + (y - oy) * sy) for k, (x, y) in landmarks.items()}
 
 
 class FaceFinder:
@@ -246,6 +262,12 @@ class FaceFinder:
             self.worker.close()
 
     @property
+    def landmarks(self) -> list:
+        """Per box :meth:`find` returned last: the detection's landmarks moved with the box by tracking since
+        (None for a back-end without landmarks). What an eye-aligned smile model is cropped on."""
+        return [f.landmarks for f in self._faces]
+
+    @property
     def _last(self) -> list:
         return [f.box for f in self._faces]
 
@@ -288,14 +310,14 @@ class FaceFinder:
         self._since_full = 0
         self.last_was_full = True
         self.full_detections += 1
-        faces = [self._new_face(gray, b) for b in boxes]
+        faces = [self._new_face(gray, d.box, d.landmarks) for d in dets]
         if self._keeps_missed():
             for f in self._faces:  # kept once through a full detection that missed it
                 if f.missed_full >= 1 or any(iou(f.box, b) > SAME_FACE_IOU for b in boxes):
                     continue
                 box = self._match(gray, f)
                 if box is not None and all(iou(box, b) <= SAME_FACE_IOU for b in boxes):
-                    faces.append(_Face(box, f.template, f.scale, f.missed_full + 1))
+                    faces.append(f.moved(box, f.missed_full + 1))
         faces = largest_first(faces, key=lambda f: f.box)
         self._faces = faces
         return [f.box for f in faces]
@@ -314,7 +336,7 @@ class FaceFinder:
         if res is not None and res[0] > self._ignore_upto:
             k, gray_k, dets = res
             self.detections = list(dets)
-            fresh = self._forward(k, gray_k, [d.box for d in dets], n)
+            fresh = self._forward(k, gray_k, dets, n)
             faces = self._merge(faces, fresh)
             self.last_was_full = True
             self.full_detections += 1
@@ -330,12 +352,12 @@ class FaceFinder:
         later = [(m, g) for m, g in self._recent if k < m <= n]
         out = []
         for d in dets:
-            f = self._new_face(gray_k, d)
+            f = self._new_face(gray_k, d.box, d.landmarks)
             for _m, g in later:
                 box = self._haar_near(g, f.box) if self.tracker == "haar" else self._match(g, f)
                 if box is None:
                     break
-                f = _Face(box, f.template, f.scale, 0)
+                f = f.moved(box, 0)
             else:
                 out.append(f)
         return out
@@ -350,25 +372,26 @@ class FaceFinder:
             for f in tracked:  # kept once through a full detection that missed it
                 if f.missed_full >= 1 or any(iou(f.box, d.box) > SAME_FACE_IOU for d in faces):
                     continue
-                faces.append(_Face(f.box, f.template, f.scale, f.missed_full + 1))
+                faces.append(f.moved(f.box, f.missed_full + 1))
         faces = largest_first(faces, key=lambda f: f.box)
         return faces
 
-    def _new_face(self, gray: np.ndarray, box) -> _Face:
+    def _new_face(self, gray: np.ndarray, box, landmarks=None) -> _Face:
+        landmarks = dict(landmarks) if landmarks else None
         if self.tracker != "template":
-            return _Face(tuple(box))
+            return _Face(tuple(box), landmarks=landmarks)
         x, y, w, h = box
         H, W = gray.shape[:2]
         x0, y0, x1, y1 = max(0, x), max(0, y), min(W, x + w), min(H, y + h)
         scale = self.template_width / float(max(1, w))
         patch = gray[y0:y1, x0:x1]
         if patch.size == 0:
-            return _Face(tuple(box))
+            return _Face(tuple(box), landmarks=landmarks)
         tw, th = max(1, int(round(patch.shape[1] * scale))), max(1, int(round(patch.shape[0] * scale)))
         tmpl = cv2.resize(patch, (tw, th), interpolation=cv2.INTER_AREA)
         if float(tmpl.std()) < 2.0:  # a flat patch cannot be matched
             tmpl = None
-        return _Face((x0, y0, x1 - x0, y1 - y0), tmpl, scale)
+        return _Face((x0, y0, x1 - x0, y1 - y0), tmpl, scale, 0, landmarks)
 
     # -- tracking -----------------------------------------------------------
     def _track_all(self, gray: np.ndarray) -> list:
@@ -378,7 +401,7 @@ class FaceFinder:
         for f in self._faces:
             box = self._match(gray, f)
             if box is not None:
-                out.append(_Face(box, f.template, f.scale, f.missed_full))
+                out.append(f.moved(box))
         kept = []
         for f in largest_first(out, key=lambda f: f.box):
             if all(iou(f.box, k.box) <= SAME_FACE_IOU for k in kept):  # two tracks onto one face: keep one

@@ -53,6 +53,7 @@ class ModelMeta:
     smile_index: int = 1
     output: str = "sigmoid"  # "sigmoid": one p_smile column; "softmax": one column per label
     threshold: float = 0.5
+    crop: str = "box"    # "box": the detector's box made square (v2); "aligned": eye-aligned (v3; preprocess.crop_aligned)
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -70,9 +71,12 @@ class ModelMeta:
                        scale=float(norm.get("scale", 1.0 / 255.0)), offset=float(norm.get("offset", 0.0)),
                        crop_margin=float(d.get("crop_margin", 0.0)), labels=list(d.get("labels", ["no_smile", "smile"])),
                        smile_index=int(d.get("smile_index", 1)), output=str(d.get("output", "sigmoid")),
-                       threshold=float(d.get("threshold", 0.5)), extra=d)
+                       threshold=float(d.get("threshold", 0.5)), crop=str(d.get("crop", "box")), extra=d)
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"model metadata {p} is missing or has a bad key: {e}") from None
+        if meta.crop not in preprocess.CROP_MODES:
+            raise ModelError(f"model metadata {p}: crop {meta.crop!r} is not supported "
+                             f"({' or '.join(repr(m) for m in preprocess.CROP_MODES)})")
         if meta.color != "gray":
             raise ModelError(f"model metadata {p}: color {meta.color!r} is not supported (only 'gray')")
         return meta
@@ -95,6 +99,8 @@ class ModelMeta:
                   "crop_margin": self.crop_margin, "labels": self.labels,
                   "smile_index": self.smile_index, "output": self.output,
                   "threshold": self.threshold})
+        if self.crop != "box" or "crop" in d:   # v2's sidecar stays as it was (no key = "box")
+            d["crop"] = self.crop
         return d
 
 
@@ -125,9 +131,19 @@ class SmileModel:
     def threshold(self) -> float:
         return self.meta.threshold
 
-    def crop(self, gray: np.ndarray, box) -> np.ndarray:
-        """The model's uint8 input crop for one box (the function training uses too)."""
-        return preprocess.crop_face(gray, box, self.meta.input_size, self.meta.crop_margin)
+    @property
+    def aligned(self) -> bool:
+        """Does this model take eye-aligned crops (its metadata's ``"crop": "aligned"``)?"""
+        return self.meta.crop == "aligned"
+
+    def crop(self, gray: np.ndarray, box, landmarks=None) -> np.ndarray:
+        """The model's uint8 input crop for one box (the function training uses too).
+
+        Box models (v2): the box made square with ``crop_margin``. Aligned models (v3): aligned on the
+        detection's ``landmarks``, or on eyes estimated from the (Haar-style) box when there are none.
+        """
+        return preprocess.crop_for(self.meta.crop, gray, box, self.meta.input_size, self.meta.crop_margin,
+                                   landmarks, preprocess.BOX_EYES)
 
     def predict_crops(self, crops) -> np.ndarray:
         """p_smile for uint8 crops of ``input_size`` squared (with ``mirror``: the mean over each crop and its mirror image)."""
@@ -140,6 +156,9 @@ class SmileModel:
         p = self.meta.decode(self.runtime.run(np.concatenate([x, x[:, :, ::-1]])))
         return (0.5 * (p[:n] + p[n:])).astype(np.float32)
 
-    def predict(self, gray: np.ndarray, boxes) -> np.ndarray:
-        """p_smile for each box in ``gray``."""
-        return self.predict_crops([self.crop(gray, b) for b in boxes])
+    def predict(self, gray: np.ndarray, boxes, landmarks=None) -> np.ndarray:
+        """p_smile for each box in ``gray`` (``landmarks``: one dict or None per box, used by aligned models)."""
+        marks = list(landmarks) if landmarks is not None else [None] * len(boxes)
+        if len(marks) != len(boxes):
+            marks = [None] * len(boxes)
+        return self.predict_crops([self.crop(gray, b, m) for b, m in zip(boxes, marks)])

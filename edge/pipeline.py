@@ -45,7 +45,8 @@ class Pipeline:
         n = len(boxes)
         if hook is not None:
             hook("detect", time.perf_counter(), n)
-        probs = self.model.predict(frame.gray, boxes) if boxes else []
+        # an eye-aligned model (v3) crops on the detection's landmarks, carried with each tracked box
+        probs = self.model.predict(frame.gray, boxes, getattr(finder, "landmarks", None)) if boxes else []
         if hook is not None:
             hook("classify", time.perf_counter(), n)
         for _ in range(trigger.hold_frames if frame.new_scene else 1):

@@ -207,6 +207,8 @@ class CropParams:
     detector: dict = field(default_factory=dict)   # HaarDetector kwargs (photos roots)
     ctx_size: int = CTX_SIZE
     ctx_margin: float = CTX_MARGIN
+    crop: str = "box"                              # "box" (v2) | "aligned" (v3: eye-aligned, landmarks)
+    landmarks: dict = field(default_factory=dict)  # aligned: the landmark detector's settings (blazeface kwargs)
 
     def key(self, kind: str) -> str:
         """Level-A cache key (the input size is added for level B)."""
@@ -214,7 +216,74 @@ class CropParams:
              "ctx": [self.ctx_size, self.ctx_margin]}
         if kind == "photos":
             d["det"] = {k: v for k, v in self.detector.items() if not (k == "equalize" and v == "none")}
+        if self.crop != "box":   # only then, so the box crops' cache keys stay what they were
+            d["crop"] = self.crop
+            d["landmarks"] = {k: v for k, v in self.landmarks.items() if k != "model"}   # the file by its SHA-1
+            d["template"] = [preprocess.ALIGN_EYE_Y, preprocess.ALIGN_EYE_DIST, preprocess.ALIGN_MOUTH_Y,
+                             list(preprocess.BOX_EYES), list(preprocess.FACE_CROP_EYES), preprocess.FACE_CROP_PAD]
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def landmark_settings(det_cfg) -> dict:
+    """The landmark detector for aligned crops (BlazeFace, the default back-end, with the config's settings):
+    its kwargs plus the model file's SHA-1, so a different model or threshold makes a different cache."""
+    from djsmile.detectors.blazeface import shipped_model
+    model = det_cfg.blazeface_model or shipped_model()
+    return {"backend": "blazeface", "min_score": float(det_cfg.blazeface_min_score), "model": str(model),
+            "model_sha1": file_sha1(model)}
+
+
+def _landmark_detector(lm: dict):
+    det = _WORKER.get("lm")
+    if det is None or _WORKER.get("lm_kw") != lm:
+        from djsmile.detectors.blazeface import BlazeFaceDetector
+        det = _WORKER["lm"] = BlazeFaceDetector(min_score=lm["min_score"], model=lm["model"])
+        _WORKER["lm_kw"] = lm
+    return det
+
+
+def _marks_array(landmarks) -> np.ndarray:
+    return np.asarray([landmarks[k] for k in ("right_eye", "left_eye", "mouth")], np.float32)
+
+
+def _marks_dict(arr) -> dict:
+    return {k: (float(arr[i][0]), float(arr[i][1])) for i, k in enumerate(("right_eye", "left_eye", "mouth"))}
+
+
+def _detect_aligned(path, kind, det_kw, lm, ctx_size, ctx_margin):
+    """Level A for aligned crops: landmarks from BlazeFace (photos: in the photo; face crops: in the padded crop),
+    else eyes estimated from a box (photos: Haar's, as with ``detector.backend = "haar"``; face crops: the whole
+    image). ``src`` 1 = landmarks, 0 = estimated from the box."""
+    if kind == "photos":
+        try:
+            color = cv2.imdecode(np.fromfile(str(path), dtype=np.uint8), cv2.IMREAD_COLOR)
+        except OSError:
+            return None
+        if color is None or color.size == 0:
+            return None
+        g = preprocess.to_gray(color)
+        dets = _landmark_detector(lm).detect_faces(g, color)
+        if dets and preprocess.has_eyes(dets[0].landmarks):
+            box, marks, src = dets[0].box, dets[0].landmarks, 1
+        else:
+            boxes = _detector(det_kw).detect(g)
+            if not boxes:
+                return {"found": False, "dhash": dhash(g), "box": (0, 0, 0, 0), "src": 0,
+                        "marks": np.zeros((3, 2), np.float32)}
+            box, marks, src = boxes[0], preprocess.eyes_from_box(boxes[0], preprocess.BOX_EYES), 0
+    else:
+        g = load_gray(path)
+        if g is None:
+            return None
+        box = face_box(g)
+        marks = preprocess.face_crop_landmarks(g, _landmark_detector(lm))
+        src = 1
+        if marks is None:
+            marks, src = preprocess.eyes_from_box(box, preprocess.FACE_CROP_EYES), 0
+    marks = _marks_array(marks)
+    ctx = preprocess.crop_aligned(g, _marks_dict(marks), ctx_size, ctx_margin)
+    return {"found": True, "dhash": dhash(g), "box": tuple(int(v) for v in box), "ctx": ctx, "src": src,
+            "marks": marks}
 
 
 def detector_kwargs(det_cfg) -> dict:
@@ -247,7 +316,9 @@ def _detector(det_kw):
 
 def _detect_one(args):
     """Level A (per file): decode, find the face box, dHash, augmentation context."""
-    path, kind, margin, det_kw, ctx_size, ctx_margin = args
+    path, kind, margin, det_kw, ctx_size, ctx_margin = args[:6]
+    if len(args) > 6 and args[6] is not None:
+        return _detect_aligned(path, kind, det_kw, args[6], ctx_size, ctx_margin)
     g = load_gray(path)
     if g is None:
         return None
@@ -266,10 +337,12 @@ def _detect_one(args):
 
 def _crop_exact(args):
     """Level B (per file and input size): exactly the device's crop_face for the cached box."""
-    path, kind, box, size, margin = args
+    path, kind, box, size, margin = args[:5]
     g = load_gray(path)
     if g is None:
         return None
+    if len(args) > 5 and args[5] is not None:   # aligned: the cached landmarks
+        return preprocess.crop_aligned(g, _marks_dict(args[5]), size)
     return preprocess.crop_face(g, tuple(int(v) for v in box), size, margin if kind == "photos" else 0.0)
 
 
@@ -297,9 +370,11 @@ class Crops:
     found: np.ndarray       # a face was found (always True for decodable faces)
     box: np.ndarray         # (N, 4)
     dhash: np.ndarray       # (N,) uint64
-    crop: np.ndarray        # (N, S, S) uint8, exactly crop_face(...) at the model's size
+    crop: np.ndarray        # (N, S, S) uint8, exactly crop_face(...) (or crop_aligned) at the model's size
     ctx: np.ndarray         # (N, C, C) uint8, augmentation context
     stats: dict
+    marks: np.ndarray | None = None   # aligned: (N, 3, 2) eyes and mouth the crop was aligned on
+    src: np.ndarray | None = None     # aligned: 1 = detector landmarks, 0 = estimated from the box
 
 
 def _hash_index(cache_dir: Path):
@@ -343,6 +418,10 @@ def load_crops(items, params: CropParams, cache_dir: Path = DEFAULT_CACHE, worke
     n = len(items)
     out = Crops(items, np.zeros(n, bool), np.zeros(n, bool), np.zeros((n, 4), np.int32),
                 np.zeros(n, np.uint64), np.zeros((n, S, S), np.uint8), np.zeros((n, C, C), np.uint8), {})
+    aligned = params.crop == "aligned"
+    if aligned:
+        out.marks = np.zeros((n, 3, 2), np.float32)
+        out.src = np.zeros(n, np.int8)
     by_kind: dict = {}
     for i, it in enumerate(items):
         by_kind.setdefault(it.kind, []).append(i)
@@ -359,12 +438,15 @@ def load_crops(items, params: CropParams, cache_dir: Path = DEFAULT_CACHE, worke
             for i in idxs:
                 first.setdefault(items[i].sha1, i)
             log.info("finding faces in %d %s images (%d cached) -> %s", len(todo), kind, len(idxs) - len(todo), apath)
-            args = [(items[first[s]].path, kind, params.crop_margin, params.detector, C, params.ctx_margin)
-                    for s in todo]
+            args = [(items[first[s]].path, kind, params.crop_margin, params.detector, C, params.ctx_margin,
+                     params.landmarks if aligned else None) for s in todo]
             res = _map(_detect_one, args, workers, progress, f"faces {kind}")
             sha = list(A.get("sha1", []))
-            cols = {k: list(A.get(k, [])) for k in ("ok", "found", "box", "dhash", "ctx")}
+            cols = {k: list(A.get(k, [])) for k in ("ok", "found", "box", "dhash", "ctx", "src", "marks")}
             for s, r in zip(todo, res):
+                if aligned:
+                    cols["src"].append(np.int8(r["src"] if r else 0))
+                    cols["marks"].append(np.asarray(r["marks"] if r else np.zeros((3, 2)), np.float32))
                 sha.append(s)
                 cols["ok"].append(r is not None)
                 cols["found"].append(bool(r and r["found"]))
@@ -376,6 +458,9 @@ def load_crops(items, params: CropParams, cache_dir: Path = DEFAULT_CACHE, worke
                  "box": np.asarray(cols["box"], np.int32).reshape(-1, 4),
                  "dhash": np.asarray(cols["dhash"], np.uint64),
                  "ctx": np.asarray(cols["ctx"], np.uint8).reshape(-1, C, C)}
+            if aligned:
+                A["src"] = np.asarray(cols["src"], np.int8)
+                A["marks"] = np.asarray(cols["marks"], np.float32).reshape(-1, 3, 2)
             _atomic_savez(apath, **A)
             pos = {s: j for j, s in enumerate(A["sha1"])}
         rows = np.array([pos[items[i].sha1] for i in idxs], np.int64)
@@ -385,6 +470,9 @@ def load_crops(items, params: CropParams, cache_dir: Path = DEFAULT_CACHE, worke
         out.box[ii] = A["box"][rows]
         out.dhash[ii] = A["dhash"][rows]
         out.ctx[ii] = A["ctx"][rows]
+        if aligned:
+            out.marks[ii] = A["marks"][rows]
+            out.src[ii] = A["src"][rows]
         # ---- level B
         B = _read_npz(bpath)
         posb = {s: j for j, s in enumerate(B.get("sha1", []))}
@@ -395,7 +483,8 @@ def load_crops(items, params: CropParams, cache_dir: Path = DEFAULT_CACHE, worke
             for i in idxs:
                 first.setdefault(items[i].sha1, i)
             log.info("cropping %d %s faces at %d px -> %s", len(need), kind, S, bpath)
-            args = [(items[first[s]].path, kind, tuple(out.box[first[s]]), S, params.crop_margin) for s in need]
+            args = [(items[first[s]].path, kind, tuple(out.box[first[s]]), S, params.crop_margin,
+                     out.marks[first[s]] if aligned else None) for s in need]
             res = _map(_crop_exact, args, workers, progress, f"crop {kind}")
             sha = list(B.get("sha1", [])) + need
             crop = list(B.get("crop", [])) + [r if r is not None else np.zeros((S, S), np.uint8) for r in res]
@@ -409,6 +498,9 @@ def load_crops(items, params: CropParams, cache_dir: Path = DEFAULT_CACHE, worke
     # statistics per root
     for it_i, it in enumerate(items):
         st = out.stats.setdefault(it.root, {"kind": it.kind, "files": 0, "corrupt": 0, "no_face": 0, "used": 0})
+        if aligned:
+            st.setdefault("landmarks", 0)
+            st.setdefault("box_estimate", 0)
         st["files"] += 1
         if not out.ok[it_i]:
             st["corrupt"] += 1
@@ -416,6 +508,8 @@ def load_crops(items, params: CropParams, cache_dir: Path = DEFAULT_CACHE, worke
             st["no_face"] += 1
         else:
             st["used"] += 1
+            if aligned:
+                st["landmarks" if out.src[it_i] else "box_estimate"] += 1
     for name, st in out.stats.items():
         if st["corrupt"]:
             log.warning("%s: %d unreadable or corrupt image(s) skipped", name, st["corrupt"])

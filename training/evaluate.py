@@ -134,11 +134,38 @@ def list_class_folder(data_dir) -> list:
     return out
 
 
-def run_eval(data_dir, model, mode: str = "faces", detector=None, progress: bool = False) -> dict:
+def face_crop(model, gray, landmark_detector=None):
+    """The model's crop of an image that already is a face crop (``--mode faces``), as training made it.
+
+    Box models (v2): the whole image, no margin. Aligned models (v3): aligned on the landmarks
+    ``landmark_detector`` (BlazeFace) finds in the padded image, else on eyes estimated from the whole image.
+    """
+    from djsmile import preprocess
+    box = preprocess.whole_image_box(gray)
+    if not getattr(model, "aligned", False):
+        return preprocess.crop_face(gray, box, model.meta.input_size, 0.0)
+    marks = preprocess.face_crop_landmarks(gray, landmark_detector) if landmark_detector is not None else None
+    if marks is None:
+        marks = preprocess.eyes_from_box(box, preprocess.FACE_CROP_EYES)
+    return preprocess.crop_aligned(gray, marks, model.meta.input_size)
+
+
+def landmark_detector_for(model, cfg=None):
+    """The detector an aligned model's face crops are aligned with (BlazeFace, the config's settings), or None."""
+    if not getattr(model, "aligned", False):
+        return None
+    from djsmile.config import Config
+    from djsmile.detectors.blazeface import BlazeFaceDetector
+    det = (cfg or Config()).detector
+    return BlazeFaceDetector(min_score=det.blazeface_min_score, model=det.blazeface_model)
+
+
+def run_eval(data_dir, model, mode: str = "faces", detector=None, progress: bool = False, cfg=None) -> dict:
     """Score every image; returns a dict of arrays: y, p (NaN = no face), found, ms, paths, and counts."""
     from djsmile import preprocess
     from djsmile.training.data import load_gray
     files = list_class_folder(data_dir)
+    landmark_detector = landmark_detector_for(model, cfg) if mode != "photos" else None
     ys, ps, found, ms, paths, corrupt = [], [], [], [], [], []
     bar = None
     if progress:
@@ -157,14 +184,13 @@ def run_eval(data_dir, model, mode: str = "faces", detector=None, progress: bool
             continue
         t0 = time.perf_counter()
         if mode == "photos":
-            boxes = detector.detect(g, color)
-            if boxes:
-                p = float(model.predict(g, [boxes[0]])[0])
+            dets = detector.detect_faces(g, color)
+            if dets:   # an aligned model (v3) is cropped on the detection's landmarks, as on the device
+                p = float(model.predict(g, [dets[0].box], [dets[0].landmarks])[0])
             else:
                 p = float("nan")
         else:
-            crop = preprocess.crop_face(g, preprocess.whole_image_box(g), model.meta.input_size, 0.0)
-            p = float(model.predict_crops([crop])[0])
+            p = float(model.predict_crops([face_crop(model, g, landmark_detector)])[0])
         ms.append((time.perf_counter() - t0) * 1000.0)
         ys.append(label)
         ps.append(p)
@@ -355,7 +381,7 @@ def main(args, cfg) -> int:
         from djsmile.detectors import make_detector
         detector = make_detector(cfg.detector)   # detector.backend: the device's default unless set
     thr = model.threshold if args.threshold is None else float(args.threshold)
-    res = run_eval(data_dir, model, args.mode, detector, progress=args.progress)
+    res = run_eval(data_dir, model, args.mode, detector, progress=args.progress, cfg=cfg)
     rep = summarize(res, thr)
     extra = {"model": str(model.path), "mode": args.mode, "runtime": model.runtime.describe()}
     if detector is not None:

@@ -54,6 +54,9 @@ def add_arguments(parser) -> None:
                         help="small arch: channels of the 4 blocks, comma-separated (default 32,64,128,256)")
     parser.add_argument("--crop-margin", type=float, default=DEFAULT_MARGIN,
                         help=f"margin added to a detected face box on each side, fraction of its side (default {DEFAULT_MARGIN})")
+    parser.add_argument("--crop", choices=("box", "aligned"), default="box",
+                        help="box: the detector's box made square (v2); aligned: eyes level at fixed places, scaled "
+                             "by the face, from BlazeFace's landmarks (else eyes estimated from the box) (default box)")
     parser.add_argument("--head", choices=("flatten", "gap"), default="flatten",
                         help="small arch: 3x3 flatten (keeps where features are) or global average pool")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -103,8 +106,10 @@ def argparse_suppress():
 
 def crop_params(args, cfg) -> D.CropParams:
     size = args.input_size or ARCHS[args.arch][0]
+    crop = getattr(args, "crop", "box")
     return D.CropParams(input_size=size, crop_margin=args.crop_margin,
-                        detector=D.detector_kwargs(cfg.detector))
+                        detector=D.detector_kwargs(cfg.detector), crop=crop,
+                        landmarks=D.landmark_settings(cfg.detector) if crop == "aligned" else {})
 
 
 class _Seq:
@@ -412,7 +417,7 @@ def train(args, params, roots, items, crops, split_stats, t_data) -> int:
     summary = {
         "model": str(model_path), "arch": args.arch, "model_name": model.name, "parameters": n_params,
         "input_size": S, "color": "gray", "normalize": {"scale": 1.0 / 255.0, "offset": 0.0},
-        "crop_margin": params.crop_margin, "labels": list(D.CLASSES), "smile_index": 1, "output": output,
+        "crop_margin": params.crop_margin, "crop": params.crop, "labels": list(D.CLASSES), "smile_index": 1, "output": output,
         "threshold_val": thr,
         "data_roots": [{"path": str(r.path.resolve()), "kind": r.kind, "name": r.name} for r in roots],
         "root_specs": [str(s) for s in args.roots], "only_roots": args.only_roots,
@@ -421,6 +426,7 @@ def train(args, params, roots, items, crops, split_stats, t_data) -> int:
                                               "counts_used": D.split_counts(items, crops.ok & crops.found)},
         "split_sizes": {s: int(M[s].sum()) for s in D.SPLITS}, "train_used": int(len(tr)),
         "detector": {k: v for k, v in params.detector.items() if k != "cascade"},
+        "landmarks": params.landmarks or None,
         "training": {"epochs_max": args.epochs, "epochs_run": len(h.get("loss", [])), "best_epoch": best_epoch,
                      "batch_size": args.batch_size, "lr": args.lr, "lr_schedule": "cosine", "patience": args.patience,
                      "label_smoothing": args.label_smoothing, "seed": args.seed,

@@ -1,0 +1,293 @@
+"""Eye-aligned crops (issue 28): the crop function, the model's crop mode, landmarks carried by tracking."""
+
+import json
+import shutil
+
+import cv2
+import numpy as np
+import pytest
+
+from djsmile import preprocess as P
+from djsmile.detectors.base import Detection, FaceDetector
+from djsmile.errors import ModelError
+from djsmile.faces import FaceFinder
+from djsmile.model import SmileModel, default_model_path, sidecar_path
+
+SIZE = 48
+
+
+def synthetic_face(angle_deg=0.0, centre=(160.0, 120.0), iod=60.0, shape=(240, 320)):
+    """A gray frame with a cartoon face (two dark eyes, a dark mouth bar, a lighter head) turned by ``angle_deg``
+    about its eyes' midpoint, and its true landmarks."""
+    H, W = shape
+    big = 4   # drawn 4x larger, then shrunk: smooth edges
+    img = np.full((H * big, W * big), 170, np.uint8)
+    cx, cy = centre
+    th = np.deg2rad(angle_deg)
+    c, s = np.cos(th), np.sin(th)
+
+    def at(u, v):   # face coordinates (eye-midpoint origin, eye line = u) -> frame
+        return (cx + c * u - s * v, cy + s * u + c * v)
+
+    def px(p):
+        return (int(round(p[0] * big)), int(round(p[1] * big)))
+
+    cv2.ellipse(img, px(at(0, 0.45 * iod)), (int(0.95 * iod * big), int(1.25 * iod * big)), angle_deg, 0, 360, 215, -1)
+    for u in (-iod / 2, iod / 2):
+        cv2.circle(img, px(at(u, 0)), int(0.12 * iod * big), 20, -1)
+    m0, m1 = at(-0.3 * iod, 1.08 * iod), at(0.3 * iod, 1.08 * iod)
+    cv2.line(img, px(m0), px(m1), 40, int(0.1 * iod * big))
+    frame = cv2.resize(img, (W, H), interpolation=cv2.INTER_AREA)
+    marks = {"right_eye": at(-iod / 2, 0), "left_eye": at(iod / 2, 0), "mouth": at(0, 1.08 * iod)}
+    return frame, marks
+
+
+def dark_centroids(crop, upper=0.5):
+    """The centroids of the dark pixels in the upper-left and upper-right parts (the eyes)."""
+    out = []
+    h = int(crop.shape[0] * upper)
+    for x0, x1 in ((0, crop.shape[1] // 2), (crop.shape[1] // 2, crop.shape[1])):
+        q = crop[:h, x0:x1].astype(np.float64)
+        w = np.clip(110.0 - q, 0, None)
+        ys, xs = np.mgrid[0:q.shape[0], 0:q.shape[1]]
+        out.append(((xs * w).sum() / w.sum() + x0, (ys * w).sum() / w.sum()))
+    return out
+
+
+@pytest.mark.parametrize("angle", [-25.0, -10.0, 12.0, 30.0])
+def test_a_rotated_face_comes_out_level_with_its_eyes_at_the_template(angle):
+    frame, marks = synthetic_face(angle)
+    level, marks0 = synthetic_face(0.0)
+    crop = P.crop_aligned(frame, marks, SIZE)
+    (rx, ry), (lx, ly) = dark_centroids(crop)
+    assert abs(ry - ly) < 0.6, f"eyes not level: {ry:.2f} vs {ly:.2f}"
+    want_y = P.ALIGN_EYE_Y * SIZE - 0.5
+    assert abs(ry - want_y) < 1.0 and abs(ly - want_y) < 1.0
+    assert abs((lx - rx) - P.ALIGN_EYE_DIST * SIZE) < 1.5
+    # the box crop of the same turned face is not level (what the aligned crop fixes)
+    mid = (np.asarray(marks["right_eye"]) + np.asarray(marks["mouth"]) + np.asarray(marks["left_eye"])) / 3
+    box = (int(mid[0]) - 66, int(mid[1]) - 66, 132, 132)
+    (bx0, by0), (bx1, by1) = dark_centroids(P.crop_face(frame, box, SIZE), 0.55)
+    assert abs(by0 - by1) > 2.0
+    # and it is the crop of the level face, up to the resampling
+    ref = P.crop_aligned(level, marks0, SIZE)
+    assert np.abs(crop.astype(int) - ref).mean() < 6.0
+
+
+def test_the_same_face_from_two_box_shapes_gives_the_same_crop():
+    frame, marks = synthetic_face(8.0)
+    haar_like = (100, 70, 130, 130)     # a square box
+    blaze_raw = (112, 92, 104, 118)     # another back-end's box: narrower, taller, lower
+    a = P.crop_for("aligned", frame, haar_like, SIZE, -0.075, marks)
+    b = P.crop_for("aligned", frame, blaze_raw, SIZE, -0.075, marks)
+    assert np.array_equal(a, b)
+    # the box crops of the two boxes differ (what v2 saw)
+    assert np.abs(P.crop_face(frame, haar_like, SIZE, -0.075).astype(int) - P.crop_face(frame, blaze_raw, SIZE, -0.075)).mean() > 10
+
+
+def test_without_landmarks_the_eyes_are_estimated_from_the_box():
+    frame, _ = synthetic_face(0.0)
+    box = (90, 60, 140, 140)
+    est = P.eyes_from_box(box)
+    ey, ed, my = P.BOX_EYES
+    assert est["right_eye"] == pytest.approx((160 - 70 * ed, 60 + 140 * ey))
+    assert est["mouth"] == pytest.approx((160, 60 + 140 * my))
+    assert np.array_equal(P.crop_for("aligned", frame, box, SIZE, -0.075, None), P.crop_aligned(frame, est, SIZE))
+    assert np.array_equal(P.crop_for("aligned", frame, box, SIZE, -0.075, {}), P.crop_aligned(frame, est, SIZE))
+
+
+def test_a_large_face_is_averaged_not_aliased():
+    # a 1-px checkerboard seen by a 48-px crop of a ~500-px face: box averaging gives mid gray everywhere,
+    # point sampling would give black and white speckle
+    board = (np.indices((1200, 1600)).sum(0) % 2 * 255).astype(np.uint8)
+    marks = {"right_eye": (700.0, 500.0), "left_eye": (900.0, 500.0), "mouth": (800.0, 720.0)}
+    crop = P.crop_aligned(board, marks, SIZE)
+    assert abs(float(crop.mean()) - 127.5) < 2 and int(crop.max()) - int(crop.min()) <= 40
+
+
+def test_the_crop_is_integer_bilinear_and_edges_are_replicated():
+    rng = np.random.default_rng(3)
+    g = rng.integers(0, 256, (60, 80), dtype=np.uint8)
+    marks = {"right_eye": (30.3, 20.7), "left_eye": (50.9, 23.1), "mouth": (39.0, 44.0)}
+    crop = P.crop_aligned(g, marks, SIZE)
+    # the float reference at the same sample points (OpenCV's remap, linear, replicated border)
+    c, s, k, mid = P.align_params(marks)
+    t = (np.arange(SIZE) + 0.5) / SIZE
+    U, V = np.meshgrid(t - 0.5, t - P.ALIGN_EYE_Y)
+    X = (mid[0] + (c * U - s * V) / k - 0.5).astype(np.float32)
+    Y = (mid[1] + (s * U + c * V) / k - 0.5).astype(np.float32)
+    ref = cv2.remap(g.astype(np.float32), X, Y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    assert np.abs(crop - ref).max() <= 8.5      # 1/32 px positions on random noise
+    assert np.abs(crop - ref).mean() < 1.5
+    # a face half out of the frame: no error, the edge replicated
+    edge = P.crop_aligned(g, {k_: (x - 40, y) for k_, (x, y) in marks.items()}, SIZE)
+    assert edge.shape == (SIZE, SIZE) and (edge[:, 0] == edge[:, 0]).all()
+    # the same input gives the same bytes (what the emulated Pi check compares)
+    assert np.array_equal(crop, P.crop_aligned(g.copy(), dict(marks), SIZE))
+
+
+# ------------------------------------------------------------------ the model's crop mode (sidecar "crop")
+def _aligned_copy(tmp_path):
+    src = default_model_path()
+    dst = tmp_path / "smile_int8.tflite"
+    shutil.copy(src, dst)
+    meta = json.loads(sidecar_path(src).read_text())
+    assert "crop" not in meta, "v2's sidecar has no crop key: it is a box model by default"
+    meta["crop"] = "aligned"
+    sidecar_path(dst).write_text(json.dumps(meta))
+    return dst
+
+
+def test_v2_without_a_crop_key_keeps_its_box_crop_even_given_landmarks():
+    frame, marks = synthetic_face(15.0)
+    v2 = SmileModel()
+    assert v2.meta.crop == "box" and not v2.aligned
+    box = (100, 60, 130, 130)
+    assert np.array_equal(v2.crop(frame, box, marks), P.crop_face(frame, box, 48, v2.meta.crop_margin))
+    np.testing.assert_array_equal(v2.predict(frame, [box], [marks]), v2.predict(frame, [box]))
+    assert "crop" not in v2.meta.to_json()   # rewriting v2's sidecar adds nothing
+
+
+def test_an_aligned_sidecar_makes_the_model_crop_on_landmarks(tmp_path):
+    frame, marks = synthetic_face(15.0)
+    m = SmileModel(_aligned_copy(tmp_path))
+    assert m.aligned and m.meta.to_json()["crop"] == "aligned"
+    box = (100, 60, 130, 130)
+    assert np.array_equal(m.crop(frame, box, marks), P.crop_aligned(frame, marks, 48))
+    assert np.array_equal(m.crop(frame, box, None), P.crop_aligned(frame, P.eyes_from_box(box), 48))
+    want = m.predict_crops([P.crop_aligned(frame, marks, 48)])
+    np.testing.assert_array_equal(m.predict(frame, [box], [marks]), want)
+
+
+def test_an_unknown_crop_mode_is_refused(tmp_path):
+    dst = _aligned_copy(tmp_path)
+    meta = json.loads(sidecar_path(dst).read_text())
+    meta["crop"] = "warped"
+    sidecar_path(dst).write_text(json.dumps(meta))
+    with pytest.raises(ModelError, match="crop 'warped'"):
+        SmileModel(dst)
+
+
+# ------------------------------------------------------------------ the device: landmarks carried by tracking
+class _Once(FaceDetector):
+    """A back-end that finds the synthetic face (box and landmarks) in the first frame only."""
+    name = "once"
+
+    def __init__(self, box, marks):
+        self.box, self.marks, self.calls = box, marks, 0
+
+    def detect_faces(self, gray, color=None):
+        self.calls += 1
+        return [Detection(self.box, 0.9, self.box, dict(self.marks))] if self.calls == 1 else []
+
+    def clone(self):
+        return self
+
+
+def test_tracking_moves_the_landmarks_with_the_box_and_the_pipeline_crops_on_them(tmp_path):
+    frame, marks = synthetic_face(10.0, centre=(150.0, 110.0))
+    box = (95, 55, 120, 120)
+    finder = FaceFinder(_Once(box, marks), full_every=10)
+    assert finder.find(frame) == [box]
+    assert finder.landmarks[0]["left_eye"] == pytest.approx(marks["left_eye"])
+    shifted = np.roll(np.roll(frame, 7, axis=1), 4, axis=0)   # the person moved 7 px right, 4 down
+    boxes = finder.find(shifted)
+    assert not finder.last_was_full and len(boxes) == 1
+    dx, dy = boxes[0][0] - box[0], boxes[0][1] - box[1]
+    assert abs(dx - 7) <= 1 and abs(dy - 4) <= 1      # template matching, rounded to whole pixels
+    for k, (x, y) in marks.items():
+        assert finder.landmarks[0][k] == pytest.approx((x + dx, y + dy))
+
+    from djsmile.pipeline import Pipeline
+
+    class _Trig:
+        hold_frames = 1
+
+        def update(self, i, t, boxes, probs):
+            self.probs = probs
+            return None
+
+        def new_scene(self):
+            pass
+
+    class _Frame:
+        index, t, new_scene, color = 1, 0.0, False, None
+
+        def __init__(self, g):
+            self.gray = g
+
+    m = SmileModel(_aligned_copy(tmp_path))
+    finder2 = FaceFinder(_Once(box, marks), full_every=10)
+    finder2.find(frame)
+    trig = _Trig()
+    Pipeline(finder2, m, trig).process(_Frame(shifted))
+    moved = {k: (x + dx, y + dy) for k, (x, y) in marks.items()}
+    assert finder2.landmarks[0]["mouth"] == pytest.approx(moved["mouth"])
+    np.testing.assert_allclose(trig.probs, m.predict_crops([P.crop_aligned(shifted, moved, 48)]), atol=1e-7)
+
+
+def test_move_landmarks_scales_with_a_resized_box():
+    from djsmile.faces import move_landmarks
+    got = move_landmarks({"mouth": (60.0, 90.0)}, (40, 40, 40, 60), (50, 30, 80, 30))
+    assert got["mouth"] == pytest.approx((50 + 20 * 2.0, 30 + 50 * 0.5))
+    assert move_landmarks(None, (0, 0, 1, 1), (1, 1, 1, 1)) is None
+
+
+# ------------------------------------------------------------------ training data and eval, cropped the same way
+def test_box_crops_keep_their_cache_key():
+    from djsmile.training import data as D
+    # the key the v2 crops were cached under before issue 28 (~/.cache/djsmile/crops/faces-31934699aac2.npz)
+    assert D.CropParams(input_size=48, crop_margin=-0.075).key("faces") == "31934699aac2"
+    aligned = D.CropParams(input_size=48, crop_margin=-0.075, crop="aligned", landmarks={"backend": "blazeface"})
+    assert aligned.key("faces") != "31934699aac2"
+    other = D.CropParams(input_size=48, crop_margin=-0.075, crop="aligned", landmarks={"backend": "blazeface",
+                                                                                       "min_score": 0.7})
+    assert other.key("faces") != aligned.key("faces")   # the detector's settings are part of the key
+
+
+def _mini_roots(tmp_path, shared_datasets):
+    out = []
+    for src, kind, n in ((shared_datasets / "djsmile" / "faces", "faces", 3),
+                         (shared_datasets / "smilesmiled", "faces", 3),
+                         (shared_datasets / "djsmile" / "photos", "photos", 4)):
+        if not src.is_dir():
+            pytest.skip(f"needs the shared datasets ({src})")
+        root = tmp_path / f"{src.parent.name}-{src.name}" / src.name
+        for c in ("smile", "no_smile"):
+            (root / c).mkdir(parents=True)
+            for f in sorted((src / c).glob("*.jpg"))[:n]:
+                shutil.copy(f, root / c / f.name)
+        out.append((root, kind))
+    return out
+
+
+def test_training_crops_are_what_eval_and_the_device_crop(tmp_path, shared_datasets):
+    from djsmile.config import Config
+    from djsmile.detectors import make_detector
+    from djsmile.training import data as D
+    from djsmile.training.evaluate import run_eval
+    cfg = Config()
+    roots = _mini_roots(tmp_path, shared_datasets)
+    params = D.CropParams(input_size=48, crop_margin=-0.075, detector=D.detector_kwargs(cfg.detector),
+                          crop="aligned", landmarks=D.landmark_settings(cfg.detector))
+    items = D.list_items(D.resolve_roots([f"{r}:{k}" for r, k in roots]))
+    crops = D.load_crops(items, params, cache_dir=tmp_path / "cache", workers=1, progress=False)
+    st = crops.stats
+    assert sum(s["landmarks"] + s["box_estimate"] for s in st.values()) == sum(s["used"] for s in st.values())
+    assert sum(s["landmarks"] for s in st.values()) >= 0.8 * sum(s["used"] for s in st.values())
+    model = SmileModel(_aligned_copy(tmp_path))
+    by_path = {it.path: i for i, it in enumerate(items)}
+    for root, kind in roots:
+        det = make_detector(cfg.detector) if kind == "photos" else None
+        res = run_eval(root, model, kind, det, cfg=cfg)
+        for path, p, found in zip(res["paths"], res["p"], res["found"]):
+            i = by_path[path]
+            if kind == "photos" and not crops.src[i]:
+                continue   # no BlazeFace face: training fell back to Haar's box, eval (BlazeFace) finds none
+            assert found == bool(crops.found[i])
+            if found:
+                want = float(model.predict_crops([crops.crop[i]])[0])
+                assert p == pytest.approx(want, abs=1e-6), path
+    # the cache gives the same crops again
+    again = D.load_crops(items, params, cache_dir=tmp_path / "cache", workers=1, progress=False)
+    assert np.array_equal(again.crop, crops.crop) and np.array_equal(again.src, crops.src)
