@@ -176,6 +176,8 @@ def main(argv=None) -> int:
     ap.add_argument("--empty", type=int, default=200, help="face-free frames (half textures, half photo corners)")
     ap.add_argument("--set", action="append", default=[], help="SECTION.KEY=VALUE applied to every back-end's config")
     ap.add_argument("--json", help="write the results here")
+    ap.add_argument("--model", default=None, help="the smile model scored on each back-end's crops (default: the shipped "
+                    "one); an eye-aligned model is cropped on each detection's landmarks (Haar: eyes from the box)")
     ap.add_argument("--seed", type=int, default=27)
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -201,7 +203,7 @@ def main(argv=None) -> int:
     for b in names:
         dets[b] = Timed(make_detector(variant(b)))
         dets_small[b] = Timed(make_detector(dataclasses.replace(variant(b), min_face_fraction=0.0)))
-    model = SmileModel(None)
+    model = SmileModel(args.model)
     try:
         fixes = labelfix.load(labelfix.DEFAULT_PATH)
     except Exception as e:  # the fixed-label column is then left out
@@ -243,7 +245,7 @@ def main(argv=None) -> int:
         for b in names:
             m = [d for d in clean[b] if iou(d.box, truth) >= MATCH_IOU]
             if m:
-                pr[b] = float(model.predict(gray, [m[0].box])[0])
+                pr[b] = float(model.predict(gray, [m[0].box], [m[0].landmarks])[0])
         row["p"] = pr
         # box fit against Haar
         if "haar" in ones and ones["haar"].box and iou(ones["haar"].box, truth) >= AGREE_IOU:
@@ -285,7 +287,7 @@ def main(argv=None) -> int:
     for row in rows:
         row.pop("bg")
 
-    out = report(rows, names, fits, false, dets, len(empties))
+    out = report(rows, names, fits, false, dets, len(empties), model)
     print(format_report(out, names))
     if args.json:
         atomic_write(args.json, json.dumps({"args": {k: v for k, v in vars(args).items()}, **out, "rows": rows},
@@ -294,10 +296,9 @@ def main(argv=None) -> int:
     return 0
 
 
-def report(rows, names, fits, false, dets, n_empty) -> dict:
-    model_thr = None
+def report(rows, names, fits, false, dets, n_empty, model=None) -> dict:
     from djsmile.model import SmileModel
-    model_thr = SmileModel(None).threshold
+    model_thr = (model or SmileModel(None)).threshold
     out = {"n_faces": len(rows), "n_empty_frames": 2 * n_empty, "found": {}, "luma_bins": {}, "darkest_quarter": {},
            "false_detections": {}, "ms_median": {}, "box_fit": {}, "smile_accuracy": {}}
     lumas = np.array([r["luma"] for r in rows])
@@ -330,7 +331,18 @@ def report(rows, names, fits, false, dets, n_empty) -> dict:
                         "paired_n": len(pr), "paired": round(float(np.mean([(r["p"][b] >= model_thr) == (r[key] == 1)
                                                                              for r in pr])), 4) if pr else None}
         out["smile_accuracy"][b] = acc
+        # the smile model's accuracy (fixed labels, every face this back-end found) by the face's luminance
+        out.setdefault("smile_accuracy_by_luma", {})[b] = {
+            name: _acc([r for r in rows if b in r["p"] and r["label_fixed"] in (0, 1) and luma_bin(r["luma"]) == name],
+                       b, model_thr) for _lo, _hi, name in LUMA_BINS}
     return out
+
+
+def _acc(rows, b, thr):
+    if not rows:
+        return {"n": 0, "accuracy": None}
+    return {"n": len(rows), "accuracy": round(float(np.mean([(r["p"][b] >= thr) == (r["label_fixed"] == 1)
+                                                            for r in rows])), 4)}
 
 
 def format_report(out, names) -> str:
