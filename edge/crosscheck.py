@@ -60,8 +60,10 @@ def score_folder(folder, cfg=None):
             "detector": finder.detector.name,
             "scores": [round(float(d.score), 4) for d in finder.detections] if finder.last_was_full else [],
             "crop_sha256": [_sha(c) for c in crops],
-            # crops from a square smaller than the model input are enlarged with INTER_LINEAR
-            "enlarged": [square_box(b, model.meta.crop_margin)[2] < model.meta.input_size for b in boxes],
+            # box crops from a square smaller than the model input are enlarged with INTER_LINEAR (an aligned
+            # model's crop is integer arithmetic throughout: never "enlarged", always compared bit for bit)
+            "enlarged": [not model.aligned and square_box(b, model.meta.crop_margin)[2] < model.meta.input_size
+                         for b in boxes],
             "p_smile": [round(float(p), 6) for p in probs],
         }
 

@@ -291,3 +291,33 @@ def test_training_crops_are_what_eval_and_the_device_crop(tmp_path, shared_datas
     # the cache gives the same crops again
     again = D.load_crops(items, params, cache_dir=tmp_path / "cache", workers=1, progress=False)
     assert np.array_equal(again.crop, crops.crop) and np.array_equal(again.src, crops.src)
+
+
+def test_the_cross_check_scores_an_aligned_model_on_the_detections_landmarks(tmp_path, shared_datasets):
+    import hashlib
+    from djsmile.config import Config
+    from djsmile.crosscheck import score_folder
+    from djsmile.detectors import make_detector
+    photos = sorted((shared_datasets / "djsmile" / "photos" / "smile").glob("*.jpg"))[:6]
+    if not photos:
+        pytest.skip("needs the shared datasets")
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for f in photos:
+        shutil.copy(f, folder / f.name)
+    cfg = Config()
+    cfg.model.path = str(_aligned_copy(tmp_path))
+    det = make_detector(cfg.detector)
+    m = SmileModel(cfg.model.path)
+    rows = list(score_folder(folder, cfg))
+    faces = 0
+    for row in rows:
+        assert not any(row["enlarged"])
+        gray = cv2.cvtColor(cv2.imread(str(folder / row["file"])), cv2.COLOR_BGR2GRAY)
+        color = cv2.imread(str(folder / row["file"]))
+        dets = det.detect_faces(gray, color)
+        if row["boxes"] and dets and list(dets[0].box) == row["boxes"][0]:
+            want = m.crop(gray, dets[0].box, dets[0].landmarks)
+            assert row["crop_sha256"][0] == hashlib.sha256(want.tobytes()).hexdigest()[:16]
+            faces += 1
+    assert faces >= 3
