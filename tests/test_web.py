@@ -712,3 +712,25 @@ def test_a_post_without_origin_is_judged_by_its_referer(server, referer, want):
     headers = {} if referer is None else {"Referer": referer.format(port=web.port)}
     r, _ = request(web, "POST", "/joke", headers=headers)      # no Origin header (older browsers, some forms)
     assert r.status == want and teller.calls == (want == 200)
+
+
+def test_out_of_file_descriptors_the_listener_pauses_instead_of_spinning(server, monkeypatch):
+    import errno
+    import socket
+    web = server()
+    calls = {"n": 0}
+
+    def no_fds(self):
+        calls["n"] += 1
+        raise OSError(errno.EMFILE, "Too many open files")
+    monkeypatch.setattr(socket.socket, "accept", no_fds)
+    c = socket.create_connection(("127.0.0.1", web.port), timeout=5)   # waits in the backlog: always "readable"
+    try:
+        time.sleep(1.0)
+        n = calls["n"]
+    finally:
+        monkeypatch.undo()
+        c.close()
+    assert 1 <= n <= 10, f"accept() tried {n} times in 1 s"
+    r, _ = request(web, "GET", "/status.json")         # descriptors back: served again
+    assert r.status == 200
