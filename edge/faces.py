@@ -15,9 +15,11 @@ scores and landmarks) are in :attr:`FaceFinder.detections`.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
+import weakref
 from collections import deque
 from dataclasses import dataclass
 
@@ -51,6 +53,23 @@ def resolve_async_full(setting: str, paced: bool) -> str:
     if setting == "auto":
         return "on" if paced else "wait"
     return setting
+
+
+#: workers still alive; at interpreter exit each is closed and given time to finish its detection
+_WORKERS: "weakref.WeakSet[AsyncDetector]" = weakref.WeakSet()
+EXIT_JOIN_S = 10.0
+
+
+@atexit.register
+def _finish_workers() -> None:
+    """Let a detection still running on a worker end before the interpreter tears down.
+
+    A daemon thread inside LiteRT or OpenCV when the process exits can abort it ("terminate called without an
+    active exception", exit -6 instead of 130 after Ctrl+C): on a loaded machine the niced worker may not have
+    finished within :meth:`AsyncDetector.close`'s short wait.
+    """
+    for w in list(_WORKERS):
+        w.close(timeout=EXIT_JOIN_S)
 
 
 class AsyncDetector:
@@ -96,6 +115,7 @@ class AsyncDetector:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name=self.name, daemon=True)
                 self._thread.start()
+                _WORKERS.add(self)
             self._cond.notify_all()
 
     def poll(self):

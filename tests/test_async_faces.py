@@ -198,3 +198,29 @@ def test_async_full_setting():
         assert f.async_full == "on"
     finally:
         f.close()
+
+
+def test_a_detection_still_running_at_exit_ends_before_the_process_does(tmp_path):
+    # A daemon worker inside LiteRT / OpenCV when the interpreter tears down can abort the process (exit -6 after
+    # Ctrl+C on a loaded machine); the worker's detection must end first, even past close()'s short wait.
+    import subprocess
+    import sys
+    done = tmp_path / "done"
+    code = f"""
+import time, numpy as np
+from djsmile.faces import FaceFinder
+class Slow:
+    wants_color = False
+    def clone(self): return self
+    def detect_faces(self, gray, color=None):
+        time.sleep(2.0)
+        open({str(done)!r}, "w").write("finished")
+        return []
+f = FaceFinder(Slow(), async_full="on")
+f.find(np.zeros((48, 64), np.uint8))   # posts the frame; the worker starts its 2 s detection
+time.sleep(0.2)
+f.close()                               # waits 1 s, the detection is still running
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert done.read_text() == "finished"
