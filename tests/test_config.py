@@ -437,7 +437,7 @@ def hostile_files(tmp_path_factory):
 
 
 #: keys whose value names a file djsmile reads: '' (unset), the real thing, or one of hostile_files[1:]
-FILE_KEYS = ("detector.cascade", "mqtt.ca_file")
+FILE_KEYS = ("detector.cascade", "detector.blazeface_model", "detector.yunet_model", "mqtt.ca_file")
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
@@ -445,16 +445,18 @@ CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.one_of(st.just({}), st.just({}), local_configs()),
        picks=st.lists(st.one_of(st.sampled_from(["unset", "real"]), st.integers(1, 9)),
-                      min_size=len(FILE_KEYS), max_size=len(FILE_KEYS)))
-def test_property_hostile_files_in_a_config_check_equals_run(data, picks, tmp_path, frames_dir, hostile_files,
-                                                             restore_pin_factory, capfd):
+                      min_size=len(FILE_KEYS), max_size=len(FILE_KEYS)),
+       backend=st.sampled_from(config.DetectorConfig.__dataclass_fields__["backend"].metadata["choices"]))
+def test_property_hostile_files_in_a_config_check_equals_run(data, picks, backend, tmp_path, frames_dir,
+                                                             hostile_files, restore_pin_factory, capfd):
     """``config --check`` and a real short ``run``: both 78 or neither, exit codes from the README's table
     only, never a traceback, whatever file a key names."""
     data = {sec: dict(t) for sec, t in data.items()}
-    real = {"detector.cascade": hostile_files[0], "mqtt.ca_file": CA_BUNDLE}
+    real = {"detector.cascade": hostile_files[0], "mqtt.ca_file": CA_BUNDLE}    # the models: '' = shipped
     for key, i in zip(FILE_KEYS, picks):
         sec, k = key.split(".")
-        data.setdefault(sec, {})[k] = "" if i == "unset" else real[key] if i == "real" else hostile_files[i]
+        data.setdefault(sec, {})[k] = "" if i == "unset" else real.get(key, "") if i == "real" else hostile_files[i]
+    data["detector"].setdefault("backend", backend)
     if data["mqtt"]["ca_file"]:
         data["mqtt"].update(tls=True, enabled=True, host="127.0.0.1", port=1)
     data.setdefault("camera", {}).update(source=str(frames_dir))
