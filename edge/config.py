@@ -455,6 +455,19 @@ def check_detector(d: "DetectorConfig") -> None:
         path = getattr(d, key)
         if path and key.startswith(d.backend) and not os.path.isfile(path):
             raise ConfigError(f"config key detector.{key} = {_show(path)} is not valid: no such file")
+    if d.backend == "yunet" and not d.yunet_model and not _packaged("face_detection_yunet_2023mar.onnx"):
+        raise ConfigError("config key detector.backend = 'yunet' needs detector.yunet_model: the YuNet model "
+                          "(face_detection_yunet_2023mar.onnx) is not shipped in the package; give its path, "
+                          "or use detector.backend = 'blazeface'")
+
+
+def _packaged(name: str) -> bool:
+    """Is ``name`` among the model files shipped in the package (``djsmile.models``)?"""
+    from importlib import resources
+    try:
+        return resources.files("djsmile.models").joinpath(name).is_file()
+    except (ModuleNotFoundError, OSError):
+        return False
 
 
 MQTT_ID_RE = re.compile(r"[a-z0-9_]+")

@@ -176,6 +176,8 @@ def test_a_missing_detector_model_is_a_config_error_and_yunet_without_one_says_w
     if not _yunet_shipped():
         with pytest.raises(ModelError, match="detector.yunet_model"):
             make_detector(dataclasses.replace(Config().detector, backend="yunet"))
+        with pytest.raises(ConfigError, match="needs detector.yunet_model"):   # config --check and run: 78
+            load(None, sets=['detector.backend="yunet"'])
 
 
 def test_a_file_that_is_not_a_blazeface_model_is_one_clear_error(tmp_path):
