@@ -45,6 +45,11 @@ MAX_PHOTOS=40
 # levels between the x86 and arm builds of OpenCV), measured at up to 0.047 in p_smile. 0.06 is that
 # plus 3 int8 output steps (1/256 each); a real arm bug (wrong kernels, `-cpu max`) is off by far more.
 TOLERANCE=0.06
+# A face whose crop was enlarged and differs between the two runs gets a tolerance of its own: with
+# BlazeFace (the default since issue 27) 8 of 28 faces were enlarged and one moved 0.070 (0.3203 vs
+# 0.2500, arm64 Bookworm, 2026-12-06). 0.10 is that plus the same margin; every face whose model input
+# is the same bytes on both keeps 0.06 (they were equal), so a wrong arm kernel still shows.
+ENLARGED_TOLERANCE=0.10
 HOST_PY=""
 MIRROR=${DEBIAN_MIRROR:-}
 REBUILD=0
@@ -52,7 +57,7 @@ REBUILD=0
 usage() {
     cat <<EOF
 usage: $0 [--arch arm64|armhf] [--suite bookworm|trixie] [--photos DIR] [--max-photos N]
-          [--tolerance P] [--cache DIR] [--host-python PY] [--mirror URL] [--rebuild]
+          [--tolerance P] [--enlarged-tolerance P] [--cache DIR] [--host-python PY] [--mirror URL] [--rebuild]
 
 Install djsmile in an emulated Raspberry Pi OS-like userland (qemu-user, no binfmt, no chroot),
 run it on real photos and compare with x86. Emulated figures are a smoke test, not Pi performance.
@@ -62,6 +67,7 @@ run it on real photos and compare with x86. Emulated figures are a smoke test, n
   --photos DIR      image folder to run on (default: ${DJSMILE_SHARED:-../shared}/datasets/djsmile/photos)
   --max-photos N    use the first N images (sorted by path) of the photo folder (default $MAX_PHOTOS)
   --tolerance P     largest allowed |p_smile| difference x86 vs arm (default $TOLERANCE)
+  --enlarged-tolerance P  the same for a face whose enlarged crop differs between them (default $ENLARGED_TOLERANCE)
   --cache DIR       where the userland, tools and pip cache live (default $CACHE)
   --host-python PY  the x86 side's python with djsmile installed (default: the repo's .venv, made with 'make venv')
   --mirror URL      Debian mirror (default: the host's apt source, else http://deb.debian.org/debian)
@@ -84,6 +90,7 @@ while (($#)); do
         --photos) PHOTOS=${2:?}; shift ;;
         --max-photos) MAX_PHOTOS=${2:?}; shift ;;
         --tolerance) TOLERANCE=${2:?}; shift ;;
+        --enlarged-tolerance) ENLARGED_TOLERANCE=${2:?}; shift ;;
         --cache) CACHE=${2:?}; shift ;;
         --host-python) HOST_PY=${2:?}; shift ;;
         --mirror) MIRROR=${2:?}; shift ;;
@@ -106,6 +113,8 @@ case $SUITE in
 esac
 [[ $MAX_PHOTOS =~ ^[1-9][0-9]*$ ]] || die 64 "--max-photos must be a positive whole number, not '$MAX_PHOTOS'"
 [[ $TOLERANCE =~ ^0?\.[0-9]+$|^[01]$ ]] || die 64 "--tolerance must be a number from 0 to 1, not '$TOLERANCE'"
+[[ $ENLARGED_TOLERANCE =~ ^0?\.[0-9]+$|^[01]$ ]] ||
+    die 64 "--enlarged-tolerance must be a number from 0 to 1, not '$ENLARGED_TOLERANCE'"
 [[ -n $PHOTOS ]] || PHOTOS=${DJSMILE_SHARED:-$REPO/../shared}/datasets/djsmile/photos
 [[ -d $PHOTOS ]] || die 66 "photo folder $PHOTOS not found: pass --photos DIR (a folder of real photos with faces)"
 ((EUID == 0)) || die 77 "debootstrap needs root: sudo $0 (nothing outside $CACHE is changed)"
@@ -369,7 +378,7 @@ sed 's/^/    /' "$WORK/arm/bench.txt"
 # ------------------------------------------------------------------ 6. compare
 set +e
 "$HOST_PY" -m djsmile.crosscheck compare "$WORK/x86/frames.jsonl" "$WORK/arm/frames.jsonl" \
-    --tolerance "$TOLERANCE" --events "$WORK/x86/state/events.jsonl" "$WORK/arm/state/events.jsonl" \
+    --tolerance "$TOLERANCE" --enlarged-tolerance "$ENLARGED_TOLERANCE" --events "$WORK/x86/state/events.jsonl" "$WORK/arm/state/events.jsonl" \
     --json "$WORK/agreement.json"
 rc=$?
 set -e
@@ -377,4 +386,4 @@ say "figures: $WORK/agreement.json; total $(elapsed) s"
 if ((rc != 0)); then
     die 1 "x86 and emulated $SUITE $ARCH disagree (above)"
 fi
-say "OK: emulated $SUITE $ARCH agrees with x86 (frames, boxes, p_smile within $TOLERANCE, shots)"
+say "OK: emulated $SUITE $ARCH agrees with x86 (frames, boxes, p_smile within $TOLERANCE or $ENLARGED_TOLERANCE on an enlarged crop that differs, shots)"

@@ -237,6 +237,7 @@ def test_ci_and_check_scripts_pass_shellcheck(script):
     (["--suite", "bullseye"], "--suite must be bookworm or trixie, not 'bullseye'"),
     (["--arch", "riscv64"], "--arch must be arm64 or armhf"),
     (["--max-photos", "0"], "--max-photos must be a positive whole number"),
+    (["--enlarged-tolerance", "lots"], "--enlarged-tolerance must be a number from 0 to 1, not 'lots'"),
     (["--frobnicate"], "unknown option: --frobnicate"),
 ])
 def test_check_refuses_bad_options_before_building_anything(tmp_path, args, needle):
@@ -282,3 +283,34 @@ def test_camera_check_takes_this_machines_arch_or_arm64_only(tmp_path):
                        text=True, timeout=60)
     assert r.returncode == 64 and "--arch must be" in r.stderr and "or arm64, not 'riscv64'" in r.stderr
     assert not (tmp_path / "cache").exists()
+
+
+def test_an_enlarged_crop_that_differs_has_its_own_tolerance_and_no_other_face_does():
+    # face 0: crop enlarged on A and different on B (INTER_LINEAR between OpenCV builds); face 1: same bytes
+    boxes = ((10, 10, 30, 30), (60, 10, 90, 90))
+    a = [_row(0, boxes=boxes, p=(0.32, 0.50), crops=["c0", "c1"], enlarged=[True, False])]
+    b = [_row(0, boxes=boxes, p=(0.25, 0.50), crops=["other", "c1"])]
+    assert not crosscheck.compare(a, b, 0.06).ok                            # one tolerance for all by default
+    ag = crosscheck.compare(a, b, 0.06, enlarged_tolerance=0.1)
+    assert ag.ok, ag.problems
+    assert "tolerance 0.06 (0.1 for an enlarged crop that differs)" in ag.summary()
+    # the same difference on a face whose model input is the same bytes is a real disagreement
+    b_same_crop = [_row(0, boxes=boxes, p=(0.32, 0.43), crops=["c0", "c1"])]
+    ag = crosscheck.compare(a, b_same_crop, 0.06, enlarged_tolerance=0.1)
+    assert not ag.ok and any("face 1" in p and "> tolerance 0.06" in p for p in ag.problems), ag.problems
+    # beyond the enlarged-crop tolerance fails too, saying which tolerance
+    b_far = [_row(0, boxes=boxes, p=(0.10, 0.50), crops=["other", "c1"])]
+    ag = crosscheck.compare(a, b_far, 0.06, enlarged_tolerance=0.1)
+    assert not ag.ok and any("> enlarged-crop tolerance 0.1" in p for p in ag.problems), ag.problems
+
+
+def test_compare_command_takes_the_enlarged_tolerance(tmp_path):
+    boxes = ((10, 10, 30, 30),)
+    rows_a = [_row(0, boxes=boxes, p=(0.32,), crops=["c0"], enlarged=[True])]
+    rows_b = [_row(0, boxes=boxes, p=(0.25,), crops=["other"], enlarged=[True])]
+    for name, rows in (("a", rows_a), ("b", rows_b)):
+        (tmp_path / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    args = ["compare", str(tmp_path / "a.jsonl"), str(tmp_path / "b.jsonl"), "--tolerance", "0.06"]
+    assert crosscheck.main(args) == 1
+    assert crosscheck.main([*args, "--enlarged-tolerance", "0.1", "--json", str(tmp_path / "ag.json")]) == 0
+    assert json.loads((tmp_path / "ag.json").read_text())["enlarged_tolerance"] == 0.1
