@@ -156,7 +156,7 @@ def test_70_frames_failing_one_after_another():
     class Broken:
         threshold = 0.5
 
-        def predict(self, gray, boxes):
+        def predict(self, gray, boxes, landmarks=None):
             raise RuntimeError("interpreter broken")
 
     class Finder:

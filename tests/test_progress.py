@@ -59,7 +59,7 @@ def test_make_says_what_each_install_step_does(tmp_path):
 class SlowModel:
     threshold = 0.5
 
-    def predict(self, gray, boxes):
+    def predict(self, gray, boxes, landmarks=None):
         time.sleep(0.01)
         return np.array([0.1] * len(boxes), np.float32)
 

@@ -35,7 +35,7 @@ class FakeModel:
         self.fail_on = set(fail_on)
         self.calls = 0
 
-    def predict(self, gray, boxes):
+    def predict(self, gray, boxes, landmarks=None):
         self.calls += 1
         if self.calls in self.fail_on:
             raise RuntimeError("interpreter hiccup")
