@@ -24,9 +24,8 @@
 # through a binfmt_misc handler registered in a user namespace of its own (Linux >= 6.7): nothing is
 # registered on the host. debootstrap's second stage under qemu takes ~6 minutes, so the .debs are unpacked
 # on the host instead, as scripts/check-pi-emulated.sh does (dpkg status written, no maintainer scripts).
-# A Raspberry Pi 4's /proc/cpuinfo is bound over the chroot's (LiteRT crashes on an x86 one). Emulated, a
-# full face detection takes ~115 ms: it runs in the frame loop (detector.async_full = "off"), else the
-# worker's boxes come too late for tracking and most frames have no face.
+# A Raspberry Pi 4's /proc/cpuinfo is bound over the chroot's (LiteRT crashes on an x86 one). Emulated, the
+# Haar detector runs, in the frame loop (detector.backend = "haar", async_full = "off"): see section 3.
 #
 # The virtual camera gives NV12 only (the RGB888 main asked for is adjusted to NV12), ignores FrameRate
 # (frames come unpaced) and has no ISP, no sensor, no Pi-only controls: see the README's platform table.
@@ -340,8 +339,10 @@ engine = "none"
 led_enabled = false
 EOT
 if ((EMULATED)); then
-    # ~115 ms a full detection under qemu: in the loop, else the worker's boxes come too late to track
-    printf '[detector]\nasync_full = "off"\n' >>"$ROOT$VC/djsmile.toml"
+    # Under qemu a full Haar detection takes ~115 ms: in the loop, else the worker's boxes come too late to
+    # track. BlazeFace (the default) takes ~440 ms there and the camera loop fell to 0.4 fps (600 frames would
+    # be ~25 min): Haar here; BlazeFace on arm64 is checked against x86 by scripts/check-pi-emulated.sh.
+    printf '[detector]\nbackend = "haar"\nasync_full = "off"\n' >>"$ROOT$VC/djsmile.toml"
 fi
 
 # ------------------------------------------------------------------ 4. the checks

@@ -251,7 +251,6 @@ def test_ci_runs_the_emulated_check_for_both_pi_os_releases():
     text = (ROOT / ".ci" / "run").read_text()
     assert "for suite in bookworm trixie; do" in text
     assert 'check-pi-emulated.sh --suite "$suite"' in text
-    assert "check-camera-chroot.sh --arch arm64" in text   # the camera stack on the Pi's CPU too
 
 
 def test_a_cnn_detectors_box_may_move_within_the_box_tolerance_and_says_how_far():
