@@ -220,7 +220,8 @@ def _loop(cfg, source: Source, reader: FrameReader, *, model, finder, stop_event
                 notifier.status(stats.line())
         if next_progress is not None and now >= next_progress:
             next_progress = now + PROGRESS_EVERY_S
-            log.info("%s", stats.progress_line(source.total_frames, now, loop_t0, frames0))
+            if not source.total_frames or stats.frames < source.total_frames:   # the last frame: the stop line says it
+                log.info("%s", stats.progress_line(source.total_frames, now, loop_t0, frames0))
         elif now >= next_log:
             next_log = now + LOG_STATUS_EVERY_S
             log.info("%s", stats.line())

@@ -121,3 +121,15 @@ def test_bench_says_each_variant_and_its_progress(tmp_path, monkeypatch, capfd):
     progress = [ln for ln in err.splitlines() if "frames per variant timed" in ln]
     assert [re.search(r"(\d+/\d+) frames per variant", ln).group(1) for ln in progress] == \
         ["5/20", "10/20", "15/20"], err[-3000:]
+
+
+def test_no_progress_line_for_the_last_frame(tmp_path, monkeypatch, caplog):
+    # the stop line says it: a "60/60 frames (100%)" progress line (no time left) came before it on a loaded machine
+    for i in range(5):
+        cv2.imwrite(str(tmp_path / f"{i:03d}.png"), np.full((40, 40), i, np.uint8))
+    monkeypatch.setattr(service, "PROGRESS_EVERY_S", 0.0)   # a progress line after every frame
+    cfg = Config()
+    with caplog.at_level(logging.INFO, logger="djsmile.service"):
+        assert service.run(cfg, FolderSource(tmp_path, cfg), model=SlowModel(), finder=OneFace()) == 0
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress: ")]
+    assert lines and not [ln for ln in lines if ln.startswith("progress: 5/5 ")], lines
