@@ -22,6 +22,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from djsmile.boxes import iou
+
 W, H = 1280, 720          # the virtual camera's main stream (virtual.yaml lists it)
 LORES = (640, 360)        # the analysis size djsmile asks for (camera.width 640, 16:9 stills)
 
@@ -151,15 +153,6 @@ def cmd_shots(a) -> None:
               f"{c_photo:.1f} (face {c_face:.1f}), = face {best} within {err[best]:.1f} levels, "
               f"box {got} ~ {want} (x{k:g} in the photo), IoU {iou(got, want):.2f}")
     print(f"shots: {len(events)}")
-
-
-def iou(a, b) -> float:
-    ax, ay, aw, ah = a
-    bx, by, bw, bh = b
-    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
-    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
-    inter = ix * iy
-    return inter / float(aw * ah + bw * bh - inter) if inter else 0.0
 
 
 def cmd_stream(a) -> None:
