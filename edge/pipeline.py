@@ -46,7 +46,7 @@ class Pipeline:
         if hook is not None:
             hook("detect", time.perf_counter(), n)
         # an eye-aligned model (v3) crops on the detection's landmarks, carried with each tracked box
-        probs = self.model.predict(frame.gray, boxes, getattr(finder, "landmarks", None)) if boxes else []
+        probs = self.model.predict(frame.gray, boxes, finder.landmarks) if boxes else []
         if hook is not None:
             hook("classify", time.perf_counter(), n)
         for _ in range(trigger.hold_frames if frame.new_scene else 1):

@@ -160,6 +160,8 @@ def test_70_frames_failing_one_after_another():
             raise RuntimeError("interpreter broken")
 
     class Finder:
+        landmarks = None   # no landmarks: a box-crop model, as a finder without them gives
+
         def find(self, gray, color=None):
             return [(5, 5, 20, 20)]
 

@@ -277,6 +277,8 @@ class FakeModel:
 
 
 class NoFaces:
+    landmarks = None   # no landmarks: a box-crop model, as a finder without them gives
+
     def find(self, gray, color=None):
         return []
 

@@ -65,6 +65,8 @@ class SlowModel:
 
 
 class OneFace:
+    landmarks = None   # no landmarks: a box-crop model, as a finder without them gives
+
     def find(self, gray, color=None):
         return [(5, 5, 20, 20)]
 

@@ -46,6 +46,8 @@ class FixedFinder:
     def __init__(self, box=(10, 10, 20, 20)):
         self.box = box
 
+    landmarks = None   # no landmarks: a box-crop model, as a finder without them gives
+
     def find(self, gray, color=None):
         return [self.box]
 
