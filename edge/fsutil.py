@@ -9,6 +9,7 @@ Leftover temp files (after a power cut) are named ``.<name>.<pid>.tmp``.
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 from contextlib import contextmanager
 from pathlib import Path
@@ -56,6 +57,15 @@ def atomic_write(path, data: bytes, mkdir: bool = True) -> None:
     """Write ``data`` to ``path`` atomically (see the module docstring)."""
     with atomic_open(path, mkdir=mkdir) as f:
         f.write(data)
+
+
+def file_sha256(path) -> str:
+    """SHA-256 of a file (the model), read in chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 def pid_lock(path) -> tuple[int | None, int | None]:

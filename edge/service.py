@@ -38,14 +38,16 @@ import threading
 import time
 import warnings
 
-from . import __version__, calib_session
-from . import calibration as cal
+from . import __version__
+from .calibration import file as cal
+from .calibration import session as calib_session
 from .errors import EX_INTERRUPTED, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, BusyError, GpioError
-from .fsutil import pid_lock
+from .fsutil import file_sha256, pid_lock
 from .faces import FaceFinder
 from .model import SmileModel
 from .notify import Notifier
 from .pipeline import Pipeline
+from .signals import STOP_GRACE_S, stop_signals
 from .sources import FrameReader, OpenCancelled, Source, ThreadedSource, open_source
 from .trigger import Trigger
 
@@ -55,7 +57,6 @@ LOCK_NAME = "run.lock"       # in the state dir: held by the running djsmile run
 STATUS_EVERY_S = 5.0       # systemd STATUS= line
 LOG_STATUS_EVERY_S = 60.0  # the same line in the log
 FPS_WINDOW_S = 2.0         # the fps figure counts the frames of this many seconds
-STOP_GRACE_S = 1.5         # after a stop signal, force the exit if the loop has not ended
 MAX_ERRORS_IN_A_ROW = 30   # frames failing one after another before the run gives up
 PROGRESS_EVERY_S = 10.0    # a finite source (video, image folder): a progress line this often
 HELD_BACK_LOG_EVERY_S = 10.0  # at most one "held back by the cooldown" line per this many stream seconds
@@ -127,7 +128,7 @@ def run(cfg, source: Source, *, model, finder, stop_event: threading.Event | Non
         on_first_frame=None) -> int:
     """Run the frame loop until the source ends, ``stop_event`` is set or ``max_frames`` frames.
 
-    ``calibration`` (a :class:`~djsmile.calib_session.LoopCalibration`) is fed every
+    ``calibration`` (a :class:`~djsmile.calibration.session.LoopCalibration`) is fed every
     frame; while it collects, the actions rest (no shot while you smile for it).
 
     Returns the exit code: 0 when a finite source ended, a stop was asked or
@@ -329,56 +330,6 @@ def setup_gpio(cfg) -> str:
     return type(factory).__name__
 
 
-STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
-
-
-@contextlib.contextmanager
-def stop_signals(stop_event: threading.Event, on_force=None, grace_s: float = STOP_GRACE_S, on_status=None):
-    """SIGINT/SIGTERM/SIGHUP/SIGQUIT set ``stop_event``; if still running ``grace_s`` later, ``on_force(signum)``.
-
-    Yields a dict whose ``"signum"`` is the first stop signal received (None until one is).
-
-    A second signal forces at once. SIGUSR1 calls ``on_status()`` (the
-    status line in the log) and the run goes on. Only in the main thread
-    (elsewhere a no-op).
-    """
-    state = {"timer": None, "signum": None}   # yielded: "signum" is the signal that asked the stop
-    if threading.current_thread() is not threading.main_thread():
-        yield state
-        return
-
-    def handler(signum, _frame):
-        name = signal.Signals(signum).name
-        if state["signum"] is None:
-            state["signum"] = signum
-        if stop_event.is_set():
-            log.warning("second %s: stopping now", name)
-            if on_force is not None:
-                on_force(signum)
-            return
-        log.info("%s: stopping", name)
-        stop_event.set()
-        if on_force is not None and state["timer"] is None:
-            t = threading.Timer(grace_s, on_force, args=(signum,))
-            t.daemon = True
-            state["timer"] = t
-            t.start()
-
-    def status(_signum, _frame):
-        if on_status is not None:
-            on_status()
-
-    saved = {s: signal.signal(s, handler) for s in STOP_SIGNALS}
-    saved[signal.SIGUSR1] = signal.signal(signal.SIGUSR1, status)
-    try:
-        yield state
-    finally:
-        if state["timer"] is not None:
-            state["timer"].cancel()
-        for s, h in saved.items():
-            signal.signal(s, h)
-
-
 def _describe_runtime(model) -> str:
     rt = getattr(model, "runtime", None)
     return rt.describe() if rt is not None and hasattr(rt, "describe") else "unknown runtime"
@@ -502,7 +453,7 @@ def main(cfg, *, max_frames: int | None = None) -> int:
                                                   "off": "in the frame loop"}[finder.async_full])
             log.info("state dir %s", state_dir)
             try:
-                model_sha = cal.file_sha256(model.path)
+                model_sha = file_sha256(model.path)
             except OSError as e:   # a model object without a readable file (an embedding program's)
                 log.warning("cannot hash the model file %s (%s); calibration.json is not used", model.path, e)
                 model_sha = ""

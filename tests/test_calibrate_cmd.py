@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from djsmile import calibration as cal
+from djsmile.fsutil import file_sha256
 from djsmile.cli import main
 
 SECONDS = "1"     # --seconds: the clip is exactly the two phases
@@ -40,7 +40,7 @@ def test_clip_calibrates_between_the_two_phases(tmp_path, conf, calib_photos, ca
     assert d["neutral"]["n"] + d["smile"]["n"] + d["frames_skipped"] == 20
     assert d["neutral"]["p90"] < d["off_threshold"] <= d["on_threshold"] < d["smile"]["p10"]
     assert 0.2 <= d["off_threshold"] <= d["on_threshold"] <= 0.9
-    assert d["model_sha256"] == cal.file_sha256(__import__("djsmile.model").model.default_model_path())
+    assert d["model_sha256"] == file_sha256(__import__("djsmile.model").model.default_model_path())
     # the prompts were printed, in order
     i, j = out.find("look at the camera with a straight face"), out.find("now smile")
     assert 0 <= i < j
@@ -96,7 +96,7 @@ class FakeEngine:
 
 
 def test_guide_prompts_print_speak_and_blink():
-    from djsmile.calib_session import Guide
+    from djsmile.calibration.session import Guide
     led, eng, printed = FakeLed(), FakeEngine(), []
     g = Guide(eng, led, out=printed.append)
     g.phase("neutral")

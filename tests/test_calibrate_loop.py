@@ -11,14 +11,17 @@ import urllib.request
 
 import pytest
 
-from djsmile import calib_session, service
-from djsmile import calibration as cal
+from djsmile import service
+from djsmile.calibration import file as calfile
+from djsmile.calibration import session as calib_session
+from djsmile.calibration import thresholds
+from djsmile.fsutil import file_sha256
 from djsmile.cli import main
 from djsmile.model import default_model_path
 from djsmile.sources import Frame, Source
 
 QUIET = ["--set", 'jokes.api_url=""', "--set", 'speech.engine="none"']
-SHA = cal.file_sha256(default_model_path())
+SHA = file_sha256(default_model_path())
 DEADLINE_S = 90.0
 
 
@@ -27,7 +30,7 @@ def calib_file(state, sha=SHA, on=0.83, off=0.61):
             "neutral": {"n": 10, "median": 0.05, "p10": 0.01, "p90": 0.3},
             "smile": {"n": 10, "median": 0.99, "p10": 0.97, "p90": 0.99},
             "on_threshold": on, "off_threshold": off, "model_sha256": sha, "frames_skipped": 0}
-    cal.write(state, data)
+    calfile.write(state, data)
     return data
 
 
@@ -103,7 +106,7 @@ def wait_for(cond, what, deadline_s=DEADLINE_S):
 @pytest.fixture
 def running(tmp_path, calib_photos, monkeypatch):
     """Start ``djsmile run`` on a :class:`FollowingSource` in a thread: ``start(*flags)`` -> handles."""
-    monkeypatch.setattr(cal, "DEFAULT_SECONDS", 1.0)   # 1 s phases (10 frames each) for the in-loop one
+    monkeypatch.setattr(thresholds, "DEFAULT_SECONDS", 1.0)   # 1 s phases (10 frames each) for the in-loop one
     got = {}
     real_for_loop = calib_session.for_loop
 
@@ -222,7 +225,7 @@ def test_status_json_shows_the_loaded_calibration(tmp_path, calib_photos, clip_w
     from djsmile.config import WebConfig
     from djsmile.web import WebServer
     data = calib_file(tmp_path)
-    web = WebServer(WebConfig(listen="127.0.0.1:0"), photo_dir=tmp_path, calibration=cal.load(tmp_path, SHA))
+    web = WebServer(WebConfig(listen="127.0.0.1:0"), photo_dir=tmp_path, calibration=calfile.load(tmp_path, SHA))
     web.start()
     try:
         code, st = request(web.port, "GET", "/status.json")
@@ -243,7 +246,7 @@ def test_live_view_shows_calibrated_date(tmp_path):
     from djsmile.config import WebConfig
     from djsmile.web import WebServer
     calib_file(tmp_path)
-    web = WebServer(WebConfig(listen="127.0.0.1:0"), photo_dir=tmp_path, calibration=cal.load(tmp_path, SHA),
+    web = WebServer(WebConfig(listen="127.0.0.1:0"), photo_dir=tmp_path, calibration=calfile.load(tmp_path, SHA),
                     on_calibrate=lambda: True)
     web.start()
     stop = threading.Event()

@@ -9,7 +9,9 @@ from types import SimpleNamespace
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from djsmile import calibration as cal
+from djsmile.calibration import file as calfile
+from djsmile.calibration import thresholds
+from djsmile.fsutil import file_sha256
 from djsmile.config import Config
 from djsmile.errors import EX_DATAERR
 
@@ -20,7 +22,7 @@ def face(p, w=100):
 
 def collect(neutral, smile, fps=10.0, seconds=1.0):
     """A collector fed ``neutral`` then ``smile`` frames (each a list of faces)."""
-    col = cal.Collector(seconds=seconds)
+    col = thresholds.Collector(seconds=seconds)
     frames = list(neutral) + list(smile)
     for i, faces in enumerate(frames):
         col.add(i / fps, faces)
@@ -28,7 +30,7 @@ def collect(neutral, smile, fps=10.0, seconds=1.0):
 
 
 def test_phases_follow_stream_time_and_count_skips():
-    col = cal.Collector(seconds=1.0)
+    col = thresholds.Collector(seconds=1.0)
     t0 = 100.0   # stream time need not start at 0
     phases = [col.add(t0 + i / 10, [face(0.1)] if i % 5 else []) for i in range(25)]
     assert phases[:10] == ["neutral"] * 10
@@ -45,7 +47,7 @@ def test_several_faces_are_skipped_not_sampled():
 
 
 def test_stats():
-    s = cal.stats([i / 100 for i in range(101)])
+    s = thresholds.stats([i / 100 for i in range(101)])
     assert s["n"] == 101
     assert s["median"] == pytest.approx(0.5)
     assert s["p10"] == pytest.approx(0.1)
@@ -55,8 +57,8 @@ def test_stats():
 def test_thresholds_between_the_distributions_with_hysteresis():
     col = collect([[face(0.1 + 0.01 * (i % 10))] for i in range(10)],
                   [[face(0.8 + 0.01 * (i % 10))] for i in range(10)])
-    d = cal.summarize(col, "abc", now=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
-    assert set(d) == set(cal.KEYS)
+    d = thresholds.summarize(col, "abc", now=datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    assert set(d) == set(calfile.KEYS)
     assert d["neutral"]["p90"] < d["off_threshold"] < d["on_threshold"] < d["smile"]["p10"]
     assert d["created"].startswith("2026-01-02T03:04:05")
     assert d["model_sha256"] == "abc" and d["frames_skipped"] == 0
@@ -66,14 +68,14 @@ def test_thresholds_between_the_distributions_with_hysteresis():
 @given(st.floats(0, 1), st.floats(0, 1))
 def test_thresholds_always_clamped_and_ordered(a, b):
     lo, hi = min(a, b), max(a, b)
-    on, off = cal.choose_thresholds({"p90": lo}, {"p10": hi})
+    on, off = thresholds.choose_thresholds({"p90": lo}, {"p10": hi})
     assert 0.2 <= off <= on <= 0.9
 
 
 def test_thresholds_clamped_for_extreme_faces():
-    on, off = cal.choose_thresholds({"p90": 0.001}, {"p10": 0.05})
+    on, off = thresholds.choose_thresholds({"p90": 0.001}, {"p10": 0.05})
     assert (on, off) == (0.2, 0.2)
-    on, off = cal.choose_thresholds({"p90": 0.95}, {"p10": 0.999})
+    on, off = thresholds.choose_thresholds({"p90": 0.95}, {"p10": 0.999})
     assert (on, off) == (0.9, 0.9)
 
 
@@ -92,8 +94,8 @@ def test_thresholds_clamped_for_extreme_faces():
 ])
 def test_refusals_name_the_phase_that_failed_and_why(neutral, smile, names):
     col = collect(neutral, smile)
-    with pytest.raises(cal.CalibrationRefused) as e:
-        cal.summarize(col, "abc")
+    with pytest.raises(thresholds.CalibrationRefused) as e:
+        thresholds.summarize(col, "abc")
     msg = str(e.value)
     for n in names:
         assert n in msg, msg
@@ -106,53 +108,53 @@ def test_refusals_name_the_phase_that_failed_and_why(neutral, smile, names):
 
 def test_half_the_frames_with_a_face_is_enough():
     col = collect([[face(0.1)]] * 5 + [[]] * 5, [[face(0.9)]] * 10)
-    assert cal.summarize(col, "x")["frames_skipped"] == 5
+    assert thresholds.summarize(col, "x")["frames_skipped"] == 5
 
 
 def good(sha="s" * 64):
     col = collect([[face(0.1)]] * 10, [[face(0.9)]] * 10)
-    return cal.summarize(col, sha)
+    return thresholds.summarize(col, sha)
 
 
 def test_write_load_roundtrip_and_sha_check(tmp_path, caplog):
     d = good("a" * 64)
-    p = cal.write(tmp_path, d)
+    p = calfile.write(tmp_path, d)
     assert p == tmp_path / "calibration.json"
     assert json.loads(p.read_text()) == d
     assert [f.name for f in tmp_path.iterdir()] == ["calibration.json"]   # no temp file left
-    assert cal.load(tmp_path, "a" * 64) == d
+    assert calfile.load(tmp_path, "a" * 64) == d
     with caplog.at_level("WARNING"):
-        assert cal.load(tmp_path, "b" * 64) is None
+        assert calfile.load(tmp_path, "b" * 64) is None
     assert sum("another model" in r.message for r in caplog.records) == 1
-    assert cal.remove(tmp_path) is True and not p.exists()
-    assert cal.remove(tmp_path) is False
-    assert cal.load(tmp_path, "a" * 64) is None
+    assert calfile.remove(tmp_path) is True and not p.exists()
+    assert calfile.remove(tmp_path) is False
+    assert calfile.load(tmp_path, "a" * 64) is None
 
 
 @pytest.mark.parametrize("text", ["{", "[]", json.dumps({"on_threshold": 0.5}),
-                                  json.dumps({**dict.fromkeys(cal.KEYS, 1), "on_threshold": "x"})])
+                                  json.dumps({**dict.fromkeys(calfile.KEYS, 1), "on_threshold": "x"})])
 def test_bad_file_is_ignored_with_a_warning(tmp_path, caplog, text):
     (tmp_path / "calibration.json").write_text(text)
     with caplog.at_level("WARNING"):
-        assert cal.load(tmp_path) is None
+        assert calfile.load(tmp_path) is None
     assert any("calibrate" in r.message for r in caplog.records)
 
 
 def test_write_refuses_incomplete_data(tmp_path):
     with pytest.raises(ValueError):
-        cal.write(tmp_path, {"created": "now"})
+        calfile.write(tmp_path, {"created": "now"})
     assert not (tmp_path / "calibration.json").exists()
 
 
 def test_config_thresholds_win_over_calibration():
     d = good()
-    tc, src = cal.trigger_config(Config().trigger, d)
+    tc, src = calfile.trigger_config(Config().trigger, d)
     assert src == "calibration" and (tc.on_threshold, tc.off_threshold) == (d["on_threshold"], d["off_threshold"])
     cfg = Config()
     cfg.set("trigger.on_threshold", 0.7)
-    tc, src = cal.trigger_config(cfg.trigger, d)
+    tc, src = calfile.trigger_config(cfg.trigger, d)
     assert src == "config" and tc.on_threshold == 0.7 and tc.off_threshold == 0.0
-    tc, src = cal.trigger_config(Config().trigger, None)
+    tc, src = calfile.trigger_config(Config().trigger, None)
     assert src == "sensitivity" and tc.on_threshold == 0.0
 
 
@@ -160,7 +162,7 @@ def test_file_sha256(tmp_path):
     import hashlib
     f = tmp_path / "m.tflite"
     f.write_bytes(b"x" * 3_000_000)
-    assert cal.file_sha256(f) == hashlib.sha256(b"x" * 3_000_000).hexdigest()
+    assert file_sha256(f) == hashlib.sha256(b"x" * 3_000_000).hexdigest()
 
 
 def test_calibrate_hold_must_be_longer_than_the_repeat_hold(tmp_path):

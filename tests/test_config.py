@@ -209,7 +209,7 @@ def test_exit_code_table_covers_every_error_type():
     # every error type (in errors.py or beside its module) takes its code from the one table:
     # none carries its own, and none falls through to 70 (internal error) unnoticed
     import importlib
-    for mod in ("mqtt", "calibration", "calibrate", "jokes", "bench", "service", "web", "speech"):
+    for mod in ("mqtt", "calibration.thresholds", "calibration.run", "jokes", "bench", "service", "web", "speech"):
         importlib.import_module(f"djsmile.{mod}")
     todo, seen = [errors.DjsmileError], []
     while todo:
@@ -497,13 +497,14 @@ def test_a_cascade_that_is_not_one_is_a_config_error_at_load(i, want, hostile_fi
 
 # --------------------------------------------------------------------------- config --show: run's thresholds (issue 24 item 7)
 def _calibration_for_the_shipped_model(state: Path, on=0.5, off=0.35) -> dict:
-    from djsmile import calibration as cal
+    from djsmile.calibration import file as calfile
+    from djsmile.fsutil import file_sha256
     from djsmile.model import default_model_path
     state.mkdir(parents=True, exist_ok=True)
     data = {"created": "2026-12-06T10:00:00+00:00", "neutral": {"n": 10, "median": 0.1, "p10": 0.05, "p90": 0.2},
             "smile": {"n": 10, "median": 0.9, "p10": 0.8, "p90": 0.95}, "on_threshold": on, "off_threshold": off,
-            "model_sha256": cal.file_sha256(default_model_path()), "frames_skipped": 0}
-    cal.write(state, data)
+            "model_sha256": file_sha256(default_model_path()), "frames_skipped": 0}
+    calfile.write(state, data)
     return data
 
 

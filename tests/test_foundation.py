@@ -23,8 +23,9 @@ def _py(code: str, *args, **kw):
 
 
 def edge_modules():
-    return sorted("djsmile." + p.stem for p in (ROOT / "edge").glob("*.py")
-                  if p.stem not in ("__init__", "__main__"))
+    """Every module of the device package, subpackages' too (``djsmile.calibration.run``)."""
+    return sorted(".".join(("djsmile",) + p.relative_to(ROOT / "edge").with_suffix("").parts).removesuffix(".__init__")
+                  for p in (ROOT / "edge").rglob("*.py") if p.stem != "__main__")
 
 
 def test_edge_imports_without_tensorflow():

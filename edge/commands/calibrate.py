@@ -1,10 +1,10 @@
-"""``djsmile calibrate``: the command line of :mod:`djsmile.calibrate`."""
+"""``djsmile calibrate``: the command line of :mod:`djsmile.calibration.run`."""
 
 from __future__ import annotations
 
 import argparse
 
-from .. import calibration as cal
+from ..calibration.thresholds import DEFAULT_SECONDS
 
 
 def positive_seconds(s: str) -> float:
@@ -22,8 +22,8 @@ def add_arguments(p) -> None:
                    help="'' = Pi camera, else webcam 0; a webcam index; a video file; an image folder "
                         "(default: camera.source). With a file, the first N seconds are the straight face")
     p.add_argument("--state-dir", metavar="DIR", help="where calibration.json goes (default: storage.state_dir)")
-    p.add_argument("--seconds", type=positive_seconds, default=cal.DEFAULT_SECONDS, metavar="N",
-                   help=f"length of each phase in seconds (default: {cal.DEFAULT_SECONDS:g})")
+    p.add_argument("--seconds", type=positive_seconds, default=DEFAULT_SECONDS, metavar="N",
+                   help=f"length of each phase in seconds (default: {DEFAULT_SECONDS:g})")
     p.add_argument("--json", metavar="OUT", help="also write the result to OUT ('-' = stdout)")
     p.add_argument("--reset", action="store_true", help="remove calibration.json and exit")
 
@@ -37,5 +37,5 @@ def apply_overrides(cfg, args) -> None:
 
 
 def main(args, cfg) -> int:
-    from ..calibrate import calibrate
+    from ..calibration.run import calibrate
     return calibrate(cfg, seconds=args.seconds, json_out=args.json, reset=args.reset)

@@ -35,10 +35,10 @@ def main(args, cfg) -> int:
 
 def _run_thresholds(cfg) -> dict:
     """Comments for trigger.on_threshold / off_threshold: the values ``djsmile run`` will use and where from."""
-    from .. import calibration as cal
+    from ..calibration.file import run_thresholds
     from ..errors import DjsmileError
     try:
-        on, off, origin = cal.run_thresholds(cfg)
+        on, off, origin = run_thresholds(cfg)
     except (DjsmileError, OSError) as e:
         return {"on_threshold": f"djsmile run cannot tell: {e}"}
     return {"on_threshold": f"djsmile run uses {on:.3f} (from {origin})",

@@ -16,7 +16,7 @@ import queue
 import threading
 from datetime import datetime, timezone
 
-from . import calibration as cal
+from . import file, thresholds
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class Guide:
     def phase(self, name: str) -> None:
         on, off = BLINK[name]
         self._led(lambda led: led.blink(on_time=on, off_time=off, background=True))
-        self.say(cal.PROMPTS[name])
+        self.say(thresholds.PROMPTS[name])
 
     def done(self, ok: bool, text: str) -> None:
         if ok:
@@ -96,15 +96,15 @@ class Session:
     :attr:`error` (the refusal) and writes nothing.
     """
 
-    def __init__(self, state_dir, model_sha256: str, guide: Guide, *, seconds: float = cal.DEFAULT_SECONDS,
+    def __init__(self, state_dir, model_sha256: str, guide: Guide, *, seconds: float = thresholds.DEFAULT_SECONDS,
                  policy: str = "largest"):
         self.state_dir = state_dir
         self.model_sha256 = model_sha256
         self.guide = guide
-        self.collector = cal.Collector(seconds, policy)
+        self.collector = thresholds.Collector(seconds, policy)
         self.phase: str | None = None
         self.result: dict | None = None
-        self.error: cal.CalibrationRefused | None = None
+        self.error: thresholds.CalibrationRefused | None = None
         self.finished = False
 
     def feed(self, t: float, faces) -> bool:
@@ -126,13 +126,13 @@ class Session:
             return self.result
         self.finished = True
         try:
-            data = cal.summarize(self.collector, self.model_sha256, now or datetime.now(timezone.utc))
-        except cal.CalibrationRefused as e:
+            data = thresholds.summarize(self.collector, self.model_sha256, now or datetime.now(timezone.utc))
+        except thresholds.CalibrationRefused as e:
             self.error = e
             log.info("calibration refused: %s", e.detail)
             self.guide.done(False, str(e))
             return None
-        cal.write(self.state_dir, data)
+        file.write(self.state_dir, data)
         self.result = data
         self.guide.done(True, f"calibrated: smile at {data['on_threshold']:.2f}, "
                               f"straight face below {data['off_threshold']:.2f}")
@@ -148,7 +148,7 @@ class LoopCalibration:
     thread. No second camera user: the loop's own frames are used.
     """
 
-    def __init__(self, state_dir, model_sha256: str, guide: Guide, *, seconds: float = cal.DEFAULT_SECONDS,
+    def __init__(self, state_dir, model_sha256: str, guide: Guide, *, seconds: float = thresholds.DEFAULT_SECONDS,
                  policy: str = "largest", on_start=None, on_done=None):
         self.state_dir = state_dir
         self.model_sha256 = model_sha256
@@ -212,7 +212,7 @@ def for_loop(cfg, state_dir, model_sha256: str, *, trigger, actions=None, web=No
     """The :class:`LoopCalibration` of ``djsmile run``: its LED is the smile LED, its prompts are
     logged and spoken; a result goes live at once (unless the config sets the thresholds) and
     into the live view."""
-    from .speech import make_engine
+    from ..speech import make_engine
 
     smile_led = getattr(actions, "led", None)
     guide = Guide(make_engine(cfg.speech), getattr(smile_led, "led", None),
@@ -236,7 +236,7 @@ def for_loop(cfg, state_dir, model_sha256: str, *, trigger, actions=None, web=No
         if web is not None:
             web.calibration = data
 
-    lc = LoopCalibration(state_dir, model_sha256, guide, seconds=cal.DEFAULT_SECONDS,
+    lc = LoopCalibration(state_dir, model_sha256, guide, seconds=thresholds.DEFAULT_SECONDS,
                          policy=cfg.trigger.policy, on_start=on_start, on_done=on_done)
     if web is not None:
         web.calibration_phase = lambda: lc.phase

@@ -23,10 +23,12 @@ import sys
 import threading
 import time
 
-from . import calibration as cal
-from .calib_session import DONE_SOLID_S, Guide, Session
-from .errors import EX_DATAERR, EX_INTERRUPTED, EX_OK, EX_SOFTWARE, CantCreateError
-from .fsutil import atomic_write
+from ..errors import EX_DATAERR, EX_INTERRUPTED, EX_OK, EX_SOFTWARE, CantCreateError
+from ..fsutil import atomic_write, file_sha256
+from ..signals import STOP_GRACE_S, stop_signals
+from . import file
+from .session import DONE_SOLID_S, Guide, Session
+from .thresholds import DEFAULT_SECONDS
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +37,7 @@ def _led(cfg):
     """A gpiozero LED on gpio.led_pin (MockFactory off a Pi, as ``djsmile run``), or None."""
     if not cfg.gpio.led_enabled:
         return None
-    from .service import setup_gpio
+    from ..service import setup_gpio
     setup_gpio(cfg)
     try:
         from gpiozero import LED
@@ -46,21 +48,20 @@ def _led(cfg):
         return None
 
 
-def calibrate(cfg, *, seconds: float = cal.DEFAULT_SECONDS, json_out: str | None = None,
+def calibrate(cfg, *, seconds: float = DEFAULT_SECONDS, json_out: str | None = None,
               reset: bool = False) -> int:
     """``djsmile calibrate`` with ``cfg`` loaded and checked: returns the exit code (0, or 65 on a refusal)."""
-    from .model import SmileModel
-    from .service import STOP_GRACE_S, stop_signals
-    from .trigger import Trigger
+    from ..model import SmileModel
+    from ..trigger import Trigger
 
     state_dir = cfg.state_dir()
     if reset:
-        gone = cal.remove(state_dir)
-        print(f"removed {cal.path_in(state_dir)}" if gone else f"no calibration at {cal.path_in(state_dir)}")
+        gone = file.remove(state_dir)
+        print(f"removed {file.path_in(state_dir)}" if gone else f"no calibration at {file.path_in(state_dir)}")
         return 0
 
     model = SmileModel.from_config(cfg.model)
-    sha = cal.file_sha256(model.path)
+    sha = file_sha256(model.path)
     trigger = Trigger(cfg.trigger, model.threshold)
     stop_event = threading.Event()
     held: dict = {}
@@ -92,10 +93,10 @@ def _stopped_code(stopped: dict) -> int:
 
 
 def _calibrate(cfg, model, sha, trigger, state_dir, seconds, json_out, stop_event, stopped, held) -> int:
-    from .faces import FaceFinder
-    from .pipeline import Pipeline
-    from .sources import FrameReader, OpenCancelled, open_source
-    from .speech import make_engine
+    from ..faces import FaceFinder
+    from ..pipeline import Pipeline
+    from ..sources import FrameReader, OpenCancelled, open_source
+    from ..speech import make_engine
 
     try:
         source = open_source(cfg.camera.source, cfg, cancel=stop_event)
@@ -128,14 +129,14 @@ def _calibrate(cfg, model, sha, trigger, state_dir, seconds, json_out, stop_even
         try:
             data = session.finish()
         except OSError as e:
-            raise CantCreateError(f"cannot write {cal.path_in(state_dir)} ({e.strerror or e}); "
+            raise CantCreateError(f"cannot write {file.path_in(state_dir)} ({e.strerror or e}); "
                               "use --state-dir with a writable folder") from None
         guide.close(timeout=cfg.speech.timeout_s)
         if data is None:   # refused: the guide has printed and spoken the one line
             return EX_DATAERR  # the refusal (CalibrationRefused, a DataError)
         if led is not None:   # "solid 1 s = done": let it show before the pin is released
             time.sleep(DONE_SOLID_S)
-        log.info("wrote %s", cal.path_in(state_dir))
+        log.info("wrote %s", file.path_in(state_dir))
         if json_out:
             text = json.dumps(data, indent=2) + "\n"
             if json_out == "-":
@@ -150,7 +151,7 @@ def _calibrate(cfg, model, sha, trigger, state_dir, seconds, json_out, stop_even
               f"smile median {s['median']:.2f} (p10 {s['p10']:.2f}, {s['n']} frames); "
               f"{data['frames_skipped']} frames skipped", flush=True)
         print(f"thresholds: on {data['on_threshold']:.3f}, off {data['off_threshold']:.3f} "
-              f"-> {cal.path_in(state_dir)}", flush=True)
+              f"-> {file.path_in(state_dir)}", flush=True)
         return 0
     finally:
         if guide is not None:
