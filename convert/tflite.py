@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from djsmile import preprocess
 from djsmile.errors import DataError, MissingDependencyError, ModelError
 from djsmile.fsutil import atomic_write
 from djsmile.model import ModelMeta
@@ -136,8 +137,13 @@ def main(args, cfg) -> int:
     S = int(summary["input_size"])
     output = summary.get("output", "sigmoid")
     crop_mode = str(summary.get("crop", "box"))   # a summary from before issue 28 was trained on box crops
+    # the aligned crop's template as trained (a summary from before the option: the default template)
+    try:
+        template = preprocess.check_template(summary.get("template") or preprocess.ALIGN_TEMPLATE)
+    except ValueError as e:
+        raise DataError(f"training summary {spath}: {e}") from None
     meta0 = ModelMeta(input_size=S, scale=1.0 / 255.0, offset=0.0, crop_margin=float(summary["crop_margin"]),
-                      labels=list(D.CLASSES), smile_index=1, output=output, crop=crop_mode)
+                      labels=list(D.CLASSES), smile_index=1, output=output, crop=crop_mode, template=template)
     det = dict(summary.get("detector") or D.detector_kwargs(cfg.detector))
     if summary.get("detector"):   # a summary written before detector.equalize existed was cropped without it
         det.setdefault("equalize", "none")
@@ -145,6 +151,7 @@ def main(args, cfg) -> int:
         from djsmile.faces import find_cascade
         det["cascade"] = find_cascade(cfg.detector.cascade)
     params = D.CropParams(input_size=S, crop_margin=float(summary["crop_margin"]), detector=det, crop=crop_mode,
+                          template=template,
                           landmarks=summary.get("landmarks") or (D.landmark_settings(cfg.detector)
                                                                  if crop_mode == "aligned" else {}))
     specs = args.data or [f"{r['path']}:{r['kind']}" for r in summary["data_roots"]]

@@ -54,6 +54,8 @@ class ModelMeta:
     output: str = "sigmoid"  # "sigmoid": one p_smile column; "softmax": one column per label
     threshold: float = 0.5
     crop: str = "box"    # "box": the detector's box made square (v2); "aligned": eye-aligned (v3; preprocess.crop_aligned)
+    #: aligned crops: (eye_y, eye_distance, mouth_y) of the crop's side (sidecar "template"; absent = the default)
+    template: tuple = preprocess.ALIGN_TEMPLATE
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -74,6 +76,15 @@ class ModelMeta:
                        threshold=float(d.get("threshold", 0.5)), crop=str(d.get("crop", "box")), extra=d)
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"model metadata {p} is missing or has a bad key: {e}") from None
+        if "template" in d:
+            t = d["template"]
+            try:
+                if not isinstance(t, dict):
+                    raise ValueError(f"template {t!r} is not an object")
+                meta.template = preprocess.check_template([t["eye_y"], t["eye_distance"], t["mouth_y"]])
+            except (KeyError, ValueError) as e:
+                raise ModelError(f"model metadata {p}: bad \"template\" ({e}); it needs eye_y, eye_distance and "
+                                 "mouth_y as fractions of the crop's side") from None
         if meta.crop not in preprocess.CROP_MODES:
             raise ModelError(f"model metadata {p}: crop {meta.crop!r} is not supported "
                              f"({' or '.join(repr(m) for m in preprocess.CROP_MODES)})")
@@ -101,7 +112,15 @@ class ModelMeta:
                   "threshold": self.threshold})
         if self.crop != "box" or "crop" in d:   # v2's sidecar stays as it was (no key = "box")
             d["crop"] = self.crop
+        if self.crop == "aligned":   # the device reproduces the crop from the sidecar alone
+            d["template"] = template_json(self.template)
         return d
+
+
+def template_json(template) -> dict:
+    """The sidecar's ``"template"`` object for an aligned crop's ``(eye_y, eye_distance, mouth_y)``."""
+    ey, ed, my = (float(v) for v in template)
+    return {"eye_y": ey, "eye_distance": ed, "mouth_y": my}
 
 
 class SmileModel:
@@ -143,7 +162,7 @@ class SmileModel:
         detection's ``landmarks``, or on eyes estimated from the (Haar-style) box when there are none.
         """
         return preprocess.crop_for(self.meta.crop, gray, box, self.meta.input_size, self.meta.crop_margin,
-                                   landmarks, preprocess.BOX_EYES)
+                                   landmarks, preprocess.BOX_EYES, self.meta.template)
 
     def predict_crops(self, crops) -> np.ndarray:
         """p_smile for uint8 crops of ``input_size`` squared (with ``mirror``: the mean over each crop and its mirror image)."""

@@ -94,6 +94,8 @@ def to_input(crops, scale: float = 1.0 / 255.0, offset: float = 0.0) -> np.ndarr
 ALIGN_EYE_Y = 0.32
 ALIGN_EYE_DIST = 0.40
 ALIGN_MOUTH_Y = 0.76
+#: the default template ``(eye_y, eye_distance, mouth_y)``; a model's sidecar may name another (``"template"``)
+ALIGN_TEMPLATE = (ALIGN_EYE_Y, ALIGN_EYE_DIST, ALIGN_MOUTH_Y)
 #: Where the eyes and mouth sit in a box when a back-end gives no landmarks, as (eye_y, eye_distance, mouth_y) in
 #: fractions of the box's side (the square around it, no margin), medians of BlazeFace's landmarks on 353 val photos:
 #: the Haar-style box every back-end gives (``Detection.box``), and a whole image that already is a face crop
@@ -122,6 +124,21 @@ def eyes_from_box(box, geometry=BOX_EYES) -> dict:
             "mouth": (cx, y0 + my * side)}
 
 
+def check_template(template) -> tuple:
+    """``template`` as a tuple of three floats ``(eye_y, eye_distance, mouth_y)`` in fractions of the crop's side,
+    or ValueError naming what is wrong (0 < eye_y < mouth_y <= 1, 0 < eye_distance <= 1)."""
+    try:
+        t = tuple(float(v) for v in template)
+    except (TypeError, ValueError):
+        raise ValueError(f"template {template!r} is not three numbers (eye_y, eye_distance, mouth_y)") from None
+    if len(t) != 3 or not all(np.isfinite(t)):
+        raise ValueError(f"template {template!r} is not three numbers (eye_y, eye_distance, mouth_y)")
+    ey, ed, my = t
+    if not (0.0 < ey < my <= 1.0 and 0.0 < ed <= 1.0):
+        raise ValueError(f"template {t}: needs 0 < eye_y < mouth_y <= 1 and 0 < eye_distance <= 1")
+    return t
+
+
 def has_eyes(landmarks) -> bool:
     """Do ``landmarks`` hold two distinct eyes (what :func:`crop_aligned` needs)?"""
     if not landmarks or "right_eye" not in landmarks or "left_eye" not in landmarks:
@@ -130,13 +147,14 @@ def has_eyes(landmarks) -> bool:
     return bool(np.isfinite([ax, ay, bx, by]).all() and np.hypot(bx - ax, by - ay) > 1e-3)
 
 
-def align_params(landmarks):
+def align_params(landmarks, template=ALIGN_TEMPLATE):
     """``(cos, sin, k, eye_mid)`` of the similarity that levels the eyes (``k``: crop sides per frame pixel).
 
     Rotation: the eye line made horizontal. Scale: the eye distance and the eyes-to-mouth height together
     (``hypot`` of both against the template's), so a turned head (eyes closer) or a nod (mouth closer) does not
-    zoom the crop; with no mouth, the eye distance alone.
+    zoom the crop; with no mouth, the eye distance alone. ``template``: ``(eye_y, eye_distance, mouth_y)``.
     """
+    eye_y, eye_dist, mouth_y = template
     re = np.asarray(landmarks["right_eye"], np.float64)
     le = np.asarray(landmarks["left_eye"], np.float64)
     v = le - re
@@ -147,18 +165,21 @@ def align_params(landmarks):
     if mouth is not None:
         m = np.asarray(mouth, np.float64) - mid
         emd = abs(float(-s * m[0] + c * m[1]))       # the mouth's height below the eye line
-        k = float(np.hypot(ALIGN_EYE_DIST, ALIGN_MOUTH_Y - ALIGN_EYE_Y) / max(float(np.hypot(iod, emd)), 1e-6))
+        k = float(np.hypot(eye_dist, mouth_y - eye_y) / max(float(np.hypot(iod, emd)), 1e-6))
     else:
-        k = ALIGN_EYE_DIST / iod
+        k = eye_dist / iod
     return c, s, k, mid
 
 
-def crop_aligned(gray: np.ndarray, landmarks, size: int = DEFAULT_SIZE, context: float = 0.0) -> np.ndarray:
+def crop_aligned(gray: np.ndarray, landmarks, size: int = DEFAULT_SIZE, context: float = 0.0,
+                 template=ALIGN_TEMPLATE) -> np.ndarray:
     """The eye-aligned ``size`` x ``size`` uint8 crop: eyes level at fixed places, scaled by the face (v3's input).
 
     ``landmarks``: ``{"right_eye": (x, y), "left_eye": (x, y), "mouth": (x, y)}`` in frame pixels (a detection's,
     or :func:`eyes_from_box`'s). ``context``: grow the crop by this share of its side on each side (training's
-    augmentation source). Parts outside the frame are filled by replicating the edge.
+    augmentation source). ``template``: where the eyes and mouth go, ``(eye_y, eye_distance, mouth_y)`` in fractions
+    of the side (the eyes' midpoint at x = 0.5; a model's sidecar ``"template"``, default :data:`ALIGN_TEMPLATE`).
+    Parts outside the frame are filled by replicating the edge.
 
     Interpolation, chosen to be bit-identical on arm64 and x86 (the emulated Pi check compares crops): the sample
     positions are computed with separate float64 numpy operations (no fused multiply-add) and rounded to 1/32 px;
@@ -167,10 +188,10 @@ def crop_aligned(gray: np.ndarray, landmarks, size: int = DEFAULT_SIZE, context:
     """
     gray = to_gray(gray)
     H, W = gray.shape[:2]
-    c, s, k, mid = align_params(landmarks)
+    c, s, k, mid = align_params(landmarks, template)
     # output pixel centres in template units (fractions of the model crop's side), relative to the eyes' midpoint
     t = (np.arange(size, dtype=np.float64) + 0.5) / size * (1.0 + 2.0 * context) - context
-    u, v = t - 0.5, t - ALIGN_EYE_Y
+    u, v = t - 0.5, t - template[0]
     inv = 1.0 / k
     X = mid[0] + ((c * u)[None, :] - (s * v)[:, None]) * inv - 0.5       # frame pixel centres sit at integers
     Y = mid[1] + ((s * u)[None, :] + (c * v)[:, None]) * inv - 0.5
@@ -231,9 +252,10 @@ def face_crop_landmarks(gray: np.ndarray, detector):
 
 
 def crop_for(mode: str, gray: np.ndarray, box, size: int = DEFAULT_SIZE, margin: float = DEFAULT_MARGIN,
-             landmarks=None, geometry=BOX_EYES) -> np.ndarray:
+             landmarks=None, geometry=BOX_EYES, template=ALIGN_TEMPLATE) -> np.ndarray:
     """The model's crop by its metadata's crop mode: ``"box"`` (v2: :func:`crop_face` of ``box`` with ``margin``)
-    or ``"aligned"`` (:func:`crop_aligned` on ``landmarks``, else on eyes estimated from ``box``)."""
+    or ``"aligned"`` (:func:`crop_aligned` on ``landmarks``, else on eyes estimated from ``box``, to ``template``)."""
     if mode == "aligned":
-        return crop_aligned(gray, landmarks if has_eyes(landmarks) else eyes_from_box(box, geometry), size)
+        return crop_aligned(gray, landmarks if has_eyes(landmarks) else eyes_from_box(box, geometry), size,
+                            template=template)
     return crop_face(gray, box, size, margin)

@@ -168,6 +168,93 @@ def test_an_unknown_crop_mode_is_refused(tmp_path):
         SmileModel(dst)
 
 
+# ------------------------------------------------------------------ the template, recorded in the sidecar
+TIGHT = (0.30, 0.46, 0.80)
+
+
+def _with_template(tmp_path, template):
+    dst = _aligned_copy(tmp_path)
+    meta = json.loads(sidecar_path(dst).read_text())
+    meta["template"] = template
+    sidecar_path(dst).write_text(json.dumps(meta))
+    return dst
+
+
+def test_the_sidecar_template_puts_the_eyes_where_it_says(tmp_path):
+    frame, marks = synthetic_face(12.0)
+    m = SmileModel(_with_template(tmp_path, {"eye_y": TIGHT[0], "eye_distance": TIGHT[1], "mouth_y": TIGHT[2]}))
+    assert m.meta.template == TIGHT
+    box = (100, 60, 130, 130)
+    crop = m.crop(frame, box, marks)
+    assert np.array_equal(crop, P.crop_aligned(frame, marks, 48, template=TIGHT))
+    (rx, ry), (lx, ly) = dark_centroids(crop)
+    assert abs(ry - (TIGHT[0] * 48 - 0.5)) < 1.0 and abs(ly - (TIGHT[0] * 48 - 0.5)) < 1.0
+    assert abs((lx - rx) - TIGHT[1] * 48) < 1.5          # 22 px apart, not the default's 19
+    assert abs((lx - rx) - P.ALIGN_EYE_DIST * 48) > 2.0
+    # without landmarks: eyes estimated from the box, to the same template
+    assert np.array_equal(m.crop(frame, box, None), P.crop_aligned(frame, P.eyes_from_box(box), 48, template=TIGHT))
+    # the sidecar written back keeps it; an aligned sidecar without the key is the default template, written out
+    assert m.meta.to_json()["template"] == {"eye_y": 0.30, "eye_distance": 0.46, "mouth_y": 0.80}
+    (tmp_path / "default").mkdir()
+    d = SmileModel(_aligned_copy(tmp_path / "default"))
+    assert d.meta.template == P.ALIGN_TEMPLATE
+    assert np.array_equal(d.crop(frame, box, marks), P.crop_aligned(frame, marks, 48))
+    assert d.meta.to_json()["template"] == {"eye_y": 0.32, "eye_distance": 0.40, "mouth_y": 0.76}
+
+
+@pytest.mark.parametrize("bad", [[0.3, 0.46, 0.8], {"eye_y": 0.8, "eye_distance": 0.4, "mouth_y": 0.3},
+                                 {"eye_y": 0.3, "mouth_y": 0.8}, {"eye_y": "a", "eye_distance": 0.4, "mouth_y": 0.8},
+                                 {"eye_y": 0.3, "eye_distance": 0.0, "mouth_y": 0.8}])
+def test_a_bad_sidecar_template_is_refused(tmp_path, bad):
+    with pytest.raises(ModelError, match="template"):
+        SmileModel(_with_template(tmp_path, bad))
+
+
+def test_the_template_is_part_of_the_crop_cache_key():
+    from djsmile.training import data as D
+    aligned = D.CropParams(input_size=48, crop_margin=-0.075, crop="aligned", landmarks={"backend": "blazeface"})
+    # the keys of the aligned crops cached before the template was a parameter (default template)
+    assert (aligned.key("faces"), aligned.key("photos")) == ("cf47f591d31c", "5eed523c5ad8")
+    tight = D.CropParams(input_size=48, crop_margin=-0.075, crop="aligned", landmarks={"backend": "blazeface"},
+                         template=TIGHT)
+    assert tight.key("faces") != aligned.key("faces") and tight.key("photos") != aligned.key("photos")
+
+
+@pytest.mark.parametrize("argv", [["--template", "0.3,0.46,0.8"],                       # box crops take no template
+                                  ["--crop", "aligned", "--template", "0.3,0.46"],
+                                  ["--crop", "aligned", "--template", "0.8,0.46,0.3"]])
+def test_train_refuses_a_template_it_cannot_use(tmp_path, argv, capsys):
+    from djsmile.cli import main
+    assert main(["train", str(tmp_path), "--out", str(tmp_path / "run"), *argv]) == 64
+    assert "template" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_and_convert_record_the_template_and_eval_crops_to_it(tmp_path, capsys):
+    pytest.importorskip("tensorflow")
+    from test_training import make_faces
+
+    from djsmile.cli import main
+    from djsmile.training.evaluate import face_crop, landmark_detector_for
+    data = make_faces(tmp_path / "data", n=20)
+    cache, run, models = tmp_path / "cache", tmp_path / "run", tmp_path / "models"
+    assert main(["train", str(data), "--out", str(run), "--epochs", "1", "--input-size", "32", "--batch-size", "16",
+                 "--crop", "aligned", "--template", "0.30,0.46,0.80", "--cache", str(cache), "--no-progress",
+                 "--workers", "1"]) == 0
+    assert json.loads((run / "summary.json").read_text())["template"] == [0.30, 0.46, 0.80]
+    assert main(["convert", str(run / "model.keras"), "--out", str(models), "--cache", str(cache),
+                 "--max-drop", "100", "--representative", "20", "--no-progress", "--no-float"]) == 0
+    q = models / "smile_int8.tflite"
+    meta = json.loads(q.with_suffix(".json").read_text())
+    assert meta["crop"] == "aligned" and meta["template"] == {"eye_y": 0.30, "eye_distance": 0.46, "mouth_y": 0.80}
+    m = SmileModel(q)
+    g = cv2.imread(str(next((data / "smile").iterdir())), cv2.IMREAD_GRAYSCALE)
+    det = landmark_detector_for(m)
+    marks = P.face_crop_landmarks(g, det) or P.eyes_from_box(P.whole_image_box(g), P.FACE_CROP_EYES)
+    assert np.array_equal(face_crop(m, g, det), P.crop_aligned(g, marks, 32, template=TIGHT))
+    assert not np.array_equal(face_crop(m, g, det), P.crop_aligned(g, marks, 32))
+
+
 # ------------------------------------------------------------------ the device: landmarks carried by tracking
 class _Once(FaceDetector):
     """A back-end that finds the synthetic face (box and landmarks) in the first frame only."""

@@ -209,6 +209,7 @@ class CropParams:
     ctx_margin: float = CTX_MARGIN
     crop: str = "box"                              # "box" (v2) | "aligned" (v3: eye-aligned, landmarks)
     landmarks: dict = field(default_factory=dict)  # aligned: the landmark detector's settings (blazeface kwargs)
+    template: tuple = preprocess.ALIGN_TEMPLATE    # aligned: (eye_y, eye_distance, mouth_y) of the crop's side
 
     def key(self, kind: str) -> str:
         """Level-A cache key (the input size is added for level B)."""
@@ -219,8 +220,8 @@ class CropParams:
         if self.crop != "box":   # only then, so the box crops' cache keys stay what they were
             d["crop"] = self.crop
             d["landmarks"] = {k: v for k, v in self.landmarks.items() if k != "model"}   # the file by its SHA-1
-            d["template"] = [preprocess.ALIGN_EYE_Y, preprocess.ALIGN_EYE_DIST, preprocess.ALIGN_MOUTH_Y,
-                             list(preprocess.BOX_EYES), list(preprocess.FACE_CROP_EYES), preprocess.FACE_CROP_PAD]
+            d["template"] = [*(float(v) for v in self.template), list(preprocess.BOX_EYES),
+                             list(preprocess.FACE_CROP_EYES), preprocess.FACE_CROP_PAD]
         return hashlib.sha1(json.dumps(d, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -250,7 +251,7 @@ def _marks_dict(arr) -> dict:
     return {k: (float(arr[i][0]), float(arr[i][1])) for i, k in enumerate(("right_eye", "left_eye", "mouth"))}
 
 
-def _detect_aligned(path, kind, det_kw, lm, ctx_size, ctx_margin):
+def _detect_aligned(path, kind, det_kw, lm, ctx_size, ctx_margin, template=preprocess.ALIGN_TEMPLATE):
     """Level A for aligned crops: landmarks from BlazeFace (photos: in the photo; face crops: in the padded crop),
     else eyes estimated from a box (photos: Haar's, as with ``detector.backend = "haar"``; face crops: the whole
     image). ``src`` 1 = landmarks, 0 = estimated from the box."""
@@ -281,7 +282,7 @@ def _detect_aligned(path, kind, det_kw, lm, ctx_size, ctx_margin):
         if marks is None:
             marks, src = preprocess.eyes_from_box(box, preprocess.FACE_CROP_EYES), 0
     marks = _marks_array(marks)
-    ctx = preprocess.crop_aligned(g, _marks_dict(marks), ctx_size, ctx_margin)
+    ctx = preprocess.crop_aligned(g, _marks_dict(marks), ctx_size, ctx_margin, template)
     return {"found": True, "dhash": dhash(g), "box": tuple(int(v) for v in box), "ctx": ctx, "src": src,
             "marks": marks}
 
@@ -318,7 +319,7 @@ def _detect_one(args):
     """Level A (per file): decode, find the face box, dHash, augmentation context."""
     path, kind, margin, det_kw, ctx_size, ctx_margin = args[:6]
     if len(args) > 6 and args[6] is not None:
-        return _detect_aligned(path, kind, det_kw, args[6], ctx_size, ctx_margin)
+        return _detect_aligned(path, kind, det_kw, args[6], ctx_size, ctx_margin, *args[7:8])
     g = load_gray(path)
     if g is None:
         return None
@@ -342,7 +343,8 @@ def _crop_exact(args):
     if g is None:
         return None
     if len(args) > 5 and args[5] is not None:   # aligned: the cached landmarks
-        return preprocess.crop_aligned(g, _marks_dict(args[5]), size)
+        return preprocess.crop_aligned(g, _marks_dict(args[5]), size, template=args[6] if len(args) > 6 else
+                                       preprocess.ALIGN_TEMPLATE)
     return preprocess.crop_face(g, tuple(int(v) for v in box), size, margin if kind == "photos" else 0.0)
 
 
@@ -439,7 +441,7 @@ def load_crops(items, params: CropParams, cache_dir: Path = DEFAULT_CACHE, worke
                 first.setdefault(items[i].sha1, i)
             log.info("finding faces in %d %s images (%d cached) -> %s", len(todo), kind, len(idxs) - len(todo), apath)
             args = [(items[first[s]].path, kind, params.crop_margin, params.detector, C, params.ctx_margin,
-                     params.landmarks if aligned else None) for s in todo]
+                     params.landmarks if aligned else None, tuple(params.template)) for s in todo]
             res = _map(_detect_one, args, workers, progress, f"faces {kind}")
             sha = list(A.get("sha1", []))
             cols = {k: list(A.get(k, [])) for k in ("ok", "found", "box", "dhash", "ctx", "src", "marks")}
@@ -484,7 +486,7 @@ def load_crops(items, params: CropParams, cache_dir: Path = DEFAULT_CACHE, worke
                 first.setdefault(items[i].sha1, i)
             log.info("cropping %d %s faces at %d px -> %s", len(need), kind, S, bpath)
             args = [(items[first[s]].path, kind, tuple(out.box[first[s]]), S, params.crop_margin,
-                     out.marks[first[s]] if aligned else None) for s in need]
+                     out.marks[first[s]] if aligned else None, tuple(params.template)) for s in need]
             res = _map(_crop_exact, args, workers, progress, f"crop {kind}")
             sha = list(B.get("sha1", [])) + need
             crop = list(B.get("crop", [])) + [r if r is not None else np.zeros((S, S), np.uint8) for r in res]

@@ -147,7 +147,7 @@ def face_crop(model, gray, landmark_detector=None):
     marks = preprocess.face_crop_landmarks(gray, landmark_detector) if landmark_detector is not None else None
     if marks is None:
         marks = preprocess.eyes_from_box(box, preprocess.FACE_CROP_EYES)
-    return preprocess.crop_aligned(gray, marks, model.meta.input_size)
+    return preprocess.crop_aligned(gray, marks, model.meta.input_size, template=model.meta.template)
 
 
 def landmark_detector_for(model, cfg=None):

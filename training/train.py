@@ -26,7 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from djsmile.errors import DataError, MissingDependencyError
+from djsmile import preprocess
+from djsmile.errors import DataError, MissingDependencyError, UsageError
 
 from . import data as D
 from . import labelfix
@@ -57,6 +58,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--crop", choices=("box", "aligned"), default="box",
                         help="box: the detector's box made square (v2); aligned: eyes level at fixed places, scaled "
                              "by the face, from BlazeFace's landmarks (else eyes estimated from the box) (default box)")
+    parser.add_argument("--template", type=_template, default=None, metavar="EYE_Y,EYE_DIST,MOUTH_Y",
+                        help="--crop aligned: where the eyes' midpoint (x 0.5, y EYE_Y), their distance and the mouth "
+                             "go, in fractions of the crop's side; recorded in the model's sidecar (default "
+                             + ",".join(f"{v:g}" for v in preprocess.ALIGN_TEMPLATE) + ")")
     parser.add_argument("--head", choices=("flatten", "gap"), default="flatten",
                         help="small arch: 3x3 flatten (keeps where features are) or global average pool")
     parser.add_argument("--batch-size", type=int, default=128)
@@ -88,6 +93,14 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
+def _template(text: str) -> tuple:
+    import argparse
+    try:
+        return preprocess.check_template(text.split(","))
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def _smoothing(text: str) -> float:
     import argparse
     try:
@@ -107,9 +120,13 @@ def argparse_suppress():
 def crop_params(args, cfg) -> D.CropParams:
     size = args.input_size or ARCHS[args.arch][0]
     crop = getattr(args, "crop", "box")
+    template = getattr(args, "template", None)
+    if template is not None and crop != "aligned":
+        raise UsageError("--template is the aligned crop's: add --crop aligned (or leave --template out)")
     return D.CropParams(input_size=size, crop_margin=args.crop_margin,
                         detector=D.detector_kwargs(cfg.detector), crop=crop,
-                        landmarks=D.landmark_settings(cfg.detector) if crop == "aligned" else {})
+                        landmarks=D.landmark_settings(cfg.detector) if crop == "aligned" else {},
+                        template=template or preprocess.ALIGN_TEMPLATE)
 
 
 class _Seq:
@@ -427,6 +444,7 @@ def train(args, params, roots, items, crops, split_stats, t_data) -> int:
         "split_sizes": {s: int(M[s].sum()) for s in D.SPLITS}, "train_used": int(len(tr)),
         "detector": {k: v for k, v in params.detector.items() if k != "cascade"},
         "landmarks": params.landmarks or None,
+        "template": list(params.template) if params.crop == "aligned" else None,
         "training": {"epochs_max": args.epochs, "epochs_run": len(h.get("loss", [])), "best_epoch": best_epoch,
                      "batch_size": args.batch_size, "lr": args.lr, "lr_schedule": "cosine", "patience": args.patience,
                      "label_smoothing": args.label_smoothing, "seed": args.seed,
