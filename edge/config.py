@@ -218,11 +218,8 @@ class Config:
         f = _field(section, sec_name, key)
         setattr(section, key, _check(f, f"{sec_name}.{key}", value))
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
     def to_display_dict(self) -> dict:
-        """Like :meth:`to_dict`, with secrets (web.token, mqtt.password) shown as "<set>" when set."""
+        """The config as a dict of sections, with secrets (web.token, mqtt.password) shown as "<set>" when set."""
         out = {}
         for sec in dataclasses.fields(self):
             obj = getattr(self, sec.name)

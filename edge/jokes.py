@@ -241,10 +241,6 @@ class JokeSource:
         return self._thread is not None and self._thread.is_alive() and self.cfg.prefetch > 0 and self.api_enabled
 
     @property
-    def ready_count(self) -> int:
-        return len(self._ready)
-
-    @property
     def last_told(self) -> Optional[str]:
         with self._lock:
             return self._recent[-1] if self._recent else None

@@ -73,13 +73,6 @@ def fer_run(path, faces: np.ndarray, features: bool = False) -> np.ndarray:
     return np.asarray(rows, np.float32).reshape(len(faces), -1)
 
 
-def fer_happy(path, faces: np.ndarray) -> np.ndarray:
-    """p(happy) from the FER model for uint8 gray faces of any square size (resized to 64)."""
-    if len(faces) and faces.shape[1] != FER_SIZE:
-        faces = np.stack([cv2.resize(f, (FER_SIZE, FER_SIZE), interpolation=cv2.INTER_LINEAR) for f in faces])
-    return fer_run(path, faces)[:, FER_HAPPY].astype(np.float64)
-
-
 def fer_features(path, faces: np.ndarray, cache: Path | None = None, keys=None) -> np.ndarray:
     """:func:`fer_run` features, cached per key (e.g. the file's SHA-1) in an ``.npz`` when ``cache`` is given."""
     if cache is None or keys is None:

@@ -247,10 +247,6 @@ class WebServer:
             out.setdefault(k, v)
         return out
 
-    def recent_photos(self) -> list[str]:
-        """Names of the newest photos in photo_dir, newest first (cached for 2 s)."""
-        return self.photos.recent()
-
     def press_joke(self) -> tuple[int, dict]:
         """The "next joke" button: (HTTP status, JSON body)."""
         if self.teller is None:
