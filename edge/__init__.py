@@ -1,6 +1,7 @@
 """djsmile's on-device package: everything that runs on the Raspberry Pi.
 
-Importing ``edge`` (or any module in it) never imports TensorFlow.
+Installed as ``djsmile`` (setup.cfg maps the ``edge/`` folder to it): importing
+``djsmile`` or any of its device modules never imports TensorFlow.
 Data flows one way: sources -> faces -> model -> trigger -> actions.
 """
 

@@ -38,39 +38,68 @@ def opt(default, help, *, choices=None, min=None, max=None, secret=False):
 @dataclass
 class CameraConfig:
     """Where frames come from."""
-    source: str = opt("", "frame source: '' = Pi camera, else webcam 0; or a webcam index, a video file, an image folder")
+    source: str = opt("", "frame source: '' = Pi camera, else webcam 0; or a webcam index, a video file, an image "
+                      "folder")
     width: int = opt(640, "analysis frame width in pixels (Pi: the lores stream)", min=64, max=4096)
     height: int = opt(480, "analysis frame height in pixels", min=48, max=4096)
     still_width: int = opt(0, "still photo width on the Pi (0 = the sensor's full resolution)", min=0, max=16384)
     still_height: int = opt(0, "still photo height on the Pi (0 = the sensor's full resolution)", min=0, max=16384)
-    fps: float = opt(30.0, "camera frame rate; for an image folder, the nominal rate that sets stream time", min=0.1, max=240.0)
+    fps: float = opt(30.0, "camera frame rate; for an image folder, the nominal rate that sets stream time",
+                     min=0.1, max=240.0)
     realtime: bool = opt(False, "play a file source at its own frame rate instead of as fast as possible")
-    loop: bool = opt(False, "play a file source (video, image folder) again from the start each time it ends; stream time keeps rising (e.g. a clip in the live view)")
-    stream_timeout_s: float = opt(30.0, "a network stream (URL source) that sends nothing for this long while opening or between frames ends the run (exit 69: the service restarts it)", min=1.0, max=3600.0)
-    capture_thread: bool = opt(True, "read a camera (Pi camera, webcam, stream) on its own thread: the loop always gets the newest frame, frames it had no time for are dropped and counted")
+    loop: bool = opt(False, "play a file source (video, image folder) again from the start each time it ends; stream "
+                     "time keeps rising (e.g. a clip in the live view)")
+    stream_timeout_s: float = opt(30.0, "a network stream (URL source) that sends nothing for this long while opening "
+                                  "or between frames ends the run (exit 69: the service restarts it)",
+                                  min=1.0, max=3600.0)
+    capture_thread: bool = opt(True, "read a camera (Pi camera, webcam, stream) on its own thread: the loop always "
+                               "gets the newest frame, frames it had no time for are dropped and counted")
 
 
 @dataclass
 class DetectorConfig:
-    """Face detection: a CNN back-end (BlazeFace, YuNet) or OpenCV's Haar cascade, plus tracking between full detections."""
-    backend: str = opt("blazeface", "face detector: 'blazeface' (MediaPipe BlazeFace short range on the TFLite runtime; the default: finds the most faces in dim light, fastest), 'yunet' (OpenCV FaceDetectorYN; best on small faces; needs detector.yunet_model) or 'haar' (OpenCV's Haar cascade, the original detector)", choices=("blazeface", "yunet", "haar"))
-    blazeface_min_score: float = opt(0.5, "BlazeFace: lowest face score kept (higher = fewer, surer faces)", min=0.05, max=0.99)
+    """Face detection: a CNN back-end (BlazeFace, YuNet) or OpenCV's Haar cascade,
+    plus tracking between full detections."""
+    backend: str = opt("blazeface", "face detector: 'blazeface' (MediaPipe BlazeFace short range on the TFLite "
+                       "runtime; the default: finds the most faces in dim light, fastest), 'yunet' (OpenCV "
+                       "FaceDetectorYN; best on small faces; needs detector.yunet_model) or 'haar' (OpenCV's Haar "
+                       "cascade, the original detector)", choices=("blazeface", "yunet", "haar"))
+    blazeface_min_score: float = opt(0.5, "BlazeFace: lowest face score kept (higher = fewer, surer faces)",
+                                     min=0.05, max=0.99)
     blazeface_model: str = opt("", "BlazeFace .tflite model ('' = the shipped face_detection_short_range.tflite)")
-    yunet_min_score: float = opt(0.7, "YuNet: lowest face score kept (0.9, OpenCV's demo default, loses faces in dim light)", min=0.05, max=0.99)
-    yunet_model: str = opt("", "YuNet .onnx model (face_detection_yunet_2023mar.onnx); needed for backend 'yunet' ('' = one shipped in the package, if any)")
-    cascade: str = opt("", "Haar cascade XML ('' = OpenCV's frontal face default, then /usr/share/opencv4/haarcascades)")
-    detect_width: int = opt(320, "haar, yunet: frames are shrunk to this width before a full detection (0 = no shrinking; BlazeFace always runs at 128x128)", min=0, max=4096)
+    yunet_min_score: float = opt(0.7, "YuNet: lowest face score kept (0.9, OpenCV's demo default, loses faces in dim "
+                                 "light)", min=0.05, max=0.99)
+    yunet_model: str = opt("", "YuNet .onnx model (face_detection_yunet_2023mar.onnx); needed for backend 'yunet' ('' "
+                           "= one shipped in the package, if any)")
+    cascade: str = opt("", "Haar cascade XML ('' = OpenCV's frontal face default, then "
+                       "/usr/share/opencv4/haarcascades)")
+    detect_width: int = opt(320, "haar, yunet: frames are shrunk to this width before a full detection (0 = no "
+                            "shrinking; BlazeFace always runs at 128x128)", min=0, max=4096)
     scale_factor: float = opt(1.15, "Haar scale step between pyramid levels", min=1.01, max=2.0)
     min_neighbors: int = opt(5, "Haar minimum neighbours (higher = fewer, surer faces)", min=0, max=50)
-    upscale: float = opt(1.0, "enlarge the (shrunk) frame by this factor before detection: finds faces smaller than the cascade's 24 px window, e.g. in small stock photos; costs about upscale^2 the time", min=1.0, max=4.0)
-    min_confidence: float = opt(0.0, "drop detections whose Haar confidence (the cascade's last-stage score, about -1 to 12, real faces mostly above 2) is below this; 0 = keep all. Weeds out false faces when min_neighbors is low", min=0.0, max=50.0)
-    equalize: str = opt("auto", "contrast equalization of the small detection frame before Haar (the model sees the original pixels): 'none', 'clahe' (adaptive; finds faces in dim rooms), 'hist' (global) or 'auto' (CLAHE only when the frame is dim: mean gray below 50)", choices=("none", "clahe", "hist", "auto"))
+    upscale: float = opt(1.0, "enlarge the (shrunk) frame by this factor before detection: finds faces smaller than "
+                         "the cascade's 24 px window, e.g. in small stock photos; costs about upscale^2 the time",
+                         min=1.0, max=4.0)
+    min_confidence: float = opt(0.0, "drop detections whose Haar confidence (the cascade's last-stage score, about -1 "
+                                "to 12, real faces mostly above 2) is below this; 0 = keep all. Weeds out false faces "
+                                "when min_neighbors is low", min=0.0, max=50.0)
+    equalize: str = opt("auto", "contrast equalization of the small detection frame before Haar (the model sees the "
+                        "original pixels): 'none', 'clahe' (adaptive; finds faces in dim rooms), 'hist' (global) or "
+                        "'auto' (CLAHE only when the frame is dim: mean gray below 50)",
+                        choices=("none", "clahe", "hist", "auto"))
     min_face_fraction: float = opt(0.15, "smallest face to find, as a fraction of the frame height", min=0.0, max=1.0)
-    full_every: int = opt(10, "run a full-frame detection every N frames; between them search near the last faces (1 = always full; a new face is found within N frames)", min=1, max=1000)
-    track_margin: float = opt(0.5, "when tracking, search a region this fraction of the face size around the last box", min=0.0, max=3.0)
-    tracker: str = opt("template", "how faces are followed between full detections: 'template' (match the face's patch, ~0.15 ms) or 'haar' (the cascade near the face, ~2-8 ms)", choices=("template", "haar"))
-    async_full: str = opt("auto", "where full detections run: 'on' = on a worker thread while the frame loop keeps tracking (no late frame), 'off' = in the frame loop, 'auto' = 'on' for cameras and real-time playback; for a file or folder run flat out the worker is waited for, so a clip gives the same events however fast it runs", choices=("auto", "on", "off"))
-    track_min_score: float = opt(0.8, "template tracking: lowest match score (normalised correlation) that still counts as the same face; below it a full detection runs at once", min=0.0, max=1.0)
+    full_every: int = opt(10, "run a full-frame detection every N frames; between them search near the last faces (1 "
+                          "= always full; a new face is found within N frames)", min=1, max=1000)
+    track_margin: float = opt(0.5, "when tracking, search a region this fraction of the face size around the last box",
+                              min=0.0, max=3.0)
+    tracker: str = opt("template", "how faces are followed between full detections: 'template' (match the face's "
+                       "patch, ~0.15 ms) or 'haar' (the cascade near the face, ~2-8 ms)", choices=("template", "haar"))
+    async_full: str = opt("auto", "where full detections run: 'on' = on a worker thread while the frame loop keeps "
+                          "tracking (no late frame), 'off' = in the frame loop, 'auto' = 'on' for cameras and "
+                          "real-time playback; for a file or folder run flat out the worker is waited for, so a clip "
+                          "gives the same events however fast it runs", choices=("auto", "on", "off"))
+    track_min_score: float = opt(0.8, "template tracking: lowest match score (normalised correlation) that still "
+                                 "counts as the same face; below it a full detection runs at once", min=0.0, max=1.0)
 
 
 @dataclass
@@ -78,25 +107,36 @@ class ModelConfig:
     """The smile classifier."""
     path: str = opt("", "TFLite model file ('' = the shipped models/smile_int8.tflite)")
     num_threads: int = opt(1, "interpreter threads", min=1, max=64)
-    mirror: bool = opt(False, "average p_smile of each face and its mirror image (about twice the classifier time a face)")
+    mirror: bool = opt(False, "average p_smile of each face and its mirror image (about twice the classifier time a "
+                       "face)")
 
 
 @dataclass
 class TriggerConfig:
     """When a smile fires the actions."""
     sensitivity: str = opt("normal", "smile shutter preset mapped to thresholds", choices=("slight", "normal", "big"))
-    on_threshold: float = opt(0.0, "smoothed p_smile at or above which a face counts as smiling (0 = from sensitivity)", min=0.0, max=1.0)
-    off_threshold: float = opt(0.0, "smoothed p_smile below which a smiling face stops smiling (0 = from sensitivity)", min=0.0, max=1.0)
-    smoothing: float = opt(0.6, "weight of the newest p_smile in the per-face moving average (1 = no smoothing)", min=0.01, max=1.0)
+    on_threshold: float = opt(0.0, "smoothed p_smile at or above which a face counts as smiling (0 = from sensitivity)",
+                              min=0.0, max=1.0)
+    off_threshold: float = opt(0.0, "smoothed p_smile below which a smiling face stops smiling (0 = from sensitivity)",
+                               min=0.0, max=1.0)
+    smoothing: float = opt(0.6, "weight of the newest p_smile in the per-face moving average (1 = no smoothing)",
+                           min=0.01, max=1.0)
     hold_frames: int = opt(3, "frames a smile must hold before firing", min=1, max=1000)
     cooldown_s: float = opt(5.0, "seconds (stream time) after a shot before the next one", min=0.0, max=86400.0)
     policy: str = opt("largest", "which faces must smile", choices=("largest", "any", "all"))
-    match_iou: float = opt(0.3, "box overlap (IoU) that matches a face to the same face in the last frame", min=0.0, max=1.0)
+    match_iou: float = opt(0.3, "box overlap (IoU) that matches a face to the same face in the last frame",
+                           min=0.0, max=1.0)
     forget_frames: int = opt(5, "frames a face may go unseen before it is forgotten", min=0, max=1000)
-    rearm: bool = opt(True, "after a shot, wait until the smile has ended before the next one (false: fire again after each cooldown)")
-    rearm_drop: float = opt(0.5, "a smile has ended when the face's smoothed p_smile falls this fraction of the way from its smile's peak down to off_threshold and stays there rearm_frames frames (a resting face that scores half-smiling re-arms; 0 = only below off_threshold)", min=0.0, max=1.0)
-    rearm_frames: int = opt(3, "frames the smoothed p_smile must stay below the rearm_drop level to end the smile", min=1, max=1000)
-    cooldown_across_images: bool = opt(False, "an image folder's cooldown carries over to the next image (false: every smiling image fires)")
+    rearm: bool = opt(True, "after a shot, wait until the smile has ended before the next one (false: fire again "
+                      "after each cooldown)")
+    rearm_drop: float = opt(0.5, "a smile has ended when the face's smoothed p_smile falls this fraction of the way "
+                            "from its smile's peak down to off_threshold and stays there rearm_frames frames (a "
+                            "resting face that scores half-smiling re-arms; 0 = only below off_threshold)",
+                            min=0.0, max=1.0)
+    rearm_frames: int = opt(3, "frames the smoothed p_smile must stay below the rearm_drop level to end the smile",
+                            min=1, max=1000)
+    cooldown_across_images: bool = opt(False, "an image folder's cooldown carries over to the next image (false: "
+                                       "every smiling image fires)")
 
 
 @dataclass
@@ -106,7 +146,8 @@ class GpioConfig:
                            choices=("", "lgpio", "rpigpio", "pigpio", "native", "mock"))
     led_enabled: bool = opt(True, "light an LED on a smile")
     led_pin: int = opt(17, "LED pin (BCM)", min=0, max=27)
-    led_mode: str = opt("hold", "LED behaviour: lit while the smile holds, or one blink per shot", choices=("hold", "blink"))
+    led_mode: str = opt("hold", "LED behaviour: lit while the smile holds, or one blink per shot",
+                        choices=("hold", "blink"))
     led_blink_s: float = opt(0.5, "LED blink length in seconds (led_mode = 'blink')", min=0.01, max=60.0)
     shutter_enabled: bool = opt(True, "pulse a shutter pin for an external camera on a shot")
     shutter_pin: int = opt(27, "shutter output pin (BCM)", min=0, max=27)
@@ -117,7 +158,8 @@ class GpioConfig:
     button_pull_up: bool = opt(True, "use the internal pull-up (button between pin and GND)")
     button_bounce_ms: int = opt(50, "button debounce time in milliseconds", min=0, max=2000)
     button_long_press_s: float = opt(1.0, "holding the button this long repeats the last joke", min=0.1, max=30.0)
-    calibrate_hold_s: float = opt(3.0, "holding the joke button this long starts a calibration in the running loop (0 = never)", min=0.0, max=60.0)
+    calibrate_hold_s: float = opt(3.0, "holding the joke button this long starts a calibration in the running loop (0 "
+                                  "= never)", min=0.0, max=60.0)
 
 
 @dataclass
@@ -128,7 +170,8 @@ class SpeechConfig:
     speed: int = opt(160, "espeak-ng speed in words per minute", min=80, max=450)
     volume: int = opt(100, "espeak-ng amplitude", min=0, max=200)
     espeak_binary: str = opt("espeak-ng", "espeak-ng executable (engine = 'espeak-ng')")
-    output: str = opt("aplay", "playback: pipe the audio into aplay (alsa_device), or let espeak-ng play it itself (piper always uses aplay)",
+    output: str = opt("aplay", "playback: pipe the audio into aplay (alsa_device), or let espeak-ng play it itself "
+                      "(piper always uses aplay)",
                       choices=("aplay", "engine"))
     piper_binary: str = opt("piper", "piper executable (engine = 'piper')")
     piper_model: str = opt("", "piper voice model .onnx (engine = 'piper')")
@@ -151,13 +194,17 @@ class JokesConfig:
 @dataclass
 class StorageConfig:
     """Photos, events and caches."""
-    state_dir: str = opt("", "where photos, events.jsonl and the joke cache go ('' = $STATE_DIRECTORY, else ~/.local/share/djsmile)")
+    state_dir: str = opt("", "where photos, events.jsonl and the joke cache go ('' = $STATE_DIRECTORY, else "
+                         "~/.local/share/djsmile)")
     save_photos: bool = opt(True, "save a JPEG photo (and JSON sidecar) on each shot")
     jpeg_quality: int = opt(90, "JPEG quality of saved photos", min=1, max=100)
     max_photos: int = opt(1000, "photos kept; the oldest are deleted first (0 = no count limit)", min=0, max=10000000)
-    max_photos_mb: float = opt(2048.0, "megabytes of photos kept; the oldest are deleted first (0 = no size limit)", min=0.0, max=10000000.0)
-    max_events_mb: float = opt(16.0, "size of events.jsonl before it is moved to events.jsonl.1 (replacing the older one; 0 = no bound)", min=0.0, max=100000.0)
-    min_free_mb: float = opt(200.0, "skip photos (with a warning) when free disk space is below this", min=0.0, max=10000000.0)
+    max_photos_mb: float = opt(2048.0, "megabytes of photos kept; the oldest are deleted first (0 = no size limit)",
+                               min=0.0, max=10000000.0)
+    max_events_mb: float = opt(16.0, "size of events.jsonl before it is moved to events.jsonl.1 (replacing the older "
+                               "one; 0 = no bound)", min=0.0, max=100000.0)
+    min_free_mb: float = opt(200.0, "skip photos (with a warning) when free disk space is below this",
+                             min=0.0, max=10000000.0)
 
 
 @dataclass
@@ -183,12 +230,15 @@ class MqttConfig:
     username: str = opt("", "broker user name ('' = anonymous)")
     password: str = opt("", "broker password (never logged)", secret=True)
     tls: bool = opt(False, "connect with TLS")
-    ca_file: str = opt("", "CA certificate file that signed the broker's certificate ('' = the system's CAs; needs tls = true)")
-    device_id: str = opt("", "this device's id in topics and Home Assistant: lower-case letters, digits, _ ('' = from the host name)")
+    ca_file: str = opt("", "CA certificate file that signed the broker's certificate ('' = the system's CAs; needs "
+                       "tls = true)")
+    device_id: str = opt("", "this device's id in topics and Home Assistant: lower-case letters, digits, _ ('' = from "
+                         "the host name)")
     base_topic: str = opt("", "topic prefix for this device ('' = djsmile/<device_id>)")
     discovery_prefix: str = opt("homeassistant", "Home Assistant discovery prefix ('' = no discovery messages)")
     photo: bool = opt(True, "publish the last shot's JPEG (retained) on <base_topic>/photo")
-    event_queue: int = opt(100, "events kept while the broker is away; beyond this the oldest are dropped (logged)", min=1, max=100000)
+    event_queue: int = opt(100, "events kept while the broker is away; beyond this the oldest are dropped (logged)",
+                           min=1, max=100000)
 
 
 @dataclass
@@ -600,7 +650,7 @@ def default_toml() -> str:
            "# Check a file with: djsmile config --check FILE", ""]
     for sf in fields(Config):
         section = getattr(cfg, sf.name)
-        out.append(f"# {type(section).__doc__.strip()}")
+        out.append(f"# {' '.join(type(section).__doc__.split())}")   # a docstring's lines joined into one
         out.append(f"[{sf.name}]")
         for f in fields(section):
             m = f.metadata
