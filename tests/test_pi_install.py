@@ -144,7 +144,7 @@ def test_absent_picamera2_is_still_no_camera(monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "picamera2" else real(n, *a))
     monkeypatch.setitem(sys.modules, "picamera2", None)  # import picamera2 -> ImportError
-    monkeypatch.setattr("djsmile.sources._webcam_present", lambda idx=0: False)
+    monkeypatch.setattr("djsmile.sources.choose.webcam_present", lambda idx=0: False)
     with pytest.raises(SourceError, match="no camera found"):
         open_source("", config_mod.Config())
 

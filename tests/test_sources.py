@@ -203,7 +203,7 @@ def test_picamera2_absent_or_no_camera(monkeypatch, fake_picamera2):
 
 def test_no_camera_at_all_is_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "picamera2", None)
-    monkeypatch.setattr(sources, "_webcam_present", lambda idx=0: False)
+    monkeypatch.setattr("djsmile.sources.choose.webcam_present", lambda idx=0: False)
     with pytest.raises(NoCameraError, match="--source") as e:
         open_source("", Config())
     from djsmile.cli import exit_code_for
@@ -342,7 +342,7 @@ def test_huge_image_in_a_folder_is_refused_before_decoding(tmp_path, name, damag
 
 def test_jpeg_above_the_pixel_cap_is_read_reduced(tmp_path, monkeypatch, caplog):
     import logging
-    monkeypatch.setattr(sources, "MAX_IMAGE_PIXELS", 100_000)
+    monkeypatch.setattr("djsmile.sources.folder.MAX_IMAGE_PIXELS", 100_000)
     yy, xx = np.mgrid[0:400, 0:600]
     cv2.imwrite(str(tmp_path / "big.jpg"), np.dstack([xx % 256, yy % 256, (xx + yy) % 256]).astype(np.uint8))
     with caplog.at_level(logging.WARNING):
