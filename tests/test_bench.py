@@ -18,7 +18,10 @@ import cv2
 import numpy as np
 import pytest
 
-from djsmile import bench, cli
+from djsmile import cli
+from djsmile.bench import feeds, machine, report
+from djsmile.bench import run as bench_run
+from djsmile.sources import pi_camera_present
 from djsmile.commands import bench as bench_cmd
 from djsmile.config import Config
 from djsmile.errors import EX_UNAVAILABLE
@@ -155,12 +158,12 @@ def test_report_fps_agrees_with_its_own_frames_and_wall_time(tiny_models):
     Fixed inputs, not timings: ten frames of about 2 ms, as a fast variant has.
     """
     from types import SimpleNamespace
-    v = bench.Variant(name="tiny/t1/full", model_path=tiny_models[0], threads=1, mode="full", full_every=1,
+    v = bench_run.Variant(name="tiny/t1/full", model_path=tiny_models[0], threads=1, mode="full", full_every=1,
                       model=SimpleNamespace(runtime=SimpleNamespace(input_dtype=np.dtype(np.int8))),
                       finder=SimpleNamespace(tracker="none", detector=SimpleNamespace(describe=lambda: "haar")),
-                      actions=bench.BenchActions())
+                      actions=bench_run.BenchActions())
     v.measured, v.wall_s, v.cpu_s = 10, 0.019456, 0.0191
-    d = bench.variant_result(v)
+    d = report.variant_result(v)
     assert d["fps"] == pytest.approx(d["frames"] / d["wall_s"], rel=1e-3)
     assert d["fps_per_cpu"] == pytest.approx(d["frames"] / d["cpu_s"], rel=1e-3)
 
@@ -200,7 +203,7 @@ def test_plot_without_matplotlib_is_a_log_line(noise_folder, tiny_models, tmp_pa
     ("camera", "--source camera"),
 ])
 def test_bad_source_is_one_clear_line(source, words, tmp_path, tiny_models):
-    if source == "camera" and bench.pi_camera_present():
+    if source == "camera" and pi_camera_present():
         pytest.skip("a Pi camera is present here")
     (tmp_path / "empty").mkdir()
     r = subprocess.run([sys.executable, "-m", "djsmile", "bench", "--source", source.format(tmp=tmp_path),
@@ -227,7 +230,7 @@ def test_folder_stream_holds_each_image_and_drifts():
     cfg = Config()
     a = np.full((213, 320), 30, np.uint8)
     b = np.full((320, 213), 220, np.uint8)
-    stream = bench.PhotoStream([a, b], cfg.camera.width, cfg.camera.height, hold=4, fps=30.0)
+    stream = feeds.PhotoStream([a, b], cfg.camera.width, cfg.camera.height, hold=4, fps=30.0)
     it = stream.iterator()
     frames = [next(it) for _ in range(9)]
     assert all(f.gray.shape == (480, 640) and f.gray.dtype == np.uint8 for f in frames)
@@ -235,7 +238,7 @@ def test_folder_stream_holds_each_image_and_drifts():
     assert frames[3].t == pytest.approx(3 / 30.0)
 
     def content(f):  # bounding box of the placed image (not background)
-        ys, xs = np.nonzero(f.gray != bench.BACKGROUND)
+        ys, xs = np.nonzero(f.gray != feeds.BACKGROUND)
         return xs.min(), ys.min(), xs.max() - xs.min() + 1, ys.max() - ys.min() + 1
 
     boxes = [content(f) for f in frames]
@@ -252,8 +255,8 @@ def test_folder_stream_holds_each_image_and_drifts():
 def test_cpu_model_on_a_raspberry_pi():
     pi4 = ("processor\t: 0\nBogoMIPS\t: 108.00\nCPU implementer\t: 0x41\nCPU part\t: 0xd08\n\n"
            "Hardware\t: BCM2835\nRevision\t: c03114\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n")
-    assert bench.cpu_model(pi4) == "Cortex-A72 (BCM2835)"
-    assert bench.cpu_model("model name\t: AMD EPYC 7B13\n") == "AMD EPYC 7B13"
+    assert machine.cpu_model(pi4) == "Cortex-A72 (BCM2835)"
+    assert machine.cpu_model("model name\t: AMD EPYC 7B13\n") == "AMD EPYC 7B13"
 
 
 PACE_KEYS = {"pace_fps", "frames_due", "dropped_frames", "late_frames", "late_frames_pct",
@@ -326,7 +329,7 @@ def test_compare_set_takes_several_overrides_as_one_setting(noise_folder, tiny_m
                    "--model", tiny_models[0], "--compare-set", both, "--json", out)
     assert rc == 0
     assert [v["setting"] for v in json.loads(out.read_text())["variants"]] == ["config", both]
-    cfgs = bench.setting_configs(Config(), [both])
+    cfgs = bench_run.setting_configs(Config(), [both])
     assert cfgs[1][1].detector.equalize == "auto" and cfgs[1][1].detector.min_face_fraction == 0.1
     assert cfgs[0][1].detector == Config().detector                  # the config itself is untouched
 

@@ -106,13 +106,13 @@ def test_a_camera_gets_no_progress_line(monkeypatch, caplog):
 
 # --------------------------------------------------------------------------- bench: a line per variant
 def test_bench_says_each_variant_and_its_progress(tmp_path, monkeypatch, capfd):
-    import djsmile.bench as bench
+    from djsmile.bench import run as bench_run
     from djsmile.cli import main
     folder = tmp_path / "photos"
     folder.mkdir()
     for i in range(4):
         cv2.imwrite(str(folder / f"{i}.png"), np.full((120, 160, 3), 50 * i, np.uint8))
-    monkeypatch.setattr(bench, "PROGRESS_EVERY_S", 0.0)
+    monkeypatch.setattr(bench_run, "PROGRESS_EVERY_S", 0.0)
     rc = main(["bench", "--source", str(folder), "--frames", "20", "--warmup", "2", "--chunk", "5",
                "--modes", "full,track", "--threads", "1"])
     assert rc == 0

@@ -7,7 +7,7 @@ import math
 from pathlib import Path
 
 from ..argtypes import nonneg_int, positive_int
-from ..bench import DEFAULT_MODES, MODES, PACED_MODES
+from ..bench import DEFAULT_MODES, MODES, PACED_MODES, Options
 from ..errors import ModelError, UsageError
 from ..sources import PI_SPECS
 
@@ -112,7 +112,7 @@ def command_line(args, threads, modes, model_paths) -> str:
 
 
 def main(args, cfg) -> int:
-    from .. import bench
+    from ..bench.run import run
     from ..model import default_model_path
 
     threads = args.threads or [int(cfg.model.num_threads)]
@@ -126,10 +126,10 @@ def main(args, cfg) -> int:
     if pace and (spec.lower() in PI_SPECS or spec == "" or spec.isdigit() or "://" in spec):
         raise UsageError("--pace plays an image folder or a video like a camera; a camera sets its own "
                          "pace (drop --pace, or pass --source DIR or VIDEO)")
-    opts = bench.Options(source=args.source, models=model_paths, threads=threads, modes=modes,
+    opts = Options(source=args.source, models=model_paths, threads=threads, modes=modes,
                          frames=int(args.frames), warmup=int(args.warmup), pace=pace,
                          compare_sets=list(args.compare_set or []), chunk=int(args.chunk), hold=int(args.hold),
                          one_face=bool(args.one_face), detector_study=bool(args.detector_study),
                          study_frames=int(args.study_frames), json_out=args.json, plot_out=args.plot,
                          command=command_line(args, threads, modes, model_paths))
-    return bench.run(cfg, opts)
+    return run(cfg, opts)
