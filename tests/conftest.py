@@ -1,4 +1,4 @@
-"""Shared fixtures: the mock GPIO pin factory and the shared datasets."""
+"""Shared fixtures: the mock GPIO pin factory, a folder of frames, the shared datasets (plain helpers: helpers.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from helpers import ROOT, write_frames
+
 SHARED = Path(os.environ.get("DJSMILE_SHARED", ROOT.parent / "shared")) / "datasets"
 
 
@@ -25,6 +26,12 @@ def mock_factory():
     finally:
         Device.pin_factory.reset()
         Device.pin_factory = saved
+
+
+@pytest.fixture
+def frames(tmp_path) -> Path:
+    """An image folder of three plain 160x120 PNG frames: a finite source that ends at once."""
+    return write_frames(tmp_path / "frames")
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import cv2
 import numpy as np
@@ -12,6 +11,7 @@ import pytest
 from djsmile.config import Config
 from djsmile.errors import ConfigError
 from djsmile.faces import AsyncDetector, FaceFinder, HaarDetector, iou, resolve_async_full
+from helpers import wait_until
 
 W, H = 640, 480
 
@@ -39,15 +39,6 @@ class GatedDetector:
         if not self.open:
             assert self.gate.acquire(timeout=20), "the test never released the detection"
         return self.real.detect_faces(gray)
-
-
-def wait_until(cond, timeout=20.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.002)
-    raise AssertionError("timed out")
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import pytest
 
 from djsmile.fsutil import file_sha256
 from djsmile.cli import main
+from helpers import djsmile_env, read_until
 
 SECONDS = "1"     # --seconds: the clip is exactly the two phases
 
@@ -151,20 +152,11 @@ def test_calibrate_stops_on_a_signal_like_run_and_writes_nothing(tmp_path, conf,
     cv2.imwrite(str(tmp_path / "one.png"), np.full((120, 160, 3), 90, np.uint8))
     for i in range(30000):                    # minutes of frames: the calibration is still running
         os.symlink(tmp_path / "one.png", frames / f"{i:05d}.png")
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("NOTIFY_SOCKET", None)
     proc = subprocess.Popen([sys.executable, "-m", "djsmile", "calibrate", "--source", str(frames),
                              "--state-dir", str(tmp_path / "state"), "--config", str(conf), "--seconds", "600"],
-                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=djsmile_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        seen = ""
-        deadline = time.monotonic() + 60
-        while "calibrating from" not in seen and time.monotonic() < deadline:
-            line = proc.stderr.readline()
-            if not line:
-                break
-            seen += line
-        assert "calibrating from" in seen, seen[-3000:]
+        seen = "".join(read_until(proc.stderr, "calibrating from"))
         time.sleep(0.3)
         t0 = time.monotonic()
         proc.send_signal(getattr(signal, sig))

@@ -19,8 +19,8 @@ from djsmile.fsutil import file_sha256
 from djsmile.cli import main
 from djsmile.model import default_model_path
 from djsmile.sources import Frame, Source
+from helpers import QUIET, wait_until
 
-QUIET = ["--set", 'jokes.api_url=""', "--set", 'speech.engine="none"']
 SHA = file_sha256(default_model_path())
 DEADLINE_S = 90.0
 
@@ -94,15 +94,6 @@ class FollowingSource(Source):
             time.sleep(0.002)
 
 
-def wait_for(cond, what, deadline_s=DEADLINE_S):
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.02)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 @pytest.fixture
 def running(tmp_path, calib_photos, monkeypatch):
     """Start ``djsmile run`` on a :class:`FollowingSource` in a thread: ``start(*flags)`` -> handles."""
@@ -125,7 +116,7 @@ def running(tmp_path, calib_photos, monkeypatch):
             ["run", "--state-dir", str(tmp_path / "state"), *QUIET, *flags])), daemon=True)
         th.start()
         threads.append(th)
-        wait_for(lambda: "lc" in got and src.frames > 3 or not th.is_alive(), "the loop to start")
+        wait_until(lambda: "lc" in got and src.frames > 3 or not th.is_alive(), DEADLINE_S, "the loop to start")
         assert th.is_alive(), f"run ended early: {rc}"
         return src, got, rc, th
 
@@ -148,12 +139,13 @@ def test_button_hold_calibrates_inside_the_running_loop(tmp_path, running, mock_
     lc = got["lc"]
     pin = mock_factory.pin(22)
     pin.drive_low()                                   # pressed (pull-up: pressed = low)
-    wait_for(lambda: lc.runs == 1, "the hold to start a calibration")
+    wait_until(lambda: lc.runs == 1, DEADLINE_S, "the hold to start a calibration")
     pin.drive_high()
-    wait_for(lambda: (tmp_path / "state" / "calibration.json").exists() and not lc.active, "the calibration")
+    wait_until(lambda: (tmp_path / "state" / "calibration.json").exists() and not lc.active, DEADLINE_S,
+               "the calibration")
     d = check_calibrated(tmp_path, lc)
     n_after = src.frames
-    wait_for(lambda: src.frames > n_after + 5, "the loop to go on after the calibration")
+    wait_until(lambda: src.frames > n_after + 5, DEADLINE_S, "the loop to go on after the calibration")
     assert th.is_alive()
     # the new thresholds are live, and no shot was taken while the person smiled for it
     assert not (tmp_path / "state" / "events.jsonl").exists() or \
@@ -175,7 +167,7 @@ def test_short_press_still_tells_a_joke_not_a_calibration(tmp_path, running, moc
     pin.drive_low()
     pin.drive_high()
     n = src.frames
-    wait_for(lambda: src.frames > n + 20, "some frames")
+    wait_until(lambda: src.frames > n + 20, DEADLINE_S, "some frames")
     assert got["lc"].runs == 0
 
 
@@ -201,7 +193,7 @@ def test_page_button_calibrates_inside_the_running_loop(tmp_path, running, token
     src, got, rc, th = running("--no-gpio", "--web", "127.0.0.1:0", "--no-realtime",
                                "--set", f'web.token="{token}"', "--set", "web.joke_interval_s=60")
     web, lc = got["web"], got["lc"]
-    wait_for(lambda: web.port != 0, "the live view")
+    wait_until(lambda: web.port != 0, DEADLINE_S, "the live view")
     code, st = request(web.port, "GET", "/status.json", token)
     assert code == 200 and st["calibration"] is None
     if token:
@@ -212,7 +204,7 @@ def test_page_button_calibrates_inside_the_running_loop(tmp_path, running, token
     assert code == 200 and body["ok"] is True
     code, body = request(web.port, "POST", "/calibrate", token)      # the same guard as /joke: rate limit
     assert code == 429
-    wait_for(lambda: lc.runs == 1 and not lc.active, "the calibration to finish")
+    wait_until(lambda: lc.runs == 1 and not lc.active, DEADLINE_S, "the calibration to finish")
     d = check_calibrated(tmp_path, lc)
     code, st = request(web.port, "GET", "/status.json", token)
     assert code == 200 and st["calibration"] == d and st["calibrating"] is None

@@ -14,6 +14,7 @@ from djsmile.calibration import thresholds
 from djsmile.fsutil import file_sha256
 from djsmile.config import Config
 from djsmile.errors import EX_DATAERR
+from helpers import wait_until
 
 
 def face(p, w=100):
@@ -189,14 +190,6 @@ class _Teller:
         self.calls.append("repeat")
 
 
-def _wait(cond, deadline_s=30.0):
-    import time
-    end = time.monotonic() + deadline_s
-    while time.monotonic() < end and not cond():
-        time.sleep(0.01)
-    return cond()
-
-
 def test_button_press_repeat_and_calibrate_holds(mock_factory):
     """Short press: a joke; a hold shorter than calibrate_hold_s: the last joke again; the long hold: calibrate."""
     import time
@@ -208,11 +201,12 @@ def test_button_press_repeat_and_calibrate_holds(mock_factory):
     pin = mock_factory.pin(g.button_pin)
     try:
         pin.drive_low(); pin.drive_high()
-        assert _wait(lambda: teller.calls == ["tell"])
+        wait_until(lambda: teller.calls == ["tell"], what="the joke of a short press")
         pin.drive_low(); time.sleep(0.25); pin.drive_high()         # >= long press, far below 1.5 s
-        assert _wait(lambda: teller.calls == ["tell", "repeat"]) and asked == []
+        wait_until(lambda: teller.calls == ["tell", "repeat"], what="the last joke again")
+        assert asked == []
         pin.drive_low()
-        assert _wait(lambda: asked == [1])                          # while still held
+        wait_until(lambda: asked == [1], what="a calibration while the button is still held")
         pin.drive_high()
         time.sleep(0.1)
         assert teller.calls == ["tell", "repeat"]                   # no joke on that release

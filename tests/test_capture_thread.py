@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from djsmile.sources import Frame, Source, ThreadedSource
+from helpers import wait_until
 
 
 class BlockingCamera(Source):
@@ -40,15 +41,6 @@ class BlockingCamera(Source):
 
     def close(self):
         self.closed = True
-
-
-def wait_until(cond, timeout=10.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return
-        time.sleep(0.002)
-    raise AssertionError("timed out")
 
 
 def test_the_loop_gets_the_newest_frame_and_stale_ones_are_dropped():

@@ -11,7 +11,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from notf import BLOCK_TF
+from block_tensorflow import BLOCK_TF
+from helpers import run_djsmile
 
 from djsmile.training import evaluate as E
 
@@ -100,11 +101,6 @@ def _write(d: Path, name: str, value: int, size=(30, 30)):
     cv2.imwrite(str(d / name), np.full(size, value, np.uint8))
 
 
-def _djsmile(*args):
-    return subprocess.run([sys.executable, "-m", "djsmile", *map(str, args)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-
-
 def test_eval_faces_known_answer(tmp_path, brightness_model):
     data = tmp_path / "data"
     for i, v in enumerate([220, 200, 180, 90]):       # 3 right, one dark smile -> wrong
@@ -113,7 +109,7 @@ def test_eval_faces_known_answer(tmp_path, brightness_model):
         _write(data / "no_smile", f"{i}.png", v)
     (data / "smile" / "broken.jpg").write_bytes(b"not a jpeg")  # skipped and counted
     out = tmp_path / "r.json"
-    r = _djsmile("eval", data, "--model", brightness_model, "--json", out, "--plots", tmp_path / "plots")
+    r = run_djsmile("eval", data, "--model", brightness_model, "--json", out, "--plots", tmp_path / "plots")
     assert r.returncode == 0, r.stderr
     rep = json.loads(out.read_text())
     assert list(rep) == list(E.JSON_KEYS)
@@ -136,17 +132,17 @@ def test_eval_faces_known_answer(tmp_path, brightness_model):
 def test_eval_bad_inputs_name_the_path(tmp_path, brightness_model):
     data = tmp_path / "data"
     _write(data / "smile", "a.png", 200)
-    r = _djsmile("eval", data, "--model", brightness_model)
+    r = run_djsmile("eval", data, "--model", brightness_model)
     assert r.returncode != 0
     assert str(data / "no_smile") in r.stderr and len(r.stderr.strip().splitlines()) == 1
     (data / "no_smile").mkdir()
-    r = _djsmile("eval", data, "--model", brightness_model)
+    r = run_djsmile("eval", data, "--model", brightness_model)
     assert r.returncode != 0 and str(data / "no_smile") in r.stderr
     _write(data / "no_smile", "b.png", 10)
     fake = tmp_path / "fake.tflite"
     fake.write_bytes(b"PK\x03\x04 this is a zip, not a model")
     fake.with_suffix(".json").write_text(brightness_model.with_suffix(".json").read_text())
-    r = _djsmile("eval", data, "--model", fake)
+    r = run_djsmile("eval", data, "--model", fake)
     assert r.returncode != 0
     assert str(fake) in r.stderr and "not a TFLite" in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
@@ -168,7 +164,7 @@ def test_eval_photos_mode_counts_missing_faces(tmp_path, brightness_model):
     _write(data / "smile", "blank.png", 200, size=(120, 160))  # no face in a flat image
     _write(data / "no_smile", "blank.png", 20, size=(120, 160))
     out = tmp_path / "r.json"
-    r = _djsmile("eval", data, "--model", brightness_model, "--mode", "photos", "--json", out)
+    r = run_djsmile("eval", data, "--model", brightness_model, "--mode", "photos", "--json", out)
     assert r.returncode == 0, r.stderr
     rep = json.loads(out.read_text())
     assert rep["n"] == 2 and rep["face_found_rate"] == 0.0 and rep["accuracy"] == 0.0
@@ -182,12 +178,12 @@ def test_eval_set_changes_the_detector_and_is_checked(tmp_path, brightness_model
     _write(data / "no_smile", "blank.png", 20, size=(213, 320))
     out = tmp_path / "r.json"
     haar = ("--set", 'detector.backend="haar"')   # upscale is the Haar back-end's key
-    r = _djsmile("eval", data, "--model", brightness_model, "--mode", "photos", "--json", out, *haar)
+    r = run_djsmile("eval", data, "--model", brightness_model, "--mode", "photos", "--json", out, *haar)
     assert r.returncode == 0, r.stderr
     assert json.loads(out.read_text())["face_found_rate"] == 0.0
-    r = _djsmile("eval", data, "--model", brightness_model, "--mode", "photos", "--json", out, *haar,
+    r = run_djsmile("eval", data, "--model", brightness_model, "--mode", "photos", "--json", out, *haar,
                  "--set", "detector.upscale=2", "--set", "detector.min_face_fraction=0.05")
     assert r.returncode == 0, r.stderr
     assert json.loads(out.read_text())["face_found_rate"] == 0.5   # the small face, not the blank
-    r = _djsmile("eval", data, "--model", brightness_model, "--mode", "photos", "--set", "detector.upscale=9")
+    r = run_djsmile("eval", data, "--model", brightness_model, "--mode", "photos", "--set", "detector.upscale=9")
     assert r.returncode == 78 and "detector.upscale" in r.stderr

@@ -7,24 +7,20 @@ The rows are read from the README; a row without a test here (or a test without 
 from __future__ import annotations
 
 import importlib.util
-import os
 import re
 import signal
 import socket
 import subprocess
-import sys
-import time
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
 from djsmile import cli
+from helpers import (PY, QUIET, ROOT, FixedFinder, djsmile_env, one_error_line, read_until, run_djsmile,
+                     write_clip)
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
-QUIET = ["--set", 'jokes.api_url=""', "--set", 'speech.engine="none"', "--no-gpio"]
+QUIET = [*QUIET, "--no-gpio"]
 
 
 def readme_rows() -> dict[int, str]:
@@ -34,57 +30,17 @@ def readme_rows() -> dict[int, str]:
     return {int(m.group(1)): m.group(2) for m in re.finditer(r"^\| (\d+) \|(.*)\|\s*$", table, flags=re.M)}
 
 
-def _env():
-    env = dict(os.environ)
-    env.pop("NOTIFY_SOCKET", None)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def djsmile(*argv, timeout=180) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", "djsmile", *map(str, argv)], cwd=ROOT, env=_env(), capture_output=True,
-                          text=True, timeout=timeout)
-
-
-def one_error_line(err: str) -> str:
-    lines = [ln for ln in err.splitlines() if ln.startswith("ERROR")]
-    assert len(lines) == 1, err[-3000:]
-    assert "Traceback" not in err
-    return lines[0]
-
-
-@pytest.fixture
-def frames(tmp_path) -> Path:
-    d = tmp_path / "frames"
-    d.mkdir()
-    for i in range(3):
-        cv2.imwrite(str(d / f"{i}.png"), np.full((120, 160, 3), 60 * i, np.uint8))
-    return d
-
-
-def write_clip(path: Path, n: int, fps: float, size=(160, 120), noise=False) -> Path:
-    vw = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
-    assert vw.isOpened()
-    rng = np.random.default_rng(0)
-    for i in range(n):
-        img = rng.integers(0, 255, (size[1], size[0], 3), np.uint8) if noise else \
-            np.full((size[1], size[0], 3), (i * 7) % 255, np.uint8)
-        vw.write(img)
-    vw.release()
-    return path
-
-
 # --------------------------------------------------------------------------- one test per row
 def test_0_a_finite_source_ended(tmp_path, frames):
-    p = djsmile("run", "--source", frames, "--state-dir", tmp_path / "s", *QUIET)
+    p = run_djsmile("run", "--source", frames, "--state-dir", tmp_path / "s", *QUIET)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "stopped after 3 frames" in p.stderr
-    p = djsmile("run", "--source", frames, "--state-dir", tmp_path / "s", "--max-frames", 2, *QUIET)
+    p = run_djsmile("run", "--source", frames, "--state-dir", tmp_path / "s", "--max-frames", 2, *QUIET)
     assert p.returncode == 0 and "stopped after 2 frames" in p.stderr, p.stderr[-3000:]
 
 
 def test_64_a_mistyped_flag():
-    p = djsmile("run", "--sorce", "x")
+    p = run_djsmile("run", "--sorce", "x")
     assert p.returncode == 64 and p.stderr.startswith("usage: djsmile run"), p.stderr
 
 
@@ -95,7 +51,7 @@ TEXT = "shopping list\n- milk\n- eggs\n" * 20
 def test_65_a_text_file_given_as_a_video_whatever_its_name(tmp_path, name):
     f = tmp_path / name
     f.write_text(TEXT)
-    p = djsmile("run", "--source", f, "--state-dir", tmp_path / "s", *QUIET)
+    p = run_djsmile("run", "--source", f, "--state-dir", tmp_path / "s", *QUIET)
     assert p.returncode == 65, p.stderr[-3000:]
     line = one_error_line(p.stderr)
     assert "is a text file, not a video or image" in line and "give a video file" in line, line
@@ -105,7 +61,7 @@ def test_65_a_text_file_given_as_a_video_whatever_its_name(tmp_path, name):
 def test_65_a_file_that_is_no_video_nor_image_and_no_ffmpeg_noise(tmp_path):
     f = tmp_path / "clip.mp4"
     f.write_bytes(np.random.default_rng(1).integers(0, 256, 20000, np.uint8).tobytes())
-    p = djsmile("run", "--source", f, "--state-dir", tmp_path / "s", *QUIET)
+    p = run_djsmile("run", "--source", f, "--state-dir", tmp_path / "s", *QUIET)
     assert p.returncode == 65, p.stderr[-3000:]
     line = one_error_line(p.stderr)
     assert "not a video or image" in line and "give a video file" in line, line
@@ -116,7 +72,7 @@ def test_65_bench_and_calibrate_read_a_text_file_the_same_way(tmp_path):
     f = tmp_path / "notes.mp4"
     f.write_text(TEXT)
     for argv in (["bench", "--source", f, "--frames", 5], ["calibrate", "--source", f, "--state-dir", tmp_path]):
-        p = djsmile(*argv, *QUIET[:4])
+        p = run_djsmile(*argv, *QUIET[:4])
         assert p.returncode == 65, p.stderr[-3000:]
         assert "is a text file, not a video or image" in one_error_line(p.stderr)
 
@@ -125,19 +81,19 @@ def test_65_an_image_is_read_by_its_content_whatever_its_name(tmp_path):
     f = tmp_path / "snapshot.dat"
     ok, buf = cv2.imencode(".png", np.full((120, 160, 3), 90, np.uint8))
     f.write_bytes(buf.tobytes())
-    p = djsmile("run", "--source", f, "--state-dir", tmp_path / "s", *QUIET)
+    p = run_djsmile("run", "--source", f, "--state-dir", tmp_path / "s", *QUIET)
     assert p.returncode == 0 and "stopped after 1 frames" in p.stderr, p.stderr[-3000:]
 
 
 def test_66_a_source_that_does_not_exist(tmp_path):
-    p = djsmile("run", "--source", tmp_path / "no" / "clip.mp4", "--state-dir", tmp_path / "s", *QUIET)
+    p = run_djsmile("run", "--source", tmp_path / "no" / "clip.mp4", "--state-dir", tmp_path / "s", *QUIET)
     assert p.returncode == 66 and "not found" in one_error_line(p.stderr)
 
 
 def test_69_no_camera(tmp_path):
     if importlib.util.find_spec("picamera2") is not None:
         pytest.skip("picamera2 is installed here: the Pi camera may be present")
-    p = djsmile("run", "--source", "camera", "--state-dir", tmp_path / "s", *QUIET)
+    p = run_djsmile("run", "--source", "camera", "--state-dir", tmp_path / "s", *QUIET)
     assert p.returncode == 69 and "picamera2" in one_error_line(p.stderr)
 
 
@@ -159,22 +115,13 @@ def test_70_frames_failing_one_after_another():
         def predict(self, gray, boxes, landmarks=None):
             raise RuntimeError("interpreter broken")
 
-    class Finder:
-        landmarks = None   # no landmarks: a box-crop model, as a finder without them gives
-
-        def find(self, gray, color=None):
-            return [(5, 5, 20, 20)]
-
-        def reset(self):
-            pass
-
-    assert service.run(Config(), Frames(), model=Broken(), finder=Finder()) == 70
+    assert service.run(Config(), Frames(), model=Broken(), finder=FixedFinder()) == 70
 
 
 def test_73_the_state_folder_cannot_be_created(tmp_path, frames):
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
-    p = djsmile("run", "--source", frames, "--state-dir", blocker / "state", *QUIET)
+    p = run_djsmile("run", "--source", frames, "--state-dir", blocker / "state", *QUIET)
     assert p.returncode == 73 and "state folder" in one_error_line(p.stderr)
 
 
@@ -183,7 +130,7 @@ def test_75_the_live_views_port_is_in_use(tmp_path, frames):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        p = djsmile("run", "--source", frames, "--state-dir", tmp_path / "s", "--web", f"127.0.0.1:{port}", *QUIET)
+        p = run_djsmile("run", "--source", frames, "--state-dir", tmp_path / "s", "--web", f"127.0.0.1:{port}", *QUIET)
     assert p.returncode == 75 and f"127.0.0.1:{port}" in one_error_line(p.stderr)
 
 
@@ -191,24 +138,16 @@ def test_78_a_config_rule(tmp_path):
     f = tmp_path / "config.toml"
     f.write_text("[trigger]\nhold_frames = 0\n")
     assert cli.main(["config", "--check", str(f)]) == 78
-    p = djsmile("run", "--set", "trigger.hold_frames=0", "--state-dir", tmp_path / "s", *QUIET)
+    p = run_djsmile("run", "--set", "trigger.hold_frames=0", "--state-dir", tmp_path / "s", *QUIET)
     assert p.returncode == 78 and "trigger.hold_frames" in one_error_line(p.stderr)
 
 
 def _interrupt(argv, wait_for: str, tmp_path) -> tuple[int, str]:
     """Start ``djsmile argv``, wait for ``wait_for`` on stderr, press Ctrl+C (SIGINT); (exit code, stderr)."""
-    proc = subprocess.Popen([PY, "-m", "djsmile", *map(str, argv)], cwd=tmp_path, env=_env(),
+    proc = subprocess.Popen([PY, "-m", "djsmile", *map(str, argv)], cwd=tmp_path, env=djsmile_env(),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    err = []
     try:
-        deadline = time.monotonic() + 120
-        for line in proc.stderr:
-            err.append(line)
-            if wait_for in line:
-                break
-            assert time.monotonic() < deadline, "".join(err)
-        else:
-            raise AssertionError(f"ended before {wait_for!r}: {''.join(err)[-3000:]}")
+        err = read_until(proc.stderr, wait_for, 120)
         proc.send_signal(signal.SIGINT)
         rest = proc.communicate(timeout=120)[1]   # generous: a loaded 2-core machine (the stop itself is timed elsewhere)
     finally:

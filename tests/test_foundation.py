@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from notf import BLOCK_TF
+from block_tensorflow import BLOCK_TF
 
 from djsmile import config
 from djsmile.errors import ConfigError, ModelError

@@ -20,6 +20,7 @@ import pytest
 
 from djsmile import config
 from djsmile.errors import ConfigError
+from helpers import wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -48,16 +49,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_until(pred, timeout: float, what: str, step: float = 0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
 
 
 class Broker:

@@ -20,6 +20,7 @@ import uuid
 import pytest
 
 from djsmile.notify import Notifier
+from helpers import FakeModel, FixedFinder
 
 
 class FakeSystemd:
@@ -267,22 +268,6 @@ class StallingSource:
         self.close()
 
 
-class FakeModel:
-    threshold = 0.5
-    path = __file__   # a file that exists: run hashes the model file (calibration.json names its sha256)
-    runtime = None
-
-    def predict(self, gray, boxes, landmarks=None):
-        return [0.0] * len(boxes)
-
-
-class NoFaces:
-    landmarks = None   # no landmarks: a box-crop model, as a finder without them gives
-
-    def find(self, gray, color=None):
-        return []
-
-
 def _check_watchdog_rhythm(messages: list[tuple[float, str]]) -> None:
     """Pings at ~half the timeout while frames flow, none during the stall, again after it."""
     msgs = [m for _, m in messages]
@@ -311,7 +296,7 @@ def test_frame_loop_pings_while_frames_flow_and_goes_silent_when_they_stall(syst
     cfg = Config()
     rc = {}
     t = threading.Thread(target=lambda: rc.setdefault("rc", service.run(
-        cfg, StallingSource(systemd.address), model=FakeModel(), finder=NoFaces(), notifier=notifier)))
+        cfg, StallingSource(systemd.address), model=FakeModel(), finder=FixedFinder(boxes=()), notifier=notifier)))
     t.start()
     t.join(30)
     assert not t.is_alive(), "the frame loop did not end"
@@ -327,7 +312,8 @@ import os, sys
 sys.path.insert(0, {tests!r})
 os.environ["WATCHDOG_PID"] = str(os.getpid())   # as systemd sets it for the main process
 from djsmile import cli, service
-from test_notify import FakeModel, StallingSource
+from helpers import FakeModel
+from test_notify import StallingSource
 
 service.open_source = lambda spec, cfg, **kw: StallingSource(os.environ["NOTIFY_SOCKET"])
 service.SmileModel.from_config = classmethod(lambda cls, mc: FakeModel())

@@ -17,6 +17,7 @@ import pytest
 from djsmile import service
 from djsmile.config import Config
 from djsmile.sources import FolderSource
+from helpers import FixedFinder
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -64,23 +65,13 @@ class SlowModel:
         return np.array([0.1] * len(boxes), np.float32)
 
 
-class OneFace:
-    landmarks = None   # no landmarks: a box-crop model, as a finder without them gives
-
-    def find(self, gray, color=None):
-        return [(5, 5, 20, 20)]
-
-    def reset(self):
-        pass
-
-
 def test_a_finite_source_reports_its_progress(tmp_path, monkeypatch, caplog):
     for i in range(60):
         cv2.imwrite(str(tmp_path / f"{i:03d}.png"), np.full((40, 40), i, np.uint8))
     monkeypatch.setattr(service, "PROGRESS_EVERY_S", 0.15)
     cfg = Config()
     with caplog.at_level(logging.INFO, logger="djsmile.service"):
-        assert service.run(cfg, FolderSource(tmp_path, cfg), model=SlowModel(), finder=OneFace()) == 0
+        assert service.run(cfg, FolderSource(tmp_path, cfg), model=SlowModel(), finder=FixedFinder()) == 0
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress: ")]
     assert len(lines) >= 2, lines          # about 0.6 s of work at least (60 x 10 ms)
     done = [int(ln.split()[1].split("/")[0]) for ln in lines]
@@ -100,7 +91,7 @@ def test_a_camera_gets_no_progress_line(monkeypatch, caplog):
 
     monkeypatch.setattr(service, "PROGRESS_EVERY_S", 0.05)
     with caplog.at_level(logging.INFO, logger="djsmile.service"):
-        service.run(Config(), Cam(), model=SlowModel(), finder=OneFace())
+        service.run(Config(), Cam(), model=SlowModel(), finder=FixedFinder())
     assert not [r for r in caplog.records if r.getMessage().startswith("progress: ")]
 
 
@@ -132,6 +123,6 @@ def test_no_progress_line_for_the_last_frame(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(service, "PROGRESS_EVERY_S", 0.0)   # a progress line after every frame
     cfg = Config()
     with caplog.at_level(logging.INFO, logger="djsmile.service"):
-        assert service.run(cfg, FolderSource(tmp_path, cfg), model=SlowModel(), finder=OneFace()) == 0
+        assert service.run(cfg, FolderSource(tmp_path, cfg), model=SlowModel(), finder=FixedFinder()) == 0
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress: ")]
     assert lines and not [ln for ln in lines if ln.startswith("progress: 5/5 ")], lines

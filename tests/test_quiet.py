@@ -6,39 +6,19 @@ import os
 import socket
 import stat
 import subprocess
-import sys
 from pathlib import Path
 
-import cv2
-import numpy as np
-import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
+from helpers import ROOT, djsmile_env, run_djsmile
+
 LEVELS = ("DEBUG ", "INFO ", "WARNING ", "ERROR ")
 
 
-def _env():
-    env = dict(os.environ)
-    env.pop("NOTIFY_SOCKET", None)
-    env.pop("GPIOZERO_PIN_FACTORY", None)
-    env["PYTHONUNBUFFERED"] = "1"
-    env["https_proxy"] = env["HTTPS_PROXY"] = "http://127.0.0.1:9"   # the joke API: refused at once
-    return env
-
-
 def djsmile(*argv, cwd=ROOT) -> subprocess.CompletedProcess:
-    return subprocess.run([PY, "-m", "djsmile", *map(str, argv)], cwd=cwd, env=_env(), capture_output=True,
-                          text=True, timeout=180)
-
-
-@pytest.fixture
-def frames(tmp_path) -> Path:
-    d = tmp_path / "frames"
-    d.mkdir()
-    for i in range(3):
-        cv2.imwrite(str(d / f"{i}.png"), np.full((120, 160, 3), 60 * i, np.uint8))
-    return d
+    """``djsmile ARGV`` with gpiozero choosing its pin factory itself and the joke API refused at once."""
+    env = djsmile_env(https_proxy="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9")
+    env.pop("GPIOZERO_PIN_FACTORY", None)
+    return run_djsmile(*argv, cwd=cwd, env=env)
 
 
 def not_a_pi() -> bool:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,42 +18,12 @@ from djsmile.config import Config
 from djsmile.errors import EX_CONFIG, EX_NOINPUT, EX_UNAVAILABLE
 from djsmile.faces import FaceFinder, HaarDetector, iou
 from djsmile.sources import Frame, Source
+from helpers import (PY, QUIET, ROOT, SHIPPED, FakeModel, FixedFinder, djsmile_env, read_until, wait_until,
+                     write_clip)
 
-ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ROOT / "models" / "smile_int8.tflite"
-PY = sys.executable
-QUIET = ["--set", 'jokes.api_url=""', "--set", 'speech.engine="none"']
 
 
 # --------------------------------------------------------------------------- helpers
-class FakeModel:
-    """p_smile = the face box's mean brightness / 255 (frames encode their own smile)."""
-    threshold = 0.5
-
-    def __init__(self, fail_on=()):
-        self.fail_on = set(fail_on)
-        self.calls = 0
-
-    def predict(self, gray, boxes, landmarks=None):
-        self.calls += 1
-        if self.calls in self.fail_on:
-            raise RuntimeError("interpreter hiccup")
-        return np.array([gray[y:y + h, x:x + w].mean() / 255.0 for x, y, w, h in boxes], np.float32)
-
-
-class FixedFinder:
-    def __init__(self, box=(10, 10, 20, 20)):
-        self.box = box
-
-    landmarks = None   # no landmarks: a box-crop model, as a finder without them gives
-
-    def find(self, gray, color=None):
-        return [self.box]
-
-    def reset(self):
-        pass
-
-
 class ListSource(Source):
     def __init__(self, values, fps=30.0, finite=True, shape=(40, 40)):
         self.values, self.fps, self.finite, self.shape = values, fps, finite, shape
@@ -306,15 +275,8 @@ def any_model(tmp_path_factory):
     return d / "tiny.tflite"
 
 
-def _env():
-    env = dict(os.environ)
-    env.pop("NOTIFY_SOCKET", None)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
 def test_run_missing_source_is_one_clear_line():
-    p = subprocess.run([PY, "-m", "djsmile", "run", "--source", "no/such/clip.mp4"], cwd=ROOT, env=_env(),
+    p = subprocess.run([PY, "-m", "djsmile", "run", "--source", "no/such/clip.mp4"], cwd=ROOT, env=djsmile_env(),
                        capture_output=True, text=True, timeout=60)
     assert p.returncode == EX_NOINPUT  # 66 missing input, as the README's table says (was 69)
     errors = [ln for ln in p.stderr.splitlines() if ln.startswith("ERROR")]
@@ -329,7 +291,7 @@ def test_run_folder_source_ends_with_exit_0(tmp_path, any_model):
         cv2.imwrite(str(folder / f"{i:03d}.png"), np.full((120, 160, 3), 40 * i, np.uint8))
     state = tmp_path / "state"
     p = subprocess.run([PY, "-m", "djsmile", "run", "--source", str(folder), "--model", str(any_model),
-                        "--state-dir", str(state), *QUIET], cwd=ROOT, env=_env(), capture_output=True,
+                        "--state-dir", str(state), *QUIET], cwd=ROOT, env=djsmile_env(), capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     log = p.stderr
@@ -339,40 +301,16 @@ def test_run_folder_source_ends_with_exit_0(tmp_path, any_model):
     assert sum("MockFactory" in ln for ln in log.splitlines()) == 1
 
 
-def write_clip(path: Path, n: int, fps: float = 30.0, size=(320, 240)) -> Path:
-    """An MJPG AVI of ``n`` plain frames (a real video file for OpenCV)."""
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, size)
-    assert w.isOpened()
-    for i in range(n):
-        w.write(np.full((size[1], size[0], 3), (i * 7) % 256, np.uint8))
-    w.release()
-    return path
-
-
-def _wait_for(proc, text: str, timeout: float = 60.0) -> list[str]:
-    """Read ``proc.stderr`` lines until one contains ``text`` (or it ends / the deadline passes)."""
-    seen = []
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stderr.readline()
-        if not line:
-            break
-        seen.append(line)
-        if text in line:
-            return seen
-    raise AssertionError(f"never saw {text!r}: " + "".join(seen)[-2000:])
-
-
 def test_second_run_on_one_state_folder_refuses_naming_the_first(tmp_path, any_model):
     clip = write_clip(tmp_path / "clip.avi", 600)  # 20 s in real time
     state = tmp_path / "state"
     base = [PY, "-m", "djsmile", "run", "--source", str(clip), "--model", str(any_model), "--state-dir",
             str(state), "--no-gpio", *QUIET]
     cmd = [*base, "--realtime"]
-    first = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stderr=subprocess.PIPE, text=True)
+    first = subprocess.Popen(cmd, cwd=ROOT, env=djsmile_env(), stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(first, "running;")
-        second = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+        read_until(first.stderr, "running;")
+        second = subprocess.run(cmd, cwd=ROOT, env=djsmile_env(), capture_output=True, text=True, timeout=60)
         assert second.returncode == 75, second.stderr[-2000:]
         errors = [ln for ln in second.stderr.splitlines() if "ERROR" in ln]
         assert len(errors) == 1 and str(first.pid) in errors[0] and str(state) in errors[0], second.stderr
@@ -383,7 +321,7 @@ def test_second_run_on_one_state_folder_refuses_naming_the_first(tmp_path, any_m
         first.communicate(timeout=30)
     # once the first has stopped, the folder is free again (a stale lock file does not block)
     again = subprocess.run([*base, "--max-frames", "3"], cwd=ROOT,
-                           env=_env(), capture_output=True, text=True, timeout=60)
+                           env=djsmile_env(), capture_output=True, text=True, timeout=60)
     assert again.returncode == 0, again.stderr[-2000:]
 
 
@@ -575,10 +513,10 @@ def test_loop_flag_on_the_command_line(tmp_path, any_model):
     clip = write_clip(tmp_path / "clip.avi", 8, fps=10.0)
     base = [PY, "-m", "djsmile", "run", "--source", str(clip), "--model", str(any_model), "--no-gpio",
             "--state-dir", str(tmp_path / "state"), *QUIET]
-    p = subprocess.run([*base, "--loop", "--max-frames", "20"], cwd=ROOT, env=_env(), capture_output=True,
+    p = subprocess.run([*base, "--loop", "--max-frames", "20"], cwd=ROOT, env=djsmile_env(), capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 0 and "stopped after 20 frames" in p.stderr and "looped" in p.stderr, p.stderr[-3000:]
-    p = subprocess.run(base, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=120)
+    p = subprocess.run(base, cwd=ROOT, env=djsmile_env(), capture_output=True, text=True, timeout=120)
     assert p.returncode == 0 and "stopped after 8 frames" in p.stderr, p.stderr[-3000:]
 
 
@@ -591,18 +529,16 @@ def test_live_view_of_a_looped_clip_goes_on_past_the_clips_end(tmp_path, any_mod
         port = s.getsockname()[1]
     proc = subprocess.Popen([PY, "-m", "djsmile", "run", "--source", str(clip), "--loop", "--model", str(any_model),
                              "--no-gpio", "--state-dir", str(tmp_path / "state"), "--web", f"127.0.0.1:{port}",
-                             *QUIET], cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                             *QUIET], cwd=ROOT, env=djsmile_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)
     try:
-        _wait_for(proc, "running; Ctrl+C")
-        deadline, t = time.monotonic() + 60, None
-        while time.monotonic() < deadline:
+        read_until(proc.stderr, "running; Ctrl+C")
+        def stream_time():
             with urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=10) as r:
-                t = json.load(r).get("t")
-            if t is not None and t > 2.5:    # stream time past the 1 s clip, played in real time
-                break
-            time.sleep(0.2)
-        assert t is not None and t > 2.5, t
+                return json.load(r).get("t") or 0.0
+
+        # stream time past the 1 s clip, played in real time
+        wait_until(lambda: stream_time() > 2.5, 60, "stream time past the clip's end", step=0.2)
         assert proc.poll() is None
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/stream.mjpg", timeout=10) as r:
             assert r.headers["Content-Type"].startswith("multipart/x-mixed-replace")

@@ -9,18 +9,14 @@ from __future__ import annotations
 
 import os
 import resource
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-PY = sys.executable
-QUIET = ["--set", 'jokes.api_url=""', "--set", 'speech.engine="none"', "--no-gpio", "--no-jokes"]
+from helpers import QUIET, run_djsmile, write_frames
+
+QUIET = [*QUIET, "--no-gpio", "--no-jokes"]
 
 
 def _cap_memory():
@@ -29,19 +25,12 @@ def _cap_memory():
 
 @pytest.fixture(scope="module")
 def frames(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("frames")
-    for i in range(3):
-        cv2.imwrite(str(d / f"{i}.png"), np.full((120, 160, 3), 60 + 40 * i, np.uint8))
-    return d
+    return write_frames(tmp_path_factory.mktemp("frames"), values=(60, 100, 140))
 
 
 def run(state: Path, frames: Path, timeout: float = 90.0) -> tuple[int, str, float]:
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    env.pop("NOTIFY_SOCKET", None)
     t0 = time.monotonic()
-    p = subprocess.run([PY, "-m", "djsmile", "run", "--source", str(frames), "--state-dir", str(state), *QUIET],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout,
-                       preexec_fn=_cap_memory)
+    p = run_djsmile("run", "--source", frames, "--state-dir", state, *QUIET, timeout=timeout, preexec_fn=_cap_memory)
     return p.returncode, p.stderr, time.monotonic() - t0
 
 
@@ -104,9 +93,7 @@ def test_a_hostile_joke_cache_is_set_aside_and_a_joke_is_still_told(tmp_path, wh
     state = tmp_path / "state"
     state.mkdir()
     HOSTILE[what](state / "jokes_cache.json")
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    p = subprocess.run([PY, "-m", "djsmile", "joke", "--state-dir", str(state), "--set", 'jokes.api_url=""'],
-                       cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, preexec_fn=_cap_memory)
+    p = run_djsmile("joke", "--state-dir", state, "--set", 'jokes.api_url=""', timeout=60, preexec_fn=_cap_memory)
     assert p.returncode == 0 and p.stdout.strip(), p.stderr[-3000:]
     assert "Traceback" not in p.stderr
     warned = [ln for ln in p.stderr.splitlines() if "jokes_cache.json" in ln and "WARNING" in ln]

@@ -8,11 +8,9 @@ timeout for both is 30 s.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -23,10 +21,8 @@ import cv2
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
-SHIPPED = ROOT / "models" / "smile_int8.tflite"
-PY = sys.executable
-QUIET = ["--set", 'jokes.api_url=""', "--set", 'speech.engine="none"']
+from helpers import PY, QUIET, ROOT, SHIPPED, djsmile_env, read_until
+
 # every face counts as smiling at once, so the LED (GPIO17, hold mode) is lit while a face is seen
 # (full detection in the loop: the face is found on the first frame however loaded the machine is)
 ALWAYS_SMILING = ["--set", "trigger.on_threshold=0.001", "--set", "trigger.off_threshold=0.0005",
@@ -58,13 +54,6 @@ STOP_SCRIPT = textwrap.dedent("""
     print("LED-AFTER", int(bool(pin.state)) if pin is not None else "none", flush=True)
     sys.exit(rc)
 """)
-
-
-def _env():
-    env = dict(os.environ)
-    env.pop("NOTIFY_SOCKET", None)
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
 
 
 @pytest.fixture(scope="module")
@@ -183,7 +172,8 @@ def test_signal_stops_a_file_within_2s_with_the_led_off(tmp_path, model, long_fa
     cmd = [PY, "-c", STOP_SCRIPT, "run", "--source", str(long_face_clip), "--model", str(model),
            "--state-dir", str(tmp_path / "state"), "--realtime", *QUIET, "--set", 'gpio.pin_factory="mock"',
            *ALWAYS_SMILING]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=djsmile_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     try:
         line = proc.stdout.readline()
         assert "LED-ON" in line, "the LED never lit: " + proc.communicate(timeout=40)[1][-3000:]
@@ -205,19 +195,13 @@ def test_signal_stops_a_file_within_2s_with_the_led_off(tmp_path, model, long_fa
 def test_sigusr1_logs_the_status_line_and_the_run_goes_on(tmp_path, model, long_face_clip):
     cmd = [PY, "-m", "djsmile", "run", "--source", str(long_face_clip), "--model", str(model),
            "--state-dir", str(tmp_path / "state"), "--realtime", "--no-gpio", *QUIET]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=djsmile_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and "running;" not in proc.stderr.readline():
-            pass
+        read_until(proc.stderr, "running;")
         proc.send_signal(signal.SIGUSR1)
-        deadline = time.monotonic() + 30
-        status = ""
-        while time.monotonic() < deadline:
-            status = proc.stderr.readline()
-            if " fps, " in status or not status:
-                break
-        assert " fps, " in status and "shot" in status, status
+        status = read_until(proc.stderr, " fps, ", 30)[-1]
+        assert "shot" in status, status
         assert proc.poll() is None  # still running
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=40)
@@ -234,7 +218,8 @@ def test_stream_that_stalls_midway_stops_within_2s_led_off(tmp_path, model, face
     cmd = [PY, "-c", STOP_SCRIPT, "run", "--source", server.url, "--model", str(model),
            "--state-dir", str(tmp_path / "state"), *QUIET, "--set", 'gpio.pin_factory="mock"', *ALWAYS_SMILING,
            *NO_STREAM_TIMEOUT]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=djsmile_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     try:
         line = proc.stdout.readline()  # LED-ON, or "" if it ended first
         assert "LED-ON" in line, "the LED never lit: " + proc.communicate(timeout=40)[1][-3000:]
@@ -260,7 +245,8 @@ def test_stream_that_hangs_on_open_stops_within_2s(tmp_path, model, sig):
     server = StallingServer(b"", "open")
     cmd = [PY, "-m", "djsmile", "run", "--source", server.url, "--model", str(model),
            "--state-dir", str(tmp_path / "state"), *QUIET, "--set", 'gpio.pin_factory="mock"', *NO_STREAM_TIMEOUT]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=djsmile_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
     try:
         assert server.connected.wait(60), "djsmile never connected"
         time.sleep(0.3)  # inside OpenCV's open now
@@ -284,7 +270,7 @@ def test_a_stream_silent_past_camera_stream_timeout_s_ends_the_run_with_69(tmp_p
            "--state-dir", str(tmp_path / "state"), *QUIET, "--no-gpio", "--set", "camera.stream_timeout_s=2"]
     t0 = time.monotonic()
     try:
-        p = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+        p = subprocess.run(cmd, cwd=ROOT, env=djsmile_env(), capture_output=True, text=True, timeout=60)
     finally:
         server.close()
     took = time.monotonic() - t0

@@ -21,11 +21,12 @@ import shlex
 import shutil
 import stat
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
+
+from helpers import run_djsmile
 
 ROOT = Path(__file__).resolve().parent.parent
 UNIT = ROOT / "systemd" / "djsmile.service"
@@ -164,17 +165,10 @@ def test_execstart_arguments_are_accepted_by_djsmile_run(unit):
 BAD_CONFIG = "[trigger]\ncooldown_s = -3\n"
 
 
-def _djsmile(*args, cwd=None, timeout=120):
-    env = dict(os.environ)
-    env.pop("NOTIFY_SOCKET", None)
-    return subprocess.run([sys.executable, "-m", "djsmile", *args], capture_output=True, text=True,
-                          cwd=cwd or ROOT, env=env, timeout=timeout)
-
-
 def test_config_check_of_a_bad_file_exits_78_naming_the_key(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text(BAD_CONFIG)
-    r = _djsmile("config", "--check", str(bad))
+    r = run_djsmile("config", "--check", str(bad))
     assert r.returncode == 78, r.stderr
     assert "trigger.cooldown_s" in r.stderr
 
@@ -183,10 +177,10 @@ def test_run_with_a_bad_config_exits_78_naming_the_key(tmp_path):
     pytest.importorskip("djsmile.service", reason="edge/service.py ('djsmile run') is not written yet")
     bad = tmp_path / "bad.toml"
     bad.write_text(BAD_CONFIG)
-    r = _djsmile("run", "--config", str(bad), "--state-dir", str(tmp_path / "state"))
+    r = run_djsmile("run", "--config", str(bad), "--state-dir", str(tmp_path / "state"))
     assert r.returncode == 78, r.stderr
     assert "trigger.cooldown_s" in r.stderr
-    missing = _djsmile("run", "--config", str(tmp_path / "absent.toml"), "--state-dir", str(tmp_path / "state"))
+    missing = run_djsmile("run", "--config", str(tmp_path / "absent.toml"), "--state-dir", str(tmp_path / "state"))
     assert missing.returncode == 78 and "absent.toml" in missing.stderr
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from notf import BLOCK_TF
+from block_tensorflow import BLOCK_TF
 
 from djsmile.training import data as D
 

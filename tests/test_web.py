@@ -20,6 +20,7 @@ import pytest
 from djsmile.config import WebConfig
 from djsmile.errors import ConfigError
 from djsmile.web import BOUNDARY, WebServer, parse_listen
+from helpers import wait_until
 
 
 # ---------------------------------------------------------------- small fakes of the loop's types
@@ -167,15 +168,6 @@ def save_photo(folder, when_ms: int = 0, size=(240, 320)) -> str:
     return path.name
 
 
-def wait_until(cond, timeout=5.0):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
-
-
 # ---------------------------------------------------------------- tests
 
 def test_listen_parsing():
@@ -262,7 +254,7 @@ def test_no_encoding_without_viewers_and_rate_cap(server):
         assert rate <= 5.0 * 1.3, f"encoded {rate:.1f} fps with stream_fps = 5"
         r.close()
         conn.close()
-        assert wait_until(lambda: web.clients == 0)
+        wait_until(lambda: web.clients == 0, what="no viewer left")
         time.sleep(0.5)
         stopped_at = web.frames_encoded
         time.sleep(0.6)                       # still publishing at 60 fps, no viewer
@@ -504,7 +496,7 @@ def test_viewers_that_stop_reading_do_not_lock_new_viewers_out(server):
                 s.connect(("127.0.0.1", web.port))
                 s.sendall(b"GET /stream.mjpg HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
                 stalled.append(s)
-            assert wait_until(lambda: web.clients == 4)
+            wait_until(lambda: web.clients == 4, what="4 viewers")
             t0 = time.monotonic()
             while True:                                         # a browser retrying after 503
                 conn, r = open_stream(web)
@@ -639,7 +631,7 @@ def test_connections_beyond_the_cap_are_closed_at_once_and_a_viewer_gets_in_afte
     assert cap == 1 + 16
     held = [_slow_client(web.port) for _ in range(cap)]
     try:
-        assert wait_until(lambda: web._httpd.open_connections == cap)
+        wait_until(lambda: web._httpd.open_connections == cap, what=f"{cap} open connections")
         extra = _slow_client(web.port)
         try:
             assert _closed_by_server(extra, within=3.0), "a connection beyond the cap was kept"
@@ -649,7 +641,7 @@ def test_connections_beyond_the_cap_are_closed_at_once_and_a_viewer_gets_in_afte
     finally:
         for s in held:
             s.close()
-    assert wait_until(lambda: web._httpd.open_connections == 0)
+    wait_until(lambda: web._httpd.open_connections == 0, what="every connection closed")
     r, _ = request(web, "GET", "/status.json")
     assert r.status == 200
 

@@ -1,4 +1,4 @@
-"""Code that makes ``import tensorflow`` (and keras) fail in a subprocess, as on a Pi.
+"""Block TensorFlow in a subprocess: code that makes ``import tensorflow`` (and keras) fail, as on a Pi.
 
 Prepend ``BLOCK_TF`` to a ``python -c`` program.
 """
