@@ -405,7 +405,7 @@ class EventLog:
                 if n != len(data):
                     raise OSError(errno.ENOSPC, f"short write ({n} of {len(data)} bytes): disk full?")
                 os.fsync(fd)
-            except OSError as e:
+            except OSError:
                 with contextlib.suppress(OSError):  # back to the last whole line
                     os.ftruncate(fd, before)
                 raise

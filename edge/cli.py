@@ -144,7 +144,7 @@ def build_parser(argv=None) -> argparse.ArgumentParser:
     # Only the chosen subcommand's module is imported (so e.g. 'run' never pulls TensorFlow).
     argv = sys.argv[1:] if argv is None else argv
     chosen = next((a for a in argv if not a.startswith("-")), None)
-    for name, (modname, help_) in SUBCOMMANDS.items():
+    for name, (_modname, help_) in SUBCOMMANDS.items():
         sp = sub.add_parser(name, help=help_, description=help_, parents=[parent])
         if name == chosen:
             mod = _import_for(name)

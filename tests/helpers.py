@@ -54,6 +54,14 @@ def read_until(stream, text: str, timeout: float = 60.0) -> list[str]:
     raise AssertionError(f"never saw {text!r}: " + "".join(seen)[-3000:])
 
 
+def press(pin, hold_s: float = 0.0) -> None:
+    """Press a button on a MockFactory pin (pulled up: low while pressed) for ``hold_s`` s, then let it go."""
+    pin.drive_low()
+    if hold_s:
+        time.sleep(hold_s)
+    pin.drive_high()
+
+
 # --------------------------------------------------------------------------- djsmile in a subprocess
 def djsmile_env(**extra: str) -> dict:
     """The environment for a ``djsmile`` subprocess: this one's, unbuffered, and not under systemd."""

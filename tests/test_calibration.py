@@ -14,7 +14,7 @@ from djsmile.calibration import thresholds
 from djsmile.fsutil import file_sha256
 from djsmile.config import Config
 from djsmile.errors import EX_DATAERR
-from helpers import wait_until
+from helpers import press, wait_until
 
 
 def face(p, w=100):
@@ -200,9 +200,9 @@ def test_button_press_repeat_and_calibrate_holds(mock_factory):
     button = attach_button(g, teller, on_calibrate=lambda: asked.append(1))
     pin = mock_factory.pin(g.button_pin)
     try:
-        pin.drive_low(); pin.drive_high()
+        press(pin)
         wait_until(lambda: teller.calls == ["tell"], what="the joke of a short press")
-        pin.drive_low(); time.sleep(0.25); pin.drive_high()         # >= long press, far below 1.5 s
+        press(pin, 0.25)                                            # >= long press, far below 1.5 s
         wait_until(lambda: teller.calls == ["tell", "repeat"], what="the last joke again")
         assert asked == []
         pin.drive_low()

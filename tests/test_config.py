@@ -6,7 +6,6 @@ every file: a file --check calls OK never stops ``run`` with 78 later.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import socket

@@ -126,7 +126,7 @@ def test_fps_is_frames_over_elapsed_time_even_with_uneven_frame_gaps():
         t += 0.001 if i % 2 == 0 else 2 / 30 - 0.001
     assert stats.fps == pytest.approx(30.0, rel=0.02)
     assert stats.line().startswith(f"{stats.fps:.1f} fps")
-    for i in range(100):  # the rate drops to 10 fps: the figure follows within its window
+    for _ in range(100):  # the rate drops to 10 fps: the figure follows within its window
         stats.tick(t, 1, False)
         t += 0.1
     assert stats.fps == pytest.approx(10.0, rel=0.05)

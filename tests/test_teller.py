@@ -15,6 +15,7 @@ from djsmile.config import Config
 from djsmile.jokes_bundled import JOKES as BUNDLED
 from djsmile.speech import Engine, Espeak
 from djsmile.teller import JokeTeller, attach_button
+from helpers import press
 
 EVIL = "$(touch pwned.txt); echo hi"
 
@@ -118,10 +119,10 @@ def test_long_press_repeats_without_telling_a_new_joke(mock_factory, teller_fact
     teller = teller_factory(cfg, eng)
     button = attach_button(cfg.gpio, teller)
     pin = mock_factory.pin(22)
-    pin.drive_low(); time.sleep(0.03); pin.drive_high()      # short press: a new joke
+    press(pin, 0.03)                                         # short press: a new joke
     assert teller.wait_idle(5) and len(eng.said) == 1
     time.sleep(0.05)
-    pin.drive_low(); time.sleep(0.5); pin.drive_high()       # long press: the same joke again
+    press(pin, 0.5)                                          # long press: the same joke again
     time.sleep(0.1)
     assert teller.wait_idle(5)
     assert eng.said == [eng.said[0], eng.said[0]]

@@ -626,7 +626,7 @@ def assign_splits(items, crops: Crops | None = None, fractions=SPLIT_FRACTIONS,
     members = {}
     for i in range(n):
         members.setdefault(uf.find(i), []).append(i)
-    for root, ms in members.items():
+    for ms in members.values():
         # key on the photo when there is one, so a photo and its face always go together
         photo = [items[m].sha1 for m in ms if items[m].kind == "photos"]
         key = min(photo) if photo else min(items[m].sha1 for m in ms)

@@ -23,7 +23,6 @@ Images and sheets stay under ``OUT`` (a cache folder): never commit them.
 from __future__ import annotations
 
 import argparse
-import csv
 import logging
 import sys
 from pathlib import Path

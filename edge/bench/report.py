@@ -97,12 +97,9 @@ def ratios(results: list[dict]) -> list[dict]:
             continue
         base = levels[0]
         others = [g for g in keyf if g != factor]
-
-        def rest(r):
-            return tuple(keyf[g](r) for g in others)
         by_rest = {}
         for r in results:
-            by_rest.setdefault(rest(r), {})[f(r)] = r
+            by_rest.setdefault(tuple(keyf[g](r) for g in others), {})[f(r)] = r
         for lev in levels[1:]:
             fps_r, p50_r = [], []
             for group in by_rest.values():

@@ -249,14 +249,12 @@ def read_image(path, max_pixels: int = 0) -> np.ndarray | None:
         w, h = size
         if w * h > max_pixels:
             if kind == "jpeg":
-                for k, flag in ((2, cv2.IMREAD_REDUCED_COLOR_2), (4, cv2.IMREAD_REDUCED_COLOR_4),
-                                (8, cv2.IMREAD_REDUCED_COLOR_8)):
-                    if (w // k) * (h // k) <= max_pixels:
-                        break
-                if (w // k) * (h // k) <= max_pixels:
+                reduced = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+                k = next((k for k in reduced if (w // k) * (h // k) <= max_pixels), None)
+                if k is not None:
                     log.warning("%s: %dx%d is more than %d pixels: decoded at 1/%d size", path, w, h,
                                 max_pixels, k)
-                    return cv2.imread(str(path), flag)
+                    return cv2.imread(str(path), reduced[k])
             raise ImageTooBig(f"{path}: {w}x{h} is more than {max_pixels} pixels "
                               f"({w * h * 3 / 1e6:.0f} MB decoded)")
     return cv2.imread(str(path), cv2.IMREAD_COLOR)  # 8-bit BGR, EXIF orientation applied

@@ -163,7 +163,8 @@ class OpenCVSource(Source):
                     t = index / self.fps
             last_t = t
             gray = to_gray(img)
-            colour = (lambda im=img: im if im.ndim == 3 else None)
+            def colour(im=img):
+                return im if im.ndim == 3 else None
             yield Frame(gray, index, t, colour, color_fn=colour)
             index += 1
 
