@@ -7,8 +7,8 @@ djsmile against the same run on x86::
     python -m djsmile.crosscheck compare x86.jsonl arm.jsonl --tolerance 0.06 \\
         --events x86/events.jsonl arm/events.jsonl
 
-``score`` runs the device's own loop parts (folder source, face finder, smile model; the
-default config unless ``--config``) and writes one JSON line per frame: ``frame``, ``file``,
+``score`` runs the device's own loop (folder source, then :class:`~djsmile.pipeline.Pipeline`:
+face finder, smile model, trigger; the default config unless ``--config``) and writes one JSON line per frame: ``frame``, ``file``,
 ``gray_sha256`` (the decoded gray frame), ``boxes``, ``scores`` (the detector back-end's,
 on a full detection), ``crop_sha256`` (each model input crop) and ``p_smile``. ``compare``
 says whether two runs agree: the same frames, the same boxes (a CNN back-end's float
@@ -30,12 +30,30 @@ from . import config as config_mod
 from .faces import FaceFinder
 from .fsutil import atomic_write
 from .model import SmileModel
+from .pipeline import Pipeline
 from .preprocess import square_box
 from .sources import FolderSource
+from .trigger import Trigger
 
 
 def _sha(a) -> str:
     return hashlib.sha256(memoryview(a).tobytes()).hexdigest()[:16]
+
+
+class _Seen:
+    """The smile model as :class:`~djsmile.pipeline.Pipeline` calls it, keeping the frame's boxes and crops."""
+
+    def __init__(self, model):
+        self.model = model
+        self.boxes: list = []
+        self.crops: list = []
+        self.probs = []
+
+    def predict(self, gray, boxes, landmarks):
+        self.boxes = [tuple(int(v) for v in b) for b in boxes]
+        self.crops = [self.model.crop(gray, b, m) for b, m in zip(self.boxes, landmarks)]
+        self.probs = self.model.predict_crops(self.crops) if self.crops else []
+        return self.probs
 
 
 def score_folder(folder, cfg=None):
@@ -44,14 +62,13 @@ def score_folder(folder, cfg=None):
     source = FolderSource(folder, cfg)
     finder = FaceFinder.from_config(cfg.detector)
     model = SmileModel.from_config(cfg.model)
+    seen = _Seen(model)
+    pipeline = Pipeline(finder, seen, Trigger(cfg.trigger, model.threshold))
     names = [p.name for p in source.files]
     for frame in source:
-        if getattr(frame, "new_scene", False):  # as djsmile run does: each image starts afresh
-            finder.reset()
-        boxes = [tuple(int(v) for v in b) for b in finder.find(frame.gray, frame.color)]
-        marks = finder.landmarks
-        crops = [model.crop(frame.gray, b, m) for b, m in zip(boxes, marks)]
-        probs = model.predict_crops(crops) if crops else []
+        seen.boxes, seen.crops, seen.probs = [], [], []   # a frame with no face does not call the model
+        pipeline.process(frame)   # as djsmile run does: each image starts afresh
+        boxes, crops = seen.boxes, seen.crops
         yield {
             "frame": frame.index,
             "file": names[frame.index] if frame.index < len(names) else "",
@@ -64,7 +81,7 @@ def score_folder(folder, cfg=None):
             # model's crop is integer arithmetic throughout: never "enlarged", always compared bit for bit)
             "enlarged": [not model.aligned and square_box(b, model.meta.crop_margin)[2] < model.meta.input_size
                          for b in boxes],
-            "p_smile": [round(float(p), 6) for p in probs],
+            "p_smile": [round(float(p), 6) for p in seen.probs],
         }
 
 
