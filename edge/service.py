@@ -36,12 +36,11 @@ import signal
 import sys
 import threading
 import time
-import warnings
 
-from . import __version__
+from . import __version__, gpio
 from .calibration import file as cal
 from .calibration import session as calib_session
-from .errors import EX_INTERRUPTED, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, BusyError, GpioError
+from .errors import EX_INTERRUPTED, EX_OK, EX_SOFTWARE, EX_UNAVAILABLE, BusyError
 from .fsutil import file_sha256, pid_lock
 from .faces import FaceFinder
 from .model import SmileModel
@@ -248,88 +247,6 @@ def _log_held_back(state: dict, frame, result, trigger) -> None:
 
 
 # --------------------------------------------------------------------------- start-up
-def gpio_in_use(cfg) -> bool:
-    g = cfg.gpio
-    return bool(g.led_enabled or g.shutter_enabled or g.button_enabled)
-
-
-#: gpiozero's own order of preference when no pin factory is named
-PIN_FACTORY_ORDER = ("lgpio", "rpigpio", "pigpio", "native")
-
-
-def load_pin_factory(name: str = ""):
-    """A gpiozero pin factory by its entry-point name (gpiozero's public ``gpiozero_pin_factories``
-    group, as ``GPIOZERO_PIN_FACTORY`` names them), or the first of :data:`PIN_FACTORY_ORDER` that loads."""
-    from importlib.metadata import entry_points
-
-    eps = {ep.name: ep for ep in entry_points(group="gpiozero_pin_factories")}
-    if name:
-        ep = eps.get(name) or eps.get(name.lower())
-        if ep is None:
-            raise ValueError(f"no gpiozero pin factory named {name!r} (known: {', '.join(sorted(eps))})")
-        return ep.load()()
-    errors = []
-    for n in PIN_FACTORY_ORDER:
-        try:
-            return eps[n].load()()
-        except Exception as e:
-            errors.append(f"{n}: {e}")
-    raise RuntimeError("Unable to load any default pin factory! (" + "; ".join(errors) + ")")
-
-
-def is_raspberry_pi(model_file: str = "/proc/device-tree/model", cpuinfo: str = "/proc/cpuinfo") -> bool:
-    """Does the device tree name a Raspberry Pi? Without a device tree (qemu-user's emulated Pi, some
-    kernels), /proc/cpuinfo's ``Model`` line."""
-    try:
-        with open(model_file, "rb") as f:
-            return b"raspberry pi" in f.read().lower()
-    except OSError:
-        pass
-    try:
-        with open(cpuinfo, encoding="utf-8", errors="replace") as f:
-            return any(key.strip() == "Model" and "raspberry pi" in value.lower()
-                       for key, _, value in (line.partition(":") for line in f))
-    except OSError:
-        return False
-
-
-def setup_gpio(cfg) -> str:
-    """Choose gpiozero's pin factory once, and say which (mock off a Pi). Returns its class name."""
-    from gpiozero import Device
-
-    name = cfg.gpio.pin_factory
-    if Device.pin_factory is not None:  # already chosen (a test, an embedding program)
-        chosen = type(Device.pin_factory).__name__
-        log.info("GPIO: using the pin factory already set (%s)", chosen)
-        return chosen
-    if name == "mock":
-        from gpiozero.pins.mock import MockFactory
-        Device.pin_factory = MockFactory()
-        log.info("GPIO: simulated pins (gpio.pin_factory = 'mock'); nothing is wired")
-        return "MockFactory"
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            factory = load_pin_factory(name or os.environ.get("GPIOZERO_PIN_FACTORY", ""))
-    except Exception as e:
-        if name:
-            raise GpioError(f"config key gpio.pin_factory = {name!r} cannot be loaded ({e}); "
-                            "use '' (automatic) or 'mock'") from None
-        from gpiozero.pins.mock import MockFactory
-        Device.pin_factory = MockFactory()
-        log.debug("GPIO: no pin factory loads: %s", e)
-        if is_raspberry_pi():
-            # e.g. plain Debian Trixie: no python3-lgpio, and gpiozero's native pins do not know a Pi 5
-            log.warning("GPIO: no GPIO library works on this Pi (sudo apt install python3-lgpio: Raspberry Pi OS's "
-                        "archive has it); pins simulated (gpiozero's MockFactory: the LED and shutter do nothing)")
-        else:
-            log.info("GPIO: not a Pi, pins simulated (gpiozero's MockFactory: the LED and shutter do nothing)")
-        return "MockFactory"
-    Device.pin_factory = factory
-    log.info("GPIO: %s", type(factory).__name__)
-    return type(factory).__name__
-
-
 def _describe_runtime(model) -> str:
     rt = getattr(model, "runtime", None)
     return rt.describe() if rt is not None and hasattr(rt, "describe") else "unknown runtime"
@@ -399,8 +316,10 @@ def joke_on_shot(jokes, teller):
 
 def main(cfg, *, max_frames: int | None = None) -> int:
     """``djsmile run`` with ``cfg`` loaded and checked (``--set`` and flags applied by :mod:`djsmile.commands.run`)."""
-    from .actions import PHOTOS_NAME, Actions
-    from .teller import JokeTeller, attach_button
+    from .actions import Actions
+    from .gpio import attach_button
+    from .storage import PHOTOS_NAME
+    from .teller import JokeTeller
     from .web import WebServer
 
     state_dir = cfg.state_dir()
@@ -463,8 +382,8 @@ def main(cfg, *, max_frames: int | None = None) -> int:
                 log.info("calibration.json (%s) found, but the config's trigger.on_threshold/off_threshold win",
                          calib["created"])
 
-            if gpio_in_use(cfg):
-                setup_gpio(cfg)
+            if gpio.in_use(cfg.gpio):
+                gpio.set_pin_factory(cfg.gpio, log=log)
             else:
                 log.info("GPIO: off (no LED, shutter or button)")
 

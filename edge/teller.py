@@ -1,4 +1,4 @@
-"""The joke teller: joke source + speech engine on one worker thread, and the joke button.
+"""The joke teller: joke source + speech engine on one worker thread (the joke button is :mod:`djsmile.gpio`'s).
 
 ``tell()`` and ``repeat()`` never block the caller (the frame loop, a GPIO
 callback, the web server): they hand the request to the teller's worker
@@ -130,57 +130,3 @@ class JokeTeller:
             except Exception:
                 log.exception("on_told callback failed")
         self.engine.say(text)
-
-
-def attach_button(gpio_cfg, teller, on_calibrate=None) -> Optional[object]:
-    """A gpiozero ``Button`` on ``gpio_cfg.button_pin``: short press -> ``teller.tell()``, long press -> ``teller.repeat()``.
-
-    A short press acts on release, so that holding the button for
-    ``button_long_press_s`` repeats the last joke *instead of* telling a new
-    one. With ``on_calibrate`` and ``gpio.calibrate_hold_s`` > 0, holding it
-    that long calls ``on_calibrate()`` (at that moment, while still held) and
-    the repeat then happens on release (a hold shorter than ``calibrate_hold_s``).
-    Uses gpiozero's current ``Device.pin_factory``. Returns ``None`` if the
-    button is disabled or the pin cannot be used (logged).
-    """
-    if not gpio_cfg.button_enabled:
-        return None
-    calib_s = float(gpio_cfg.calibrate_hold_s or 0.0) if on_calibrate is not None else 0.0
-    try:
-        from gpiozero import Button
-        bounce = gpio_cfg.button_bounce_ms / 1000.0 if gpio_cfg.button_bounce_ms > 0 else None
-        button = Button(gpio_cfg.button_pin, pull_up=gpio_cfg.button_pull_up, bounce_time=bounce,
-                        hold_time=calib_s or gpio_cfg.button_long_press_s, hold_repeat=False)
-    except Exception as e:   # no GPIO on this machine, pin busy, no pin factory...
-        log.warning("joke button on GPIO%d unavailable (%s): no button", gpio_cfg.button_pin, e)
-        return None
-
-    held = threading.Event()
-    pressed_at = [0.0]
-
-    def on_pressed():
-        held.clear()
-        pressed_at[0] = time.monotonic()
-
-    def on_held():
-        held.set()
-        if calib_s:
-            on_calibrate()
-        else:
-            teller.repeat()
-
-    def on_released():
-        if held.is_set():
-            held.clear()
-        elif calib_s and time.monotonic() - pressed_at[0] >= gpio_cfg.button_long_press_s:
-            teller.repeat()
-        else:
-            teller.tell()
-
-    button.when_pressed = on_pressed
-    button.when_held = on_held
-    button.when_released = on_released
-    log.info("joke button on GPIO%d: press for a joke, hold %.1f s to repeat the last one%s",
-             gpio_cfg.button_pin, gpio_cfg.button_long_press_s,
-             f", hold {calib_s:g} s to calibrate" if calib_s else "")
-    return button

@@ -31,9 +31,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from djsmile.config import Config  # noqa: E402
+from djsmile.gpio import attach_button  # noqa: E402
 from djsmile.jokes_bundled import JOKES  # noqa: E402
 from djsmile.speech import Espeak  # noqa: E402
-from djsmile.teller import JokeTeller, attach_button  # noqa: E402
+from djsmile.teller import JokeTeller  # noqa: E402
 
 
 class _Api(BaseHTTPRequestHandler):

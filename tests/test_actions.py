@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 
-from djsmile import actions as actions_mod
+from djsmile import storage as storage_mod
 from djsmile.actions import Actions
 from djsmile.config import Config
 from types import SimpleNamespace
@@ -210,23 +210,23 @@ def test_no_partial_photo_after_failure_mid_write(make_actions, monkeypatch, fai
     act = make_actions()
     calls = {"n": 0}
     if fail == "fsync":
-        real = actions_mod.os.fsync
+        real = storage_mod.os.fsync
 
         def bad_fsync(fd):
             calls["n"] += 1
             if calls["n"] == 1:  # the photo's fsync: the disk fails mid-write
                 raise OSError(5, "Input/output error")
             return real(fd)
-        monkeypatch.setattr(actions_mod.os, "fsync", bad_fsync)
+        monkeypatch.setattr(storage_mod.os, "fsync", bad_fsync)
     else:
-        real = actions_mod.cv2.imencode
+        real = storage_mod.cv2.imencode
 
         def bad_imencode(*a, **kw):
             calls["n"] += 1
             if calls["n"] == 1:
                 raise cv2.error("encoder broke")
             return real(*a, **kw)
-        monkeypatch.setattr(actions_mod.cv2, "imencode", bad_imencode)
+        monkeypatch.setattr(storage_mod.cv2, "imencode", bad_imencode)
     shoot(act, 1)
     assert files(act.photo_dir, "*.jpg") == []
     assert files(act.photo_dir, "*.tmp") == []  # pathlib's * also matches hidden names
@@ -242,7 +242,7 @@ def test_no_partial_photo_after_failure_mid_write(make_actions, monkeypatch, fai
 def test_a_photo_never_exists_without_its_sidecar(make_actions, monkeypatch):
     """Whenever the process could be killed (between any two file operations), every photo has its sidecar."""
     act = make_actions()
-    real = actions_mod.atomic_write
+    real = storage_mod.atomic_write
     orphans = []
 
     def watched(path, data, *a, **kw):
@@ -250,7 +250,7 @@ def test_a_photo_never_exists_without_its_sidecar(make_actions, monkeypatch):
         for p in act.photo_dir.glob("*.jpg"):
             if not p.with_suffix(".json").exists():
                 orphans.append(p.name)
-    monkeypatch.setattr(actions_mod, "atomic_write", watched)
+    monkeypatch.setattr(storage_mod, "atomic_write", watched)
     for i in range(3):
         shoot(act, i)
     assert len(files(act.photo_dir, "*.jpg")) == 3
@@ -301,7 +301,7 @@ def test_sidecar_records_the_state_that_fired(make_actions):
 
 FULL_DISK_SCRIPT = """
 import json, resource, signal, sys
-from djsmile.actions import EventLog
+from djsmile.storage import EventLog
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)   # a write past the limit is short, then EFBIG: a full disk
 limit = int(sys.argv[2])
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
@@ -332,7 +332,7 @@ def test_full_disk_never_leaves_half_an_event_line(tmp_path):
     assert ok >= 1 and failed >= 1  # the "disk" did fill up
     assert len(_lines(path)) == ok  # whole lines only, one per event that said it was written
     # space is back: the next run appends after the last whole line
-    actions_mod.EventLog(path).append({"frame": 99})
+    storage_mod.EventLog(path).append({"frame": 99})
     assert [e["frame"] for e in _lines(path)][-1] == 99
 
 
@@ -340,7 +340,7 @@ def test_torn_tail_found_at_start_is_set_aside_not_appended_to(tmp_path, caplog)
     path = tmp_path / "events.jsonl"
     path.write_text('{"frame": 1}\n{"frame": 2}\n{"time": "2026-12-01T10:0')
     with caplog.at_level(logging.WARNING):
-        log = actions_mod.EventLog(path)
+        log = storage_mod.EventLog(path)
     log.append({"frame": 3})
     assert [e["frame"] for e in _lines(path)] == [1, 2, 3]
     (aside,) = [p for p in tmp_path.iterdir() if p.name.startswith("events.jsonl.torn")]
@@ -350,7 +350,7 @@ def test_torn_tail_found_at_start_is_set_aside_not_appended_to(tmp_path, caplog)
 
 def test_events_jsonl_is_rotated_at_its_size_bound(tmp_path):
     path = tmp_path / "events.jsonl"
-    log = actions_mod.EventLog(path, max_bytes=1000)
+    log = storage_mod.EventLog(path, max_bytes=1000)
     for i in range(100):
         log.append({"frame": i, "faces": [], "photo": None})
     old = path.with_name("events.jsonl.1")
@@ -403,10 +403,10 @@ def test_size_bound_deletes_oldest(make_actions, tmp_path):
 def test_free_space_floor_skips_photos_with_one_warning(make_actions, monkeypatch, caplog):
     Usage = namedtuple("Usage", "total used free")
     free = {"mb": 50}
-    monkeypatch.setattr(actions_mod.shutil, "disk_usage",
+    monkeypatch.setattr(storage_mod.shutil, "disk_usage",
                         lambda p: Usage(10_000 * 2**20, 0, free["mb"] * 2**20))
     act = make_actions(make_cfg(storage__min_free_mb=200.0))
-    with caplog.at_level(logging.WARNING, logger="djsmile.actions"):
+    with caplog.at_level(logging.WARNING, logger="djsmile.storage"):
         for i in range(4):
             shoot(act, i)
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
@@ -421,12 +421,12 @@ def test_free_space_floor_skips_photos_with_one_warning(make_actions, monkeypatc
 
 def test_full_queue_drops_newest_photo_but_keeps_events(make_actions, monkeypatch):
     gate = threading.Event()
-    real_save = actions_mod.PhotoStore.save
+    real_save = storage_mod.PhotoStore.save
 
     def slow_save(self, *a, **kw):
         assert gate.wait(10)
         return real_save(self, *a, **kw)
-    monkeypatch.setattr(actions_mod.PhotoStore, "save", slow_save)
+    monkeypatch.setattr(storage_mod.PhotoStore, "save", slow_save)
     act = make_actions(queue_size=2)
     t0 = time.monotonic()
     for i in range(5):
@@ -443,12 +443,12 @@ def test_full_queue_drops_newest_photo_but_keeps_events(make_actions, monkeypatc
 
 def test_close_is_bounded_when_disk_hangs(make_actions, monkeypatch, mock_factory):
     gate = threading.Event()
-    real_save = actions_mod.PhotoStore.save
+    real_save = storage_mod.PhotoStore.save
 
     def stuck_save(self, *a, **kw):
         gate.wait(10)
         return real_save(self, *a, **kw)
-    monkeypatch.setattr(actions_mod.PhotoStore, "save", stuck_save)
+    monkeypatch.setattr(storage_mod.PhotoStore, "save", stuck_save)
     act = make_actions(make_cfg(gpio__led_mode="hold"))
     shoot(act, 0, wait=False)
     shoot(act, 1, wait=False)
@@ -523,7 +523,7 @@ def test_a_moment_out_of_file_descriptors_costs_no_photo_and_no_event(make_actio
     import errno
     act = make_actions()
     fails = {"photo": 2, "event": 2}
-    real_write, real_open = actions_mod.atomic_write, actions_mod.os.open
+    real_write, real_open = storage_mod.atomic_write, storage_mod.os.open
 
     def write(path, data, *a, **kw):
         if fails["photo"]:
@@ -536,8 +536,8 @@ def test_a_moment_out_of_file_descriptors_costs_no_photo_and_no_event(make_actio
             fails["event"] -= 1
             raise OSError(errno.EMFILE, "Too many open files")
         return real_open(path, flags, *a, **kw)
-    monkeypatch.setattr(actions_mod, "atomic_write", write)
-    monkeypatch.setattr(actions_mod.os, "open", os_open)
+    monkeypatch.setattr(storage_mod, "atomic_write", write)
+    monkeypatch.setattr(storage_mod.os, "open", os_open)
     shoot(act, 1)
     (ev,) = events(act)
     assert ev["photo"] and Path(ev["photo"]).is_file()

@@ -194,7 +194,7 @@ def test_button_press_repeat_and_calibrate_holds(mock_factory):
     """Short press: a joke; a hold shorter than calibrate_hold_s: the last joke again; the long hold: calibrate."""
     import time
     from djsmile.config import GpioConfig
-    from djsmile.teller import attach_button
+    from djsmile.gpio import attach_button
     teller, asked = _Teller(), []
     g = GpioConfig(button_long_press_s=0.1, calibrate_hold_s=1.5, button_bounce_ms=0)
     button = attach_button(g, teller, on_calibrate=lambda: asked.append(1))

@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from djsmile import service
+from djsmile import gpio, service
 from djsmile.config import Config
 from djsmile.errors import EX_CONFIG, EX_NOINPUT, EX_UNAVAILABLE
 from djsmile.faces import FaceFinder, HaarDetector, iou
@@ -560,7 +560,7 @@ def no_pin_factory(monkeypatch):
         raise RuntimeError("Unable to load any default pin factory! (lgpio: No module named 'lgpio'; "
                            "rpigpio: No module named 'RPi'; pigpio: No module named 'pigpio'; "
                            "native: unable to open /dev/gpiomem or /dev/mem; upgrade your kernel or run as root)")
-    monkeypatch.setattr(service, "load_pin_factory", fail)
+    monkeypatch.setattr(gpio, "gpiozero_default", fail)
     yield
     if Device.pin_factory is not None:
         Device.pin_factory.close()
@@ -568,9 +568,9 @@ def no_pin_factory(monkeypatch):
 
 
 def test_a_pi_without_a_pin_library_gets_one_warning_naming_the_fix(no_pin_factory, monkeypatch, caplog):
-    monkeypatch.setattr(service, "is_raspberry_pi", lambda: True)
+    monkeypatch.setattr(gpio, "is_raspberry_pi", lambda: True)
     caplog.set_level("INFO", logger="djsmile.service")
-    assert service.setup_gpio(Config()) == "MockFactory"
+    assert gpio.set_pin_factory(Config().gpio, log=service.log) == "MockFactory"   # as djsmile run calls it
     lines = [r for r in caplog.records if "GPIO" in r.getMessage()]
     assert len(lines) == 1 and lines[0].levelname == "WARNING"
     msg = lines[0].getMessage()
@@ -578,9 +578,9 @@ def test_a_pi_without_a_pin_library_gets_one_warning_naming_the_fix(no_pin_facto
 
 
 def test_a_pc_without_gpio_is_told_quietly(no_pin_factory, monkeypatch, caplog):
-    monkeypatch.setattr(service, "is_raspberry_pi", lambda: False)
+    monkeypatch.setattr(gpio, "is_raspberry_pi", lambda: False)
     caplog.set_level("INFO", logger="djsmile.service")
-    assert service.setup_gpio(Config()) == "MockFactory"
+    assert gpio.set_pin_factory(Config().gpio, log=service.log) == "MockFactory"   # as djsmile run calls it
     lines = [r for r in caplog.records if "GPIO" in r.getMessage()]
     assert len(lines) == 1 and lines[0].levelname == "INFO" and "not a Pi" in lines[0].getMessage()
 
@@ -590,11 +590,11 @@ def test_is_raspberry_pi_from_device_tree_or_cpuinfo(tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nHardware\t: BCM2835\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n")
     dt.write_bytes(b"Raspberry Pi 5 Model B Rev 1.0\x00")
-    assert service.is_raspberry_pi(str(dt), str(cpuinfo))
+    assert gpio.is_raspberry_pi(str(dt), str(cpuinfo))
     # no device tree (qemu-user's emulated Pi in scripts/check-pi-emulated.sh): /proc/cpuinfo's Model line
-    assert service.is_raspberry_pi(str(tmp_path / "absent"), str(cpuinfo))
+    assert gpio.is_raspberry_pi(str(tmp_path / "absent"), str(cpuinfo))
     dt.write_bytes(b"Pine64 RockPro64 v2.1\x00")   # another arm board: not a Pi
-    assert not service.is_raspberry_pi(str(dt), str(cpuinfo))
+    assert not gpio.is_raspberry_pi(str(dt), str(cpuinfo))
     cpuinfo.write_text("processor\t: 0\nmodel name\t: AMD EPYC\n")
-    assert not service.is_raspberry_pi(str(tmp_path / "absent"), str(cpuinfo))
-    assert not service.is_raspberry_pi(str(tmp_path / "absent"), str(tmp_path / "absent too"))
+    assert not gpio.is_raspberry_pi(str(tmp_path / "absent"), str(cpuinfo))
+    assert not gpio.is_raspberry_pi(str(tmp_path / "absent"), str(tmp_path / "absent too"))

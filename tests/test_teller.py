@@ -12,9 +12,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from djsmile.config import Config
+from djsmile.gpio import attach_button
 from djsmile.jokes_bundled import JOKES as BUNDLED
 from djsmile.speech import Engine, Espeak
-from djsmile.teller import JokeTeller, attach_button
+from djsmile.teller import JokeTeller
 from helpers import press
 
 EVIL = "$(touch pwned.txt); echo hi"

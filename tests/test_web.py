@@ -162,7 +162,7 @@ def save_photo(folder, when_ms: int = 0, size=(240, 320)) -> str:
     """A photo written the way `djsmile run` writes them (PhotoStore: JPEG + JSON sidecar); its name."""
     from datetime import datetime, timedelta
 
-    from djsmile.actions import PhotoStore, photo_stem
+    from djsmile.storage import PhotoStore, photo_stem
     when = datetime(2026, 11, 25, 22, 15, 30) + timedelta(milliseconds=when_ms)
     path = PhotoStore(folder).save(np.full((*size, 3), 200, np.uint8), photo_stem(when, when_ms),
                                    {"time": when.isoformat(), "state": "smiling", "faces": []})

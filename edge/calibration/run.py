@@ -37,8 +37,8 @@ def _led(cfg):
     """A gpiozero LED on gpio.led_pin (MockFactory off a Pi, as ``djsmile run``), or None."""
     if not cfg.gpio.led_enabled:
         return None
-    from ..service import setup_gpio
-    setup_gpio(cfg)
+    from ..gpio import set_pin_factory
+    set_pin_factory(cfg.gpio, log=log)
     try:
         from gpiozero import LED
         return LED(cfg.gpio.led_pin, initial_value=False)

@@ -13,7 +13,7 @@ from urllib.parse import unquote
 import cv2
 import numpy as np
 
-from ..actions import SIDECAR_EXT
+from ..storage import SIDECAR_EXT
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png")
 THUMB_WIDTH = 200
