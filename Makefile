@@ -1,5 +1,6 @@
-# djsmile: the two commands of the README.
+# djsmile: the commands of the README.
 #   make run   - create .venv, install djsmile, start the detector (ARGS="--source clip.mp4")
+#   make check - while editing: ruff, then the tests not marked slow (no apt, no sudo)
 #   make test  - install system packages (apt) and test dependencies, run the test suite
 PYTHON ?= python3
 VENV   ?= .venv
@@ -7,7 +8,7 @@ ARGS   ?=
 PYTEST_ARGS ?=
 BIN     = $(VENV)/bin
 
-.PHONY: run test venv deps install-dev clean
+.PHONY: run check test venv deps install-dev clean
 
 # --system-site-packages: on a Pi, picamera2 and lgpio come from apt (python3-picamera2, python3-lgpio)
 $(BIN)/python:
@@ -36,6 +37,13 @@ run: $(VENV)/.installed
 deps:
 	@echo "make: checking the system packages the tests use (apt, via sudo when one is missing)"
 	./scripts/install-system-deps.sh
+
+# ruff first (seconds; its rules are in pyproject.toml), then the fast tests; a ruff finding stops it.
+check: $(VENV)/.installed-dev
+	@echo "make: ruff check . (the rules: pyproject.toml; '$(BIN)/ruff check --fix .' mends the mechanical ones)"
+	$(BIN)/ruff check .
+	@echo "make: running the fast tests (pytest -m 'not slow' $(PYTEST_ARGS); 'make test' runs them all)"
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 test: deps $(VENV)/.installed-dev
 	@echo "make: running the test suite (pytest $(PYTEST_ARGS))"

@@ -230,6 +230,7 @@ def test_train_refuses_a_template_it_cannot_use(tmp_path, argv, capsys):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_train_and_convert_record_the_template_and_eval_crops_to_it(tmp_path, capsys):
     pytest.importorskip("tensorflow")
     from test_training import make_faces

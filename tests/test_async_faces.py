@@ -191,6 +191,7 @@ def test_async_full_setting():
         f.close()
 
 
+@pytest.mark.slow
 def test_a_detection_still_running_at_exit_ends_before_the_process_does(tmp_path):
     # A daemon worker inside LiteRT / OpenCV when the interpreter tears down can abort the process (exit -6 after
     # Ctrl+C on a loaded machine); the worker's detection must end first, even past close()'s short wait.

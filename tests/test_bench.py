@@ -108,6 +108,7 @@ def run_bench(*argv) -> int:
     return args.handler(args)
 
 
+@pytest.mark.slow
 @pytest.mark.shared
 def test_bench_over_real_photos_writes_every_variant(shared_datasets, tiny_models, tmp_path, capsys):
     photos = shared_datasets / "djsmile" / "photos"
@@ -169,6 +170,7 @@ def test_report_fps_agrees_with_its_own_frames_and_wall_time(tiny_models):
     assert d["fps_per_cpu"] == pytest.approx(d["frames"] / d["cpu_s"], rel=1e-3)
 
 
+@pytest.mark.slow
 def test_bench_defaults_from_config_and_detector_study(noise_folder, tiny_models, tmp_path):
     """One model, the config's thread count, one mode; the detector study rows; no faces is not an error."""
     cfg = tmp_path / "c.toml"

@@ -26,6 +26,7 @@ def calibrate(tmp_path, conf, clip, *extra):
                  "--config", str(conf), "--seconds", SECONDS, *extra])
 
 
+@pytest.mark.slow
 def test_clip_calibrates_between_the_two_phases(tmp_path, conf, calib_photos, capsys, mock_factory, clip_writer):
     clip = clip_writer(tmp_path / "clip.avi", calib_photos["no_smile"] + calib_photos["smile"])
     rc = calibrate(tmp_path, conf, clip, "--json", str(tmp_path / "out.json"))
@@ -116,12 +117,14 @@ def test_guide_prompts_print_speak_and_blink():
     assert led2.calls == [("off", {})] and errs == ["could not calibrate"]
 
 
+@pytest.mark.slow
 def test_led_pin_is_off_after_calibrating(tmp_path, conf, calib_photos, mock_factory, capsys, clip_writer):
     clip = clip_writer(tmp_path / "clip.avi", calib_photos["no_smile"] + calib_photos["smile"])
     assert calibrate(tmp_path, conf, clip) == 0
     assert mock_factory.pin(17).state == 0
 
 
+@pytest.mark.slow
 def test_image_folder_calibrates_one_image_per_frame(tmp_path, conf, calib_photos, capsys, mock_factory):
     """An image folder: each image is one frame of 1/camera.fps s (a new scene, nothing carried over)."""
     import cv2
@@ -137,6 +140,7 @@ def test_image_folder_calibrates_one_image_per_frame(tmp_path, conf, calib_photo
     assert d["neutral"]["p90"] < d["off_threshold"] <= d["on_threshold"] < d["smile"]["p10"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig, want", [("SIGTERM", 0), ("SIGHUP", 0), ("SIGQUIT", 0), ("SIGINT", 130)])
 def test_calibrate_stops_on_a_signal_like_run_and_writes_nothing(tmp_path, conf, sig, want):
     """SIGTERM / SIGHUP / SIGQUIT: a clean stop (0), Ctrl+C: 130; within 2 s, one line, nothing written."""

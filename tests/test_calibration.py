@@ -190,6 +190,7 @@ class _Teller:
         self.calls.append("repeat")
 
 
+@pytest.mark.slow
 def test_button_press_repeat_and_calibrate_holds(mock_factory):
     """Short press: a joke; a hold shorter than calibrate_hold_s: the last joke again; the long hold: calibrate."""
     import time

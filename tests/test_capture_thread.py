@@ -43,6 +43,7 @@ class BlockingCamera(Source):
         self.closed = True
 
 
+@pytest.mark.slow
 def test_the_loop_gets_the_newest_frame_and_stale_ones_are_dropped():
     cam = BlockingCamera()
     src = ThreadedSource(cam)
@@ -62,6 +63,7 @@ def test_the_loop_gets_the_newest_frame_and_stale_ones_are_dropped():
     assert cam.closed and sorted(cam.released) == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_a_stuck_camera_does_not_hold_the_stop():
     cam = BlockingCamera()
     stop = threading.Event()

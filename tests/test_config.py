@@ -353,6 +353,7 @@ def configs(draw):
     return data
 
 
+@pytest.mark.slow
 @settings(max_examples=200, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=configs())
@@ -394,6 +395,7 @@ def restore_pin_factory():
         Device.pin_factory = saved
 
 
+@pytest.mark.slow
 @settings(max_examples=40, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=local_configs())
@@ -440,6 +442,7 @@ FILE_KEYS = ("detector.cascade", "detector.blazeface_model", "detector.yunet_mod
 CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
+@pytest.mark.slow
 @settings(max_examples=80, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(data=st.one_of(st.just({}), st.just({}), local_configs()),

@@ -52,6 +52,7 @@ def test_budget_fit_and_interleaved_timing_take_every_model_in_turn():
     assert timed[:2] == ["a", "a"] and timed[2:4] == ["b", "b"] and timed[4:6] == ["b", "b"]   # turns rotate
 
 
+@pytest.mark.slow
 def test_training_on_soft_targets_reports_a_real_accuracy(tmp_path, capsys):
     """Soft targets (0.75 / 0.25 here) are scored rounded at 0.5, like labels: Keras' binary accuracy read 0.0000."""
     pytest.importorskip("tensorflow")

@@ -101,6 +101,7 @@ def _write(d: Path, name: str, value: int, size=(30, 30)):
     cv2.imwrite(str(d / name), np.full(size, value, np.uint8))
 
 
+@pytest.mark.slow
 def test_eval_faces_known_answer(tmp_path, brightness_model):
     data = tmp_path / "data"
     for i, v in enumerate([220, 200, 180, 90]):       # 3 right, one dark smile -> wrong

@@ -165,6 +165,7 @@ def test_130_ctrl_c(tmp_path):
     assert "stopped after" in err and "interrupted (Ctrl+C)" in err, err[-3000:]
 
 
+@pytest.mark.slow
 def test_130_ctrl_c_on_bench_and_calibrate_says_interrupted(tmp_path):
     clip = write_clip(tmp_path / "clip.avi", 600, 0.5, size=(320, 240), noise=True)  # 20 min of stream time
     for argv, wait_for in ((["bench", "--source", clip, "--frames", 100000], "bench:"),

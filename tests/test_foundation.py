@@ -177,6 +177,7 @@ def tiny_models(tmp_path_factory):
     return d, x, m(x).numpy()
 
 
+@pytest.mark.slow
 def test_runtime_float_and_int8_give_the_keras_answer(tiny_models):
     from djsmile.runtime import Runtime
     d, x, want = tiny_models

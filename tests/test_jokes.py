@@ -419,6 +419,7 @@ def test_malformed_answer_is_a_fetch_error_with_its_true_reason(raw_server, name
     assert time.monotonic() - t0 < 3 * TIMEOUT + 1.0
 
 
+@pytest.mark.slow
 def test_prefetch_survives_malformed_answers_with_one_line_each_and_backoff(raw_server, tmp_path, caplog,
                                                                              monkeypatch):
     monkeypatch.setattr(jokes, "RETRY_MIN_S", 0.1)
@@ -466,6 +467,7 @@ def test_cli_joke_from_api(server, tmp_path):
     assert "unavailable" not in r.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["dead", "/slow", "/500", "/html", "/huge"])
 def test_cli_joke_falls_back_within_5s(server, tmp_path, path):
     url = dead_url() if path == "dead" else server.url(path)

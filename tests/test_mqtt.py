@@ -367,6 +367,7 @@ def test_events_beyond_the_bound_drop_the_oldest_and_say_so(caplog):
 
 
 # --------------------------------------------------------------------------- with a real broker
+@pytest.mark.slow
 @needs_mosquitto
 def test_discovery_configs_arrive_as_home_assistant_expects_and_forget_clears_them(tmp_path, broker):
     clip = make_clip(tmp_path / "clip", np.full((120, 160, 3), 90, np.uint8), 5)
@@ -416,6 +417,7 @@ def test_discovery_configs_arrive_as_home_assistant_expects_and_forget_clears_th
         listener.close()
 
 
+@pytest.mark.slow
 @needs_mosquitto
 def test_events_arrive_for_the_shots_of_a_real_clip(tmp_path, broker, shared_datasets):
     clip = make_clip(tmp_path / "clip", _face_canvas(shared_datasets), 90)  # 3 s of stream
@@ -440,6 +442,7 @@ def test_events_arrive_for_the_shots_of_a_real_clip(tmp_path, broker, shared_dat
         listener.close()
 
 
+@pytest.mark.slow
 @needs_mosquitto
 def test_commands_tell_a_joke_and_fire_the_shutter_and_the_last_will_says_offline(tmp_path, broker):
     clip = make_clip(tmp_path / "clip", np.full((240, 320, 3), 90, np.uint8), 3000)  # no face: no smile
@@ -472,6 +475,7 @@ def test_commands_tell_a_joke_and_fire_the_shutter_and_the_last_will_says_offlin
     assert "manual shot" in err and "joke (" in err
 
 
+@pytest.mark.slow
 @needs_mosquitto
 def test_retained_commands_are_ignored_at_start_and_after_a_broker_restart(tmp_path, broker):
     import paho.mqtt.client as paho
@@ -511,6 +515,7 @@ def test_retained_commands_are_ignored_at_start_and_after_a_broker_restart(tmp_p
     assert len(ignored) == 4 and all("DEBUG" in ln for ln in ignored), err[-3000:]  # 2 topics x 2 connects
 
 
+@pytest.mark.slow
 @needs_mosquitto
 def test_a_command_flood_is_a_few_log_lines_per_topic_and_says_how_many_were_suppressed(tmp_path, broker):
     import paho.mqtt.client as paho
@@ -546,6 +551,7 @@ def test_a_command_flood_is_a_few_log_lines_per_topic_and_says_how_many_were_sup
     assert events_jsonl(tmp_path), "no manual shot at all"
 
 
+@pytest.mark.slow
 @needs_mosquitto
 def test_a_broker_restart_mid_run_loses_no_event(tmp_path, broker, shared_datasets):
     clip = make_clip(tmp_path / "clip", _face_canvas(shared_datasets), 1800)  # 60 s in real time, a shot each 0.5 s
@@ -577,6 +583,7 @@ def test_a_broker_restart_mid_run_loses_no_event(tmp_path, broker, shared_datase
         listener.close()
 
 
+@pytest.mark.slow
 @needs_mosquitto
 def test_refused_credentials_are_one_line_and_the_run_goes_on(tmp_path):
     b = Broker(tmp_path / "broker", users={"djsmile": "right-password"}).start()
@@ -593,6 +600,7 @@ def test_refused_credentials_are_one_line_and_the_run_goes_on(tmp_path):
     assert "wrong-secret-pw" not in err and "Traceback" not in err
 
 
+@pytest.mark.slow
 @needs_mosquitto
 @pytest.mark.skipif(not shutil.which("openssl"), reason="needs openssl to make a test CA")
 def test_tls_with_a_ca_file_connects_and_a_wrong_ca_is_refused(tmp_path):

@@ -287,6 +287,7 @@ def _check_watchdog_rhythm(messages: list[tuple[float, str]]) -> None:
     assert after and after[0] - messages[resume][0] < PING_S, (after, messages[resume])
 
 
+@pytest.mark.slow
 def test_frame_loop_pings_while_frames_flow_and_goes_silent_when_they_stall(systemd):
     from djsmile import service
     from djsmile.config import Config
@@ -321,6 +322,7 @@ sys.exit(cli.main(["run", "--no-gpio", "--no-jokes", "--state-dir", {state!r}, "
 """
 
 
+@pytest.mark.slow
 def test_djsmile_run_sends_ready_then_watchdog_and_stops_pinging_when_the_camera_hangs(systemd, tmp_path):
     """`djsmile run` as systemd starts it: READY=1 first, the watchdog rhythm, STOPPING=1 last.
 

@@ -223,6 +223,7 @@ def test_score_and_compare_commands(tmp_path, small_face_scene):
 CHECK = ROOT / "scripts" / "check-pi-emulated.sh"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("script", [CHECK, ROOT / ".ci" / "run", PIP_INSTALL, ROOT / "scripts" / "check-camera-chroot.sh"])
 def test_ci_and_check_scripts_pass_shellcheck(script):
     import shutil

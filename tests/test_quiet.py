@@ -8,6 +8,7 @@ import stat
 import subprocess
 from pathlib import Path
 
+import pytest
 
 from helpers import ROOT, djsmile_env, run_djsmile
 
@@ -28,6 +29,7 @@ def not_a_pi() -> bool:
         return True
 
 
+@pytest.mark.slow
 def test_a_run_with_jokes_off_prints_only_our_own_short_lines(tmp_path, frames):
     p = djsmile("run", "--source", frames, "--state-dir", tmp_path / "s", "--no-jokes",
                 "--set", 'speech.engine="none"')
@@ -41,6 +43,7 @@ def test_a_run_with_jokes_off_prints_only_our_own_short_lines(tmp_path, frames):
                         "the LED and shutter do nothing)"], gpio
 
 
+@pytest.mark.slow
 def test_details_are_at_debug(tmp_path, frames):
     p = djsmile("run", "--source", frames, "--state-dir", tmp_path / "s", "--no-jokes", "--log-level", "DEBUG",
                 "--set", 'speech.engine="none"')
@@ -50,6 +53,7 @@ def test_details_are_at_debug(tmp_path, frames):
         assert "DEBUG djsmile.service: GPIO: no pin factory loads" in p.stderr
 
 
+@pytest.mark.slow
 def test_an_unrelated_error_comes_alone(tmp_path, frames):
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

@@ -110,6 +110,7 @@ def test_each_python_module_line_names_a_module_that_exists(cmd):
     assert importlib.util.find_spec(module) is not None, cmd
 
 
+@pytest.mark.slow
 def test_cheap_readme_commands_work_as_typed_in_a_fresh_shell(tmp_path):
     """A new shell (no PATH but the system's) in a folder with the venv at .venv: the Quick start's
     set-up lines, then every subcommand's --help, `config --default > config.toml` and `joke`

@@ -134,6 +134,7 @@ def test_fps_is_frames_over_elapsed_time_even_with_uneven_frame_gaps():
     assert stats.fps < 1.0
 
 
+@pytest.mark.slow
 def test_the_loop_reports_the_rate_it_runs_at():
     """Live view, STATUS line and log share one figure: a 20 fps real-time file reads about 20."""
     cfg = quiet_cfg()
@@ -233,6 +234,7 @@ def _canvas(img, size=(640, 480)):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tracker", ["template", "haar"])
 def test_finder_follows_a_moving_face_between_full_detections(shared_datasets, tracker):
     faces = _face_frames(shared_datasets)
@@ -284,6 +286,7 @@ def test_run_missing_source_is_one_clear_line():
     assert "Traceback" not in p.stderr
 
 
+@pytest.mark.slow
 def test_run_folder_source_ends_with_exit_0(tmp_path, any_model):
     folder = tmp_path / "frames"
     folder.mkdir()
@@ -301,6 +304,7 @@ def test_run_folder_source_ends_with_exit_0(tmp_path, any_model):
     assert sum("MockFactory" in ln for ln in log.splitlines()) == 1
 
 
+@pytest.mark.slow
 def test_second_run_on_one_state_folder_refuses_naming_the_first(tmp_path, any_model):
     clip = write_clip(tmp_path / "clip.avi", 600)  # 20 s in real time
     state = tmp_path / "state"
@@ -389,6 +393,7 @@ def photo_clip(tmp_path_factory):
     return clip, smile_starts
 
 
+@pytest.mark.slow
 def test_clip_of_real_photos_fires_on_smiles_only(tmp_path, photo_clip, mock_factory):
     from djsmile.cli import main
     folder, smile_starts = photo_clip
@@ -409,6 +414,7 @@ def test_clip_of_real_photos_fires_on_smiles_only(tmp_path, photo_clip, mock_fac
         assert e["photo"] and Path(e["photo"]).is_file()
 
 
+@pytest.mark.slow
 def test_clip_gives_the_same_events_with_full_detection_on_the_worker(tmp_path, photo_clip, mock_factory,
                                                                        capfd):
     # a folder run flat out: 'auto' runs full detections on the worker and waits for each
@@ -509,6 +515,7 @@ def test_loop_plays_a_clip_again_with_stream_time_rising(tmp_path):
     assert src.passes == 3
 
 
+@pytest.mark.slow
 def test_loop_flag_on_the_command_line(tmp_path, any_model):
     clip = write_clip(tmp_path / "clip.avi", 8, fps=10.0)
     base = [PY, "-m", "djsmile", "run", "--source", str(clip), "--model", str(any_model), "--no-gpio",
@@ -520,6 +527,7 @@ def test_loop_flag_on_the_command_line(tmp_path, any_model):
     assert p.returncode == 0 and "stopped after 8 frames" in p.stderr, p.stderr[-3000:]
 
 
+@pytest.mark.slow
 def test_live_view_of_a_looped_clip_goes_on_past_the_clips_end(tmp_path, any_model):
     import socket
     import urllib.request

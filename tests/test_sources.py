@@ -325,6 +325,7 @@ print(len(frames), (folder / name).stat().st_size, hwm // 1024)
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,damage", [("0_huge.png", "ok"), ("0_huge.png", "badcrc"),
                                          ("0_huge.jpg", "badcrc"), ("0_huge.jpg", "ok")])
 def test_huge_image_in_a_folder_is_refused_before_decoding(tmp_path, name, damage):
@@ -507,6 +508,7 @@ class _MjpegServer:
         self.httpd.server_close()
 
 
+@pytest.mark.slow
 def test_a_live_mjpeg_stream_without_timestamps_runs_on_the_monotonic_clock():
     """FFmpeg gives such a stream 25 fps: at 15 fps a 3-s cooldown would last 5 s. Stream time is real time."""
     server = _MjpegServer(fps=15.0)
@@ -529,6 +531,7 @@ def test_a_live_mjpeg_stream_without_timestamps_runs_on_the_monotonic_clock():
     assert all(b[0] > a[0] for a, b in zip(stamps, stamps[1:]))
 
 
+@pytest.mark.slow
 def test_credentials_in_a_stream_url_are_never_logged_nor_served(tmp_path):
     """``http://user:pass@host/...``: the run's log and /status.json show the URL without them."""
     import json
@@ -571,6 +574,7 @@ def test_credentials_in_a_stream_url_are_never_logged_nor_served(tmp_path):
     assert "hunter2pw" not in str(e.value) and "127.0.0.1" in str(e.value)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("ext", [".jpg", ".png"])
 def test_a_truncated_image_is_said_and_skipped_not_played_as_if_whole(tmp_path, ext):
     import subprocess

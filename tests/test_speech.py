@@ -118,6 +118,7 @@ def test_espeak_options_and_aplay_pipe(tmp_path, workdir):
     assert p["n"] == 44 + 8                               # the engine's WAV arrived through the pipe
 
 
+@pytest.mark.slow
 def test_busy_engine_drops_second_utterance(tmp_path):
     exe, rec = fake(tmp_path, "espeak-ng", mode="slow", slow=1.0)
     eng = Espeak(str(exe), output="engine", timeout_s=10)
@@ -134,6 +135,7 @@ def test_busy_engine_drops_second_utterance(tmp_path):
     assert eng.dropped == 1
 
 
+@pytest.mark.slow
 def test_hung_engine_is_killed_after_timeout(tmp_path, caplog):
     exe, rec = fake(tmp_path, "espeak-ng", mode="hang")
     eng = Espeak(str(exe), output="engine", timeout_s=1.0)

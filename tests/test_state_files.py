@@ -49,6 +49,7 @@ HOSTILE = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", list(HOSTILE))
 def test_a_hostile_calibration_json_is_ignored_with_one_warning(tmp_path, frames, what):
     state = tmp_path / "state"
@@ -63,6 +64,7 @@ def test_a_hostile_calibration_json_is_ignored_with_one_warning(tmp_path, frames
     assert "stopped after 3 frames" in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", ["a link to /dev/zero", "a named pipe", "a folder"])
 def test_an_events_jsonl_that_is_not_a_file_is_set_aside_with_one_warning(tmp_path, frames, what):
     state = tmp_path / "state"
@@ -77,6 +79,7 @@ def test_an_events_jsonl_that_is_not_a_file_is_set_aside_with_one_warning(tmp_pa
     assert list(state.glob("events.jsonl.not-a-file-*"))          # set aside, not deleted
 
 
+@pytest.mark.slow
 def test_a_calibration_temp_file_left_by_a_kill_is_removed_at_the_next_start(tmp_path, frames):
     state = tmp_path / "state"
     state.mkdir()
@@ -88,6 +91,7 @@ def test_a_calibration_temp_file_left_by_a_kill_is_removed_at_the_next_start(tmp
     assert any("leftover" in ln and stale.name in ln for ln in err.splitlines()), err[-3000:]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("what", [w for w in HOSTILE if w != "8 MB of spaces"])   # valid JSON under its 32 MB cap
 def test_a_hostile_joke_cache_is_set_aside_and_a_joke_is_still_told(tmp_path, what):
     state = tmp_path / "state"

@@ -167,6 +167,7 @@ def _stop(proc, sig) -> tuple[float, float | None, str, str]:
     return time.monotonic() - t0, cleaned, "".join(out) + rest, err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT, signal.SIGQUIT])
 def test_signal_stops_a_file_within_2s_with_the_led_off(tmp_path, model, long_face_clip, sig):
     cmd = [PY, "-c", STOP_SCRIPT, "run", "--source", str(long_face_clip), "--model", str(model),
@@ -212,6 +213,7 @@ def test_sigusr1_logs_the_status_line_and_the_run_goes_on(tmp_path, model, long_
     assert proc.returncode == 0 and "stopped after" in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_stream_that_stalls_midway_stops_within_2s_led_off(tmp_path, model, face_avi, sig):
     server = StallingServer(face_avi, "midway")
@@ -240,6 +242,7 @@ def test_stream_that_stalls_midway_stops_within_2s_led_off(tmp_path, model, face
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
 def test_stream_that_hangs_on_open_stops_within_2s(tmp_path, model, sig):
     server = StallingServer(b"", "open")
@@ -263,6 +266,7 @@ def test_stream_that_hangs_on_open_stops_within_2s(tmp_path, model, sig):
     assert "Traceback" not in err
 
 
+@pytest.mark.slow
 def test_a_stream_silent_past_camera_stream_timeout_s_ends_the_run_with_69(tmp_path, model, face_avi):
     """camera.stream_timeout_s replaces OpenCV's fixed 30 s: a stalled stream ends the run, and systemd restarts it."""
     server = StallingServer(face_avi, "midway")

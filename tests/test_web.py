@@ -239,6 +239,7 @@ def test_mjpeg_stream_gives_jpeg_frames_with_overlay(server):
     assert (spread > 80).sum() > 200
 
 
+@pytest.mark.slow
 def test_no_encoding_without_viewers_and_rate_cap(server):
     web = server(wcfg(stream_fps=5.0))
     for i in range(200):                      # the loop runs, nobody watches
@@ -320,6 +321,7 @@ def test_photos_only_from_photo_dir(server, tmp_path):
         assert b"SECRET" not in data and b"root:" not in data, path
 
 
+@pytest.mark.slow
 def test_joke_button_is_rate_limited(server):
     teller = FakeTeller()
     web = server(wcfg(joke_interval_s=0.5), teller=teller)
@@ -485,6 +487,7 @@ def test_garbage_content_length_is_refused_cleanly(server, capfd, length, code):
     assert "Traceback" not in capfd.readouterr().err
 
 
+@pytest.mark.slow
 def test_viewers_that_stop_reading_do_not_lock_new_viewers_out(server):
     import socket
     web = server(wcfg(stream_fps=20.0, max_viewers=4, stream_quality=95))
@@ -610,6 +613,7 @@ def _closed_by_server(s, within: float) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_a_request_header_that_trickles_in_is_cut_off_at_its_deadline(server, monkeypatch):
     from djsmile.web import handler
     monkeypatch.setattr(handler, "HEADER_DEADLINE_S", 1.0)
@@ -707,6 +711,7 @@ def test_a_post_without_origin_is_judged_by_its_referer(server, referer, want):
     assert r.status == want and teller.calls == (want == 200)
 
 
+@pytest.mark.slow
 def test_out_of_file_descriptors_the_listener_pauses_instead_of_spinning(server, monkeypatch):
     import errno
     import socket

@@ -120,6 +120,7 @@ def _status(port: int, path: str = "/status.json"):
         conn.close()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(shutil.which("prlimit") is None, reason="needs prlimit (util-linux)")
 def test_slowloris_under_256_fds_costs_no_shot_and_the_viewer_gets_in_after(tmp_path, calib_photos):
     clip = _clip(tmp_path / "clip.avi", calib_photos)
