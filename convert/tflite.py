@@ -37,6 +37,7 @@ from djsmile import preprocess
 from djsmile.errors import DataError, MissingDependencyError, ModelError
 from djsmile.fsutil import atomic_write
 from djsmile.model import ModelMeta
+from djsmile.stats import percentiles
 
 log = logging.getLogger(__name__)
 
@@ -107,9 +108,8 @@ def latency_ms(path: Path, input_size: int, runs: int = 300) -> dict:
         t = time.perf_counter()
         rt.run(x)
         ts.append((time.perf_counter() - t) * 1000.0)
-    ts = np.array(ts)
-    return {"median_ms": round(float(np.median(ts)), 4), "mean_ms": round(float(ts.mean()), 4),
-            "p90_ms": round(float(np.percentile(ts, 90)), 4), "runtime": rt.describe(), "threads": 1}
+    f = percentiles(ts, (50, 90), mean=True)
+    return {"median_ms": f["p50"], "mean_ms": f["mean"], "p90_ms": f["p90"], "runtime": rt.describe(), "threads": 1}
 
 
 def main(args, cfg) -> int:

@@ -1,4 +1,7 @@
-"""argparse value types shared by the subcommands (foundation: commands import it, not the CLI)."""
+"""argparse value types, all of them: the subcommands' and training's (foundation: commands import it, not the CLI).
+
+The factories take the words of the error so each flag keeps its own message.
+"""
 
 from __future__ import annotations
 
@@ -21,6 +24,52 @@ def int_at_least(lo: int):
 
 positive_int = int_at_least(1)
 nonneg_int = int_at_least(0)
+
+
+def real_number(ok, bad: str, not_a_number: str | None = None):
+    """An argparse type: a float ``v`` with ``ok(v)``; else the message ``bad`` (``not_a_number`` when the
+    text is no number, default ``bad``), with ``{s!r}`` the text given."""
+    def parse(s: str) -> float:
+        try:
+            v = float(s)
+        except ValueError:
+            raise argparse.ArgumentTypeError((not_a_number or bad).format(s=s)) from None
+        if not ok(v):
+            raise argparse.ArgumentTypeError(bad.format(s=s))
+        return v
+    return parse
+
+
+def positive_int_list(empty: str):
+    """An argparse type: comma-separated whole numbers >= 1, repeats dropped (``empty``: the message when
+    none is given, ``{s!r}`` the text)."""
+    def parse(s: str) -> list[int]:
+        out = [positive_int(part) for part in s.split(",") if part.strip()]
+        if not out:
+            raise argparse.ArgumentTypeError(empty.format(s=s))
+        return list(dict.fromkeys(out))
+    return parse
+
+
+def choice_list(choices, what: str):
+    """An argparse type: comma-separated names out of ``choices`` (``what`` names them in the message),
+    repeats dropped."""
+    def parse(s: str) -> list[str]:
+        out = [m.strip() for m in s.split(",") if m.strip()]
+        if not out or any(m not in choices for m in out):
+            raise argparse.ArgumentTypeError(f"{s!r}: {what} are {', '.join(choices)} (comma-separated)")
+        return list(dict.fromkeys(out))
+    return parse
+
+
+def checked(fn):
+    """An argparse type from a function that raises ``ValueError`` with the message to show."""
+    def parse(s: str):
+        try:
+            return fn(s)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return parse
 
 
 def host_port(s: str) -> tuple:

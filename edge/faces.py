@@ -485,7 +485,7 @@ class FaceFinder:
             minSize=(max(20, int(min_px)),) * 2, maxSize=(int(1.4 * w * scale) + 1,) * 2)
         if not len(cand):
             return None
-        bx, by, bw, bh = max(cand, key=lambda b: b[2] * b[3])
+        bx, by, bw, bh = largest_first(cand)[0]
         inv = 1.0 / scale
         return (int(x0 + bx * inv), int(y0 + by * inv), int(bw * inv), int(bh * inv))
 

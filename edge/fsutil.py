@@ -59,13 +59,18 @@ def atomic_write(path, data: bytes, mkdir: bool = True) -> None:
         f.write(data)
 
 
-def file_sha256(path) -> str:
-    """SHA-256 of a file (the model), read in chunks."""
-    h = hashlib.sha256()
+def file_digest(path, algorithm: str = "sha256") -> str:
+    """The hex digest of a file (``hashlib`` algorithm name), read in chunks."""
+    h = hashlib.new(algorithm)
     with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def file_sha256(path) -> str:
+    """SHA-256 of a file (the model: calibration.json and the bench record it)."""
+    return file_digest(path, "sha256")
 
 
 def pid_lock(path) -> tuple[int | None, int | None]:

@@ -43,7 +43,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from .boxes import iou
+from .boxes import iou, largest_first
 
 log = logging.getLogger(__name__)
 
@@ -127,10 +127,6 @@ class _Track:
     def view(self) -> TrackedFace:
         return TrackedFace(self.id, tuple(int(v) for v in self.box), float(self.p_smile),
                            float(self.p_smooth), self.smiling, self.frames_smiling)
-
-
-def _area(box) -> int:
-    return int(box[2]) * int(box[3])
 
 
 class Trigger:
@@ -242,7 +238,7 @@ class Trigger:
         probs = [float(p) for p in probs]
         if len(boxes) != len(probs):
             raise ValueError(f"{len(boxes)} boxes but {len(probs)} probabilities")
-        order = sorted(range(len(boxes)), key=lambda i: _area(boxes[i]), reverse=True)
+        order = largest_first(range(len(boxes)), key=lambda i: boxes[i])
         boxes = [boxes[i] for i in order]
         probs = [probs[i] for i in order]
 

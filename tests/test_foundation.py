@@ -220,3 +220,21 @@ def test_log_limiter_lets_a_few_lines_through_per_key_then_says_how_many_it_supp
     assert "a/topic: 997 more like this suppressed in 10 s" in msgs
     assert msgs[-1].startswith("a/topic: 1 more like this suppressed")
     assert len(msgs) == 9
+
+
+def test_percentiles_are_rounded_and_none_without_samples():
+    from djsmile.stats import percentiles
+    assert percentiles(range(101), (10, 50, 90)) == {"p10": 10.0, "p50": 50.0, "p90": 90.0}
+    assert percentiles([1, 2], (50,), mean=True) == {"p50": 1.5, "mean": 1.5}
+    assert percentiles([1 / 3], (99,)) == {"p99": 0.3333}
+    assert percentiles(iter([]), (50, 95), mean=True) == {"p50": None, "p95": None, "mean": None}
+
+
+def test_file_digest_reads_in_chunks_what_hashlib_says(tmp_path):
+    import hashlib
+
+    from djsmile.fsutil import file_digest, file_sha256
+    f = tmp_path / "m"
+    f.write_bytes(b"ab" * 700_000)   # more than one 1 MiB chunk
+    assert file_sha256(f) == hashlib.sha256(b"ab" * 700_000).hexdigest()
+    assert file_digest(f, "sha1") == hashlib.sha1(b"ab" * 700_000).hexdigest()

@@ -38,7 +38,7 @@ import numpy as np
 
 from djsmile import preprocess
 from djsmile.errors import DataError
-from djsmile.fsutil import atomic_open, atomic_write
+from djsmile.fsutil import atomic_open, atomic_write, file_digest
 from djsmile.faces import HaarDetector
 from djsmile.sources import IMAGE_EXTS  # one list: the images djsmile run reads from a folder
 
@@ -94,10 +94,8 @@ def dhash(gray: np.ndarray) -> int:
 
 
 def file_sha1(path) -> str:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        h.update(f.read())
-    return h.hexdigest()
+    """SHA-1 of a file (the training data's key for an image or a model)."""
+    return file_digest(path, "sha1")
 
 
 def face_box(gray: np.ndarray):

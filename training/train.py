@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from djsmile import preprocess
+from djsmile.argtypes import checked, real_number
 from djsmile.errors import DataError, MissingDependencyError, UsageError
 
 from . import data as D
@@ -93,23 +94,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
-def _template(text: str) -> tuple:
-    import argparse
-    try:
-        return preprocess.check_template(text.split(","))
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _smoothing(text: str) -> float:
-    import argparse
-    try:
-        v = float(text)
-    except ValueError:
-        v = -1.0
-    if not 0.0 <= v < 0.5:
-        raise argparse.ArgumentTypeError(f"expected a number 0 <= E < 0.5, got {text!r}")
-    return v
+_template = checked(lambda text: preprocess.check_template(text.split(",")))
+_smoothing = real_number(lambda v: 0.0 <= v < 0.5, "expected a number 0 <= E < 0.5, got {s!r}")
 
 
 def argparse_suppress():

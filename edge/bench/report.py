@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from ..fsutil import atomic_open
+from ..fsutil import atomic_open, file_sha256
+from ..stats import percentiles
 
 if TYPE_CHECKING:  # pragma: no cover - typing only
-    from . import Variant
+    from .run import Variant
 
 log = logging.getLogger(__name__)
 
@@ -20,12 +20,8 @@ STAGES = ("capture", "detect", "classify", "trigger", "frame")
 
 
 def stats(values) -> dict:
-    if not len(values):
-        return {"p50": None, "p95": None, "p99": None, "mean": None}
-    a = np.asarray(values, dtype=np.float64)
-    p50, p95, p99 = np.percentile(a, [50, 95, 99])
-    return {"p50": round(float(p50), 4), "p95": round(float(p95), 4), "p99": round(float(p99), 4),
-            "mean": round(float(a.mean()), 4)}
+    """A stage's ``p50``, ``p95``, ``p99`` and ``mean`` in ms (``None`` without samples)."""
+    return percentiles(values, (50, 95, 99), mean=True)
 
 
 def variant_result(v: "Variant", runtime_import_ms: float = 0.0) -> dict:
@@ -39,7 +35,7 @@ def variant_result(v: "Variant", runtime_import_ms: float = 0.0) -> dict:
     d["cpu_percent"] = round(100.0 * v.cpu_s / v.wall_s, 1) if v.wall_s > 0 else 0.0
     d["peak_rss_mb"] = round(v.peak_rss_mb, 1)
     # more detail
-    d.update({"model": str(v.model_path), "model_sha256": sha256(v.model_path)[:16],
+    d.update({"model": str(v.model_path), "model_sha256": file_sha256(v.model_path)[:16],
               "model_bytes": v.model_path.stat().st_size, "model_input": v.model.runtime.input_dtype.name,
               "threads": v.threads, "mode": v.mode, "setting": v.setting, "full_every": v.full_every,
               "tracker": v.finder.tracker if v.full_every > 1 else None, "frames": v.measured,
@@ -80,10 +76,6 @@ def variant_result(v: "Variant", runtime_import_ms: float = 0.0) -> dict:
         "startup_ms": round(runtime_import_ms + v.cascade_load_ms + v.model_load_ms + v.first_frame_ms, 1),
     })
     return d
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def ratios(results: list[dict]) -> list[dict]:

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-import numpy as np
-
 from ..errors import DataError
+from ..stats import percentiles
 from ..trigger import policy_faces
 
 PHASES = ("neutral", "smile")
@@ -105,12 +104,9 @@ class Collector:
 
 def stats(values) -> dict:
     """``n``, ``median``, ``p10``, ``p90`` of the samples (``None`` figures when empty)."""
-    v = np.asarray(list(values), np.float64)
-    if v.size == 0:
-        return {"n": 0, "median": None, "p10": None, "p90": None}
-    p10, med, p90 = np.percentile(v, [10, 50, 90])
-    return {"n": int(v.size), "median": round(float(med), 4), "p10": round(float(p10), 4),
-            "p90": round(float(p90), 4)}
+    values = list(values)
+    f = percentiles(values, (10, 50, 90))
+    return {"n": len(values), "median": f["p50"], "p10": f["p10"], "p90": f["p90"]}
 
 
 def choose_thresholds(neutral: dict, smile: dict) -> tuple[float, float]:

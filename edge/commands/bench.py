@@ -6,39 +6,15 @@ import argparse
 import math
 from pathlib import Path
 
-from ..argtypes import nonneg_int, positive_int
+from ..argtypes import choice_list, nonneg_int, positive_int, positive_int_list, real_number
 from ..bench import DEFAULT_MODES, MODES, PACED_MODES, Options
 from ..errors import ModelError, UsageError
 from ..sources import PI_SPECS
 
 
-def _int_list(s: str) -> list[int]:
-    out = []
-    for part in s.split(","):
-        part = part.strip()
-        if part:
-            out.append(positive_int(part))
-    if not out:
-        raise argparse.ArgumentTypeError(f"{s!r}: give thread counts like 1 or 1,4")
-    return list(dict.fromkeys(out))
-
-
-def _positive_float(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        v = float("nan")
-    if not (v > 0 and math.isfinite(v)):
-        raise argparse.ArgumentTypeError(f"{s!r}: give frames per second, e.g. 30 or 75")
-    return v
-
-
-def _mode_list(s: str) -> list[str]:
-    out = [m.strip() for m in s.split(",") if m.strip()]
-    bad = [m for m in out if m not in MODES]
-    if bad or not out:
-        raise argparse.ArgumentTypeError(f"{s!r}: modes are {', '.join(MODES)} (comma-separated)")
-    return list(dict.fromkeys(out))
+_int_list = positive_int_list("{s!r}: give thread counts like 1 or 1,4")
+_mode_list = choice_list(MODES, "modes")
+_positive_float = real_number(lambda v: v > 0 and math.isfinite(v), "{s!r}: give frames per second, e.g. 30 or 75")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

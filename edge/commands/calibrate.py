@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
-
+from ..argtypes import real_number
 from ..calibration.thresholds import DEFAULT_SECONDS
 
-
-def positive_seconds(s: str) -> float:
-    try:
-        v = float(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a number of seconds") from None
-    if not 0.5 <= v <= 600:
-        raise argparse.ArgumentTypeError(f"{s!r} must be between 0.5 and 600 seconds")
-    return v
+positive_seconds = real_number(lambda v: 0.5 <= v <= 600, "{s!r} must be between 0.5 and 600 seconds",
+                               "{s!r} is not a number of seconds")
 
 
 def add_arguments(p) -> None:

@@ -21,7 +21,7 @@ from importlib import resources
 import cv2
 import numpy as np
 
-from ..boxes import iou
+from ..boxes import SAME_FACE_IOU, iou
 from ..config import DetectorConfig as _D
 from ..errors import ModelError
 from ..runtime import Runtime
@@ -203,7 +203,7 @@ def plausible(pts) -> bool:
     return abs(float(le[1] - re[1])) <= MAX_TILT * ed and float(mouth[1] - mid[1]) >= MIN_MOUTH_DROP * ed
 
 
-def weighted_nms(cand, thresh: float = 0.3):
+def weighted_nms(cand, thresh: float = SAME_FACE_IOU):
     """MediaPipe's weighted suppression: each group of boxes overlapping the best one (IoU > ``thresh``)
     becomes one, its box and keypoints the score-weighted mean of the group, its score the best one's."""
     cand = sorted(cand, key=lambda c: c[0], reverse=True)

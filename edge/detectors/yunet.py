@@ -16,6 +16,7 @@ from importlib import resources
 import cv2
 import numpy as np
 
+from ..boxes import SAME_FACE_IOU
 from ..config import DetectorConfig as _D
 from ..errors import ModelError, UnavailableError
 from .base import BoxRule, Detection, FaceDetector, color_input, finish
@@ -59,7 +60,7 @@ class YuNetDetector(FaceDetector):
         self.detect_width = int(detect_width)
         self.min_face_fraction = float(min_face_fraction)
         try:
-            self.net = cv2.FaceDetectorYN.create(self.model_path, "", (320, 240), self.min_score, 0.3, 50)
+            self.net = cv2.FaceDetectorYN.create(self.model_path, "", (320, 240), self.min_score, SAME_FACE_IOU, 50)
         except cv2.error as e:
             raise ModelError(f"{self.model_path}: not a YuNet model OpenCV can load ({str(e).strip()[:120]})") from None
         self._size = (320, 240)
