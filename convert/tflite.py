@@ -148,7 +148,7 @@ def main(args, cfg) -> int:
     if summary.get("detector"):   # a summary written before detector.equalize existed was cropped without it
         det.setdefault("equalize", "none")
     if "cascade" not in det:
-        from djsmile.faces import find_cascade
+        from djsmile.detectors.haar import find_cascade
         det["cascade"] = find_cascade(cfg.detector.cascade)
     params = D.CropParams(input_size=S, crop_margin=float(summary["crop_margin"]), detector=det, crop=crop_mode,
                           template=template,

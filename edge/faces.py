@@ -29,9 +29,7 @@ import numpy as np
 from .boxes import SAME_FACE_IOU, iou, largest_first, nms
 from .config import DetectorConfig as _D   # the [detector] defaults, written once there
 from .detectors import FaceDetector, make_detector
-# the Haar back-end's names, where callers (training, bench) have always found them
-from .detectors.haar import (CASCADE_NAME, CLAHE_CLIP, CLAHE_TILES, DIM_MEAN, EQUALIZE,  # noqa: F401
-                             HaarDetector, equalize_frame, find_cascade)
+from .detectors.haar import HaarDetector
 from .errors import ConfigError
 
 log = logging.getLogger(__name__)

@@ -51,7 +51,7 @@ def frame_of(path: Path) -> np.ndarray:
 
 def score_all(test_dir: Path):
     from djsmile.config import Config
-    from djsmile.faces import HaarDetector
+    from djsmile.detectors.haar import HaarDetector
     from djsmile.model import SmileModel
     det = HaarDetector.from_config(Config().detector)
     model = SmileModel()

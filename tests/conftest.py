@@ -46,7 +46,7 @@ def shared_datasets() -> Path:
 def _large_face():
     """A real, large, single djsmile face (gray patch with a margin), found once per session."""
     import cv2
-    from djsmile.faces import HaarDetector
+    from djsmile.detectors.haar import HaarDetector
     shared = SHARED
     if not (shared / "djsmile" / "photos" / "smile").is_dir():
         pytest.skip(f"needs the shared datasets at {SHARED} (absent on this machine)")

@@ -10,7 +10,9 @@ import pytest
 
 from djsmile.config import Config
 from djsmile.errors import ConfigError
-from djsmile.faces import AsyncDetector, FaceFinder, HaarDetector, iou, resolve_async_full
+from djsmile.boxes import iou
+from djsmile.detectors.haar import HaarDetector
+from djsmile.faces import AsyncDetector, FaceFinder, resolve_async_full
 from helpers import wait_until
 
 W, H = 640, 480

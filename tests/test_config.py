@@ -421,7 +421,7 @@ def test_property_a_config_check_accepts_really_runs(data, tmp_path, frames_dir,
 @pytest.fixture(scope="module")
 def hostile_files(tmp_path_factory):
     """Paths a config may name for a file it reads: the real thing, and what a fault probe tries."""
-    from djsmile.faces import find_cascade
+    from djsmile.detectors.haar import find_cascade
     d = tmp_path_factory.mktemp("hostile")
     (d / "empty.xml").write_bytes(b"")
     (d / "notes.txt").write_text("this is not a cascade\n" * 20)

@@ -1,7 +1,7 @@
 """The Haar detector's size options, on a real face from the shared data."""
 
 from djsmile.config import Config
-from djsmile.faces import HaarDetector
+from djsmile.detectors.haar import HaarDetector
 
 
 def test_upscale_finds_faces_smaller_than_the_cascade_window(small_face_scene):
@@ -61,7 +61,7 @@ def test_equalize_defaults_to_auto_and_rejects_unknown_methods():
 
 def test_equalize_stretches_a_dim_flat_frame_and_keeps_none_untouched():
     import numpy as np
-    from djsmile.faces import equalize_frame
+    from djsmile.detectors.haar import equalize_frame
     rng = np.random.default_rng(0)
     dim = rng.integers(5, 25, size=(120, 160)).astype(np.uint8)     # a dark room: 20 gray levels used
     assert equalize_frame(dim, "none") is dim
@@ -91,7 +91,7 @@ def test_clahe_finds_a_face_in_a_dim_noisy_frame_that_plain_haar_misses(small_fa
 
 def test_auto_equalizes_dim_frames_only(small_face_scene):
     import numpy as np
-    from djsmile.faces import DIM_MEAN, equalize_frame
+    from djsmile.detectors.haar import DIM_MEAN, equalize_frame
     from djsmile.training.dimlight import Degradation
     scene = small_face_scene(60)
     assert scene.mean() >= DIM_MEAN

@@ -171,7 +171,7 @@ class Listener:
 # --------------------------------------------------------------------------- clips and the djsmile process
 def _face_canvas(shared: Path) -> np.ndarray:
     """A real photo with one large Haar face, fitted into 640x480 (BGR)."""
-    from djsmile.faces import HaarDetector
+    from djsmile.detectors.haar import HaarDetector
     det = HaarDetector(scale_factor=1.1, min_neighbors=5, min_face_fraction=0.2, detect_width=0)
     for p in sorted((shared / "djsmile" / "photos" / "smile").glob("*.jpg"), key=lambda p: int(p.stem))[:100]:
         img = cv2.imread(str(p))

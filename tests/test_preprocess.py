@@ -47,7 +47,7 @@ def test_training_crop_equals_device_crop(tmp_path, box, size, margin):
 
 def test_cached_crops_equal_device_crops_for_faces_and_photos(tmp_path):
     """Through the whole cache path (detector included) the crop is the device's crop."""
-    from djsmile.faces import HaarDetector
+    from djsmile.detectors.haar import HaarDetector
     root = tmp_path / "data"
     faces = root / "faces"
     for c, v in (("smile", 1), ("no_smile", 2)):

@@ -16,7 +16,9 @@ import pytest
 from djsmile import gpio, service
 from djsmile.config import Config
 from djsmile.errors import EX_CONFIG, EX_NOINPUT, EX_UNAVAILABLE
-from djsmile.faces import FaceFinder, HaarDetector, iou
+from djsmile.boxes import iou
+from djsmile.detectors.haar import HaarDetector
+from djsmile.faces import FaceFinder
 from djsmile.sources import Frame, Source
 from helpers import (PY, QUIET, ROOT, SHIPPED, FakeModel, FixedFinder, djsmile_env, read_until, wait_until,
                      write_clip)

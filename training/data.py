@@ -4,7 +4,7 @@ A *data root* holds ``smile/`` and ``no_smile/`` folders of images (or is a
 folder of such roots, e.g. ``../shared/datasets/djsmile`` with ``faces/`` and
 ``photos/``). Each root is one of two kinds:
 
-- ``photos``: whole photos. The device's Haar detector (``djsmile.faces``) finds
+- ``photos``: whole photos. The device's Haar detector (``djsmile.detectors.haar``) finds
   faces and the largest one is cropped with ``djsmile.preprocess.crop_face``
   (exactly what the device does). Photos with no face are counted and left out.
 - ``faces``: images that already are face crops; the whole image is the face
@@ -39,7 +39,7 @@ import numpy as np
 from djsmile import preprocess
 from djsmile.errors import DataError
 from djsmile.fsutil import atomic_open, atomic_write, file_digest
-from djsmile.faces import HaarDetector
+from djsmile.detectors.haar import HaarDetector
 from djsmile.sources import IMAGE_EXTS  # one list: the images djsmile run reads from a folder
 
 log = logging.getLogger(__name__)
@@ -287,7 +287,7 @@ def _detect_aligned(path, kind, det_kw, lm, ctx_size, ctx_margin, template=prepr
 
 def detector_kwargs(det_cfg) -> dict:
     """HaarDetector kwargs from an ``djsmile.config.DetectorConfig``."""
-    from djsmile.faces import find_cascade
+    from djsmile.detectors.haar import find_cascade
     kw = {"scale_factor": det_cfg.scale_factor, "min_neighbors": det_cfg.min_neighbors,
           "min_face_fraction": det_cfg.min_face_fraction, "detect_width": det_cfg.detect_width,
           "cascade": find_cascade(det_cfg.cascade)}

@@ -5,7 +5,7 @@
     python -m djsmile.training.dimlight .cache/split/djsmile-photos/val --limit 400 --json .cache/dim-val.json
 
 Takes photos (a ``smile/`` + ``no_smile/`` folder), keeps those in which the
-*reference* detector (the device config: ``djsmile.faces.HaarDetector`` from
+*reference* detector (the device config: ``djsmile.detectors.haar.HaarDetector`` from
 ``[detector]``, as ``djsmile eval --mode photos`` runs it) finds a face in the
 clean photo, and degrades each one like a cheap living-room camera would
 (:class:`Degradation`: zoom out, lens blur, underexposure with a gamma, sensor
@@ -34,7 +34,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from djsmile.faces import HaarDetector, iou
+from djsmile.boxes import iou
+from djsmile.detectors.haar import HaarDetector
 
 log = logging.getLogger(__name__)
 

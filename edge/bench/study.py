@@ -7,7 +7,9 @@ import time
 import cv2
 import numpy as np
 
-from ..faces import FaceFinder, HaarDetector, iou
+from ..boxes import iou
+from ..detectors.haar import HaarDetector
+from ..faces import FaceFinder
 from .report import stats
 
 
