@@ -47,13 +47,17 @@ TF_HINT = "TensorFlow is not installed: pip install '.[train]'"
 def add_arguments(parser) -> None:
     parser.add_argument("model", metavar="MODEL.keras", help="trained Keras model (from djsmile train)")
     parser.add_argument("--out", metavar="DIR", default="models", help="output folder (default: models)")
-    parser.add_argument("--name", default="smile", help="file name stem: NAME_int8.tflite, NAME_float32.tflite (default: smile)")
+    parser.add_argument("--name", default="smile",
+                        help="file name stem: NAME_int8.tflite, NAME_float32.tflite (default: smile)")
     parser.add_argument("--summary", metavar="JSON", help="training summary (default: summary.json next to the model)")
     parser.add_argument("--data", nargs="+", metavar="DATA_ROOT", help="data roots (default: those in the summary)")
-    parser.add_argument("--representative", type=int, default=500, help="training crops used to calibrate int8 (default 500)")
+    parser.add_argument("--representative", type=int, default=500,
+                        help="training crops used to calibrate int8 (default 500)")
     parser.add_argument("--max-drop", type=float, default=1.0,
                         help="largest allowed int8 accuracy drop on test, in points (default 1.0)")
-    parser.add_argument("--cache", metavar="DIR", default=None, help="crop cache folder (default: $DJSMILE_CACHE, else $XDG_CACHE_HOME/djsmile, else ~/.cache/djsmile)")
+    parser.add_argument("--cache", metavar="DIR", default=None,
+                        help="crop cache folder (default: $DJSMILE_CACHE, else $XDG_CACHE_HOME/djsmile, "
+                             "else ~/.cache/djsmile)")
     parser.add_argument("--no-float", action="store_true", help="do not write the float32 model (it is still checked)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 

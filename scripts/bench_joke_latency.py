@@ -95,7 +95,8 @@ def machine() -> str:
         except OSError:
             pass
     import os
-    return f"{model or platform.processor()} ({platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()})"
+    return (f"{model or platform.processor()} ({platform.machine()}, {os.cpu_count()} CPUs, "
+            f"Python {platform.python_version()})")
 
 
 def main() -> int:
@@ -169,7 +170,8 @@ def main() -> int:
         return 1
     lat_sorted = sorted(lat)
     p95 = lat_sorted[min(len(lat_sorted) - 1, int(round(0.95 * (len(lat_sorted) - 1))))]
-    espeak_ver = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout.split(":")[1].split()[0]
+    espeak_out = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True).stdout
+    espeak_ver = espeak_out.split(":")[1].split()[0]
     res = {
         "date": dt.date.today().isoformat(), "machine": machine(), "espeak_ng": espeak_ver,
         "trigger": a.trigger, "device": a.device, "n": len(lat),
@@ -181,7 +183,8 @@ def main() -> int:
         print(json.dumps(res))
     else:
         print(f"{res['date']}  {res['machine']}  espeak-ng {espeak_ver}")
-        print(f"trigger={a.trigger} aplay -D {a.device}  n={res['n']} (prefetched API jokes: {res['prefetched']}, aplay finished OK: {engine.spoken})")
+        print(f"trigger={a.trigger} aplay -D {a.device}  n={res['n']} (prefetched API jokes: {res['prefetched']}, "
+              f"aplay finished OK: {engine.spoken})")
         print(f"press -> first audio sample: median {res['median_ms']} ms, p95 {res['p95_ms']} ms "
               f"(min {res['min_ms']}, max {res['max_ms']})")
     return 0

@@ -140,7 +140,8 @@ def scenario(work: Path, name: str, neutral, smile, conf: Path):
     after = evaluate(work, "calibrated", d / "eval.avi", spans, labels, state, conf) if calib else None
     return {"scenario": name, "calibration_photos": {"straight": len(cal_n), "smile": len(cal_s)},
             "eval_photos": {"straight": len(ev_n), "smile": len(ev_s)}, "eval_frames": n,
-            "calibrate_exit": p.returncode, "calibrate_stderr": p.stderr.strip().splitlines()[-1:] if p.returncode else [],
+            "calibrate_exit": p.returncode,
+            "calibrate_stderr": p.stderr.strip().splitlines()[-1:] if p.returncode else [],
             "calibration": calib, "before": before, "after": after}
 
 

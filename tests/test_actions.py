@@ -309,7 +309,8 @@ log = EventLog(sys.argv[1])
 ok = failed = 0
 for i in range(40):
     try:
-        log.append({"time": "2026-12-01T10:00:00+00:00", "frame": i, "faces": [{"box": [1, 2, 3, 4], "p_smile": 0.9}], "photo": None})
+        log.append({"time": "2026-12-01T10:00:00+00:00", "frame": i,
+                    "faces": [{"box": [1, 2, 3, 4], "p_smile": 0.9}], "photo": None})
         ok += 1
     except OSError:
         failed += 1

@@ -483,7 +483,8 @@ def test_a_cascade_that_is_not_one_is_a_config_error_at_load(i, want, hostile_fi
     """Not a cascade (empty, text, random bytes, other XML, JSON, a folder, /dev/zero, 200 MB): 78 from
     ``config --check`` and ``run`` alike, naming the key; missing: 69 at run, one line."""
     path = hostile_files[i]
-    f = write(tmp_path, toml_text({"detector": {"backend": "haar", "cascade": path}, "camera": {"source": str(frames_dir)},
+    f = write(tmp_path, toml_text({"detector": {"backend": "haar", "cascade": path},
+                                   "camera": {"source": str(frames_dir)},
                                    "gpio": {"pin_factory": "mock"}, "storage": {"state_dir": str(tmp_path / "s")},
                                    "jokes": {"api_url": ""}, "speech": {"engine": "none"}}))
     rc_check = check_rc(f)
@@ -497,7 +498,7 @@ def test_a_cascade_that_is_not_one_is_a_config_error_at_load(i, want, hostile_fi
         assert errors and Path(path).name in errors[0], err
 
 
-# --------------------------------------------------------------------------- config --show: run's thresholds (issue 24 item 7)
+# ------------------------------------------------------------------ config --show: run's thresholds (issue 24 item 7)
 def _calibration_for_the_shipped_model(state: Path, on=0.5, off=0.35) -> dict:
     from djsmile.calibration import file as calfile
     from djsmile.fsutil import file_sha256

@@ -58,7 +58,8 @@ def test_found_needs_the_reference_face_not_any_box():
 
 
 def test_parse_variant_overrides_detector_keys_and_rejects_others():
-    name, kw = parse_variant("clahe mff:equalize=clahe,min_face_fraction=0.1", {"equalize": "none", "scale_factor": 1.15})
+    name, kw = parse_variant("clahe mff:equalize=clahe,min_face_fraction=0.1",
+                             {"equalize": "none", "scale_factor": 1.15})
     assert name == "clahe mff" and kw == {"equalize": "clahe", "min_face_fraction": 0.1, "scale_factor": 1.15}
     with pytest.raises(argparse.ArgumentTypeError):
         parse_variant("x:colour=1", {})
@@ -78,7 +79,8 @@ def test_summary_counts_per_bin_and_overall():
 def test_measure_on_a_real_face_finds_it_clean_and_counts_every_variant(small_face_scene):
     scene = small_face_scene(60)
     base = dict(min_face_fraction=0.1, equalize="none")
-    rows, times = measure(["scene"], {"clean": Degradation(), "dim": Degradation(gamma=2.2, exposure=0.12, read_noise=1.5)},
+    degradations = {"clean": Degradation(), "dim": Degradation(gamma=2.2, exposure=0.12, read_noise=1.5)}
+    rows, times = measure(["scene"], degradations,
                           {"none": dict(base), "clahe": dict(base, equalize="clahe")}, base, load=lambda p: scene)
     assert len(rows) == 1 and len(times["none"]) == 2
     f = rows[0]["found"]

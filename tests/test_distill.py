@@ -71,5 +71,6 @@ def test_training_on_soft_targets_reports_a_real_accuracy(tmp_path, capsys):
                  "--soft-targets", str(soft), "--soft-weight", "0.5"]) == 0
     acc = json.loads((run / "summary.json").read_text())["history"]["accuracy"]
     assert len(acc) == 2 and min(acc) >= 0.3, acc   # about chance or better on balanced classes; never 0
-    print_acc = [ln.split("  accuracy ")[1].split()[0] for ln in capsys.readouterr().out.splitlines() if ln.startswith("epoch ")]
+    print_acc = [ln.split("  accuracy ")[1].split()[0] for ln in capsys.readouterr().out.splitlines()
+                 if ln.startswith("epoch ")]
     assert len(print_acc) == 2 and "0.0000" not in print_acc, print_acc

@@ -149,7 +149,8 @@ def _interrupt(argv, wait_for: str, tmp_path) -> tuple[int, str]:
     try:
         err = read_until(proc.stderr, wait_for, 120)
         proc.send_signal(signal.SIGINT)
-        rest = proc.communicate(timeout=120)[1]   # generous: a loaded 2-core machine (the stop itself is timed elsewhere)
+        # generous: a loaded 2-core machine (the stop itself is timed elsewhere)
+        rest = proc.communicate(timeout=120)[1]
     finally:
         if proc.poll() is None:
             proc.kill()

@@ -129,4 +129,5 @@ def test_detector_settings_for_crops_name_equalize_and_keep_old_cache_keys():
     old = {k: v for k, v in kw.items() if k != "equalize"}  # as written before the option existed
     assert D.CropParams(detector=kw).key("photos") == D.CropParams(detector=old).key("photos")
     cfg.set("detector.equalize", "auto")
-    assert D.CropParams(detector=D.detector_kwargs(cfg.detector)).key("photos") != D.CropParams(detector=kw).key("photos")
+    default_key = D.CropParams(detector=D.detector_kwargs(cfg.detector)).key("photos")
+    assert default_key != D.CropParams(detector=kw).key("photos")

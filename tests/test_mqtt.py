@@ -545,7 +545,8 @@ def test_a_command_flood_is_a_few_log_lines_per_topic_and_says_how_many_were_sup
         listener.close()
     assert rc == 0, err[-3000:]
     lines = err.splitlines()
-    assert len(lines) < 80, f"{len(lines)} log lines for 1,000 joke/tell and 200 shutter/fire:\n" + "\n".join(lines[-40:])
+    assert len(lines) < 80, (f"{len(lines)} log lines for 1,000 joke/tell and 200 shutter/fire:\n"
+                             + "\n".join(lines[-40:]))
     suppressed = [ln for ln in lines if "more like this suppressed" in ln]
     assert any("joke/tell" in ln for ln in suppressed) and any("shutter/fire" in ln for ln in suppressed), err[-3000:]
     assert events_jsonl(tmp_path), "no manual shot at all"

@@ -138,7 +138,8 @@ def test_venv_install_finds_its_model_from_an_unrelated_folder(wheel, tmp_path):
 
 # --------------------------------------------------------------------------- layering
 def _lint(unpacked: Path, config: Path) -> subprocess.CompletedProcess:
-    code = "import sys\nfrom importlinter.cli import lint_imports\nsys.exit(lint_imports(config_filename=sys.argv[1], no_cache=True, no_logo=True))\n"
+    code = ("import sys\nfrom importlinter.cli import lint_imports\n"
+            "sys.exit(lint_imports(config_filename=sys.argv[1], no_cache=True, no_logo=True))\n")
     env = dict(os.environ, PYTHONPATH=str(unpacked))
     return subprocess.run([sys.executable, "-c", code, str(config)], cwd=unpacked, env=env,
                           capture_output=True, text=True, timeout=300)

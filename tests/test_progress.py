@@ -42,7 +42,8 @@ def test_make_says_what_each_install_step_does(tmp_path):
     fake.write_text(FAKE_PY.format(log=log))
     fake.chmod(fake.stat().st_mode | stat.S_IXUSR)
     venv = tmp_path / "venv"
-    p = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), f"PYTHON={fake}", f"VENV={venv}", f"{venv}/.installed-dev"],
+    p = subprocess.run(["make", "--no-print-directory", "-C", str(ROOT), f"PYTHON={fake}", f"VENV={venv}",
+                        f"{venv}/.installed-dev"],
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stdout + p.stderr
     says = [ln for ln in p.stdout.splitlines() if ln.startswith("make: ")]

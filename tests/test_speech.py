@@ -39,8 +39,8 @@ data = sys.stdin.buffer.read()
 with open(rec, "a") as f:
     f.write(json.dumps({{"argv": sys.argv, "stdin": data.decode("utf-8", "replace"), "n": len(data)}}) + "\n")
 pcm = struct.pack("<4h", 0, 1000, -1000, 500)
-wav = b"RIFF" + struct.pack("<I", 36 + len(pcm)) + b"WAVEfmt " + struct.pack("<IHHIIHH", 16, 1, 1, 22050, 44100, 2, 16) \
-      + b"data" + struct.pack("<I", len(pcm)) + pcm
+wav = b"RIFF" + struct.pack("<I", 36 + len(pcm)) + b"WAVEfmt " \
+      + struct.pack("<IHHIIHH", 16, 1, 1, 22050, 44100, 2, 16) + b"data" + struct.pack("<I", len(pcm)) + pcm
 if mode == "piper":
     sys.stdout.buffer.write(pcm * 100)
 elif "--stdout" in sys.argv:

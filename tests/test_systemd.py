@@ -449,7 +449,8 @@ def test_without_pi_os_archive_lgpio_is_one_line_saying_what_drives_the_pins(san
     assert r.returncode == 0, r.stdout + r.stderr
     lgpio = [ln for ln in (r.stdout + r.stderr).splitlines() if "lgpio" in ln]
     assert len(lgpio) == 1, lgpio
-    assert lgpio[0].startswith("djsmile-install: warning: python3-lgpio is not in your apt sources") and says in lgpio[0]
+    assert lgpio[0].startswith("djsmile-install: warning: python3-lgpio is not in your apt sources")
+    assert says in lgpio[0]
     camera = [ln for ln in r.stderr.splitlines() if "picamera2" in ln]
     assert len(camera) == 1 and "USB webcam" in camera[0]
     acts = _would(r.stdout)

@@ -108,7 +108,8 @@ def test_corrupt_images_are_skipped_and_counted(tmp_path):
 
 
 def test_training_modules_import_without_tensorflow():
-    code = BLOCK_TF + ("import djsmile.training.train, djsmile.training.evaluate, djsmile.training.data, djsmile.training.nets, djsmile.convert.tflite\n"
+    code = BLOCK_TF + ("import djsmile.training.train, djsmile.training.evaluate, djsmile.training.data\n"
+                       "import djsmile.training.nets, djsmile.convert.tflite\n"
                        "from djsmile.cli import main\n"
                        "sys.exit(main(['train', 'nowhere']))\n")
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)

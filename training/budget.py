@@ -84,13 +84,15 @@ def main(argv=None) -> int:
             rts[name], ins[name] = Runtime(p, num_threads=1), S
             print(f"converted {name}: {rows[name]['parameters']} parameters, {len(blob)} bytes", flush=True)
     med = time_interleaved(rts, ins, rounds=args.rounds)
-    print(f"{'network':24s} {'params':>8s} {'bytes':>8s} {'ms/face':>8s} {'x ref':>6s}  fits (<= {BUDGET_MS} ms, {BUDGET_BYTES} B)")
+    print(f"{'network':24s} {'params':>8s} {'bytes':>8s} {'ms/face':>8s} {'x ref':>6s}  "
+          f"fits (<= {BUDGET_MS} ms, {BUDGET_BYTES} B)")
     print(f"{'reference ' + ref.name:24s} {'':>8s} {ref.stat().st_size:8d} {med['reference']:8.3f} {1.0:6.2f}")
     for k, r in rows.items():
         r["median_ms"] = round(med[k], 4)
         r["ratio_to_reference"] = round(med[k] / med["reference"], 3)
         r["fits"] = fits(med[k], r["bytes"])
-        print(f"{k:24s} {r['parameters']:8d} {r['bytes']:8d} {med[k]:8.3f} {r['ratio_to_reference']:6.2f}  {'yes' if r['fits'] else 'NO'}")
+        print(f"{k:24s} {r['parameters']:8d} {r['bytes']:8d} {med[k]:8.3f} {r['ratio_to_reference']:6.2f}  "
+              f"{'yes' if r['fits'] else 'NO'}")
     if args.json:
         from djsmile.fsutil import atomic_write
         atomic_write(args.json, json.dumps({"reference": {"path": str(ref), "bytes": ref.stat().st_size,

@@ -176,7 +176,8 @@ def main(argv=None) -> int:
     ap.add_argument("--empty", type=int, default=200, help="face-free frames (half textures, half photo corners)")
     ap.add_argument("--set", action="append", default=[], help="SECTION.KEY=VALUE applied to every back-end's config")
     ap.add_argument("--json", help="write the results here")
-    ap.add_argument("--model", default=None, help="the smile model scored on each back-end's crops (default: the shipped "
+    ap.add_argument("--model", default=None,
+                    help="the smile model scored on each back-end's crops (default: the shipped "
                     "one); an eye-aligned model is cropped on each detection's landmarks (Haar: eyes from the box)")
     ap.add_argument("--seed", type=int, default=27)
     args = ap.parse_args(argv)
@@ -235,7 +236,8 @@ def main(argv=None) -> int:
         row = {"file": path.name, "label": label, "luma": face_luma(gray, tuple(int(v) for v in truth)),
                "truth": [round(v, 1) for v in truth]}
         dataset = "djsmile-photos"
-        fixed = labelfix.new_label(fixes, dataset, f"{('no_smile', 'smile')[label]}/{path.name}", label) if fixes else label
+        rel = f"{('no_smile', 'smile')[label]}/{path.name}"
+        fixed = labelfix.new_label(fixes, dataset, rel, label) if fixes else label
         row["label_fixed"] = fixed
         # clean (device defaults)
         clean = {b: dets[b](frame) for b in names}

@@ -229,7 +229,8 @@ def main(argv=None) -> int:
     ap.add_argument("--variant", action="append", default=[], metavar="NAME:key=v,...",
                     help="a detector variant: the reference plus these [detector] overrides (repeatable; "
                          "default: none, clahe, hist, clahe with min_face_fraction 0.1)")
-    ap.add_argument("--conditions", default=",".join(CONDITIONS), help="comma-separated, from: " + ", ".join(CONDITIONS))
+    ap.add_argument("--conditions", default=",".join(CONDITIONS),
+                    help="comma-separated, from: " + ", ".join(CONDITIONS))
     ap.add_argument("--limit", type=int, default=0, help="use the first N photos (every k-th, evenly spread)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", metavar="OUT", help="write the summary and per-photo rows as JSON")

@@ -267,8 +267,9 @@ def fixed_labels(res: dict, fixes_path=None):
 
 def format_side_by_side(rep: dict, rep_fixed: dict, counts: dict, extra: dict | None = None) -> str:
     """Original and reviewed labels in two columns (the reviewed column names how many labels changed)."""
-    keys = [("images", "n", "{}"), ("accuracy", "accuracy", "{:.4f}"), ("balanced accuracy", "balanced_accuracy", "{:.4f}"),
-            ("F1 (smile)", "f1", "{:.4f}"), ("ROC AUC", "roc_auc", "{:.4f}"), ("face found", "face_found_rate", "{:.4f}"),
+    keys = [("images", "n", "{}"), ("accuracy", "accuracy", "{:.4f}"),
+            ("balanced accuracy", "balanced_accuracy", "{:.4f}"), ("F1 (smile)", "f1", "{:.4f}"),
+            ("ROC AUC", "roc_auc", "{:.4f}"), ("face found", "face_found_rate", "{:.4f}"),
             ("accuracy on found", "accuracy_on_found", "{:.4f}")]
     head = f"fixed labels ({counts['relabelled']} relabelled, {counts['dropped']} dropped)"
     w = max(len(k) for k, _, _ in keys)
@@ -352,7 +353,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model", metavar="PATH", help="TFLite model (default: model.path from the config, "
                         "else the shipped models/smile_int8.tflite); its .json sidecar must be next to it")
     parser.add_argument("--mode", choices=("faces", "photos"), default="faces",
-                        help="faces: images are face crops; photos: the device's detector finds the face (default: faces)")
+                        help="faces: images are face crops; photos: the device's detector finds the face "
+                             "(default: faces)")
     parser.add_argument("--json", metavar="OUT", help="write the metrics as JSON")
     parser.add_argument("--plots", metavar="DIR", help="write confusion.png and roc.png here")
     parser.add_argument("--threshold", type=float, default=None,

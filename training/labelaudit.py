@@ -121,7 +121,8 @@ def main(argv=None) -> int:
     for s in range(0, len(top), per):
         chunk = top[s:s + per]
         ims = [D.load_gray(items[sel[j]].path) for j in chunk]
-        caps = [f"{s + k} {'S' if items[sel[j]].label else 'N'} {P[j, items[sel[j]].label]:.2f}" for k, j in enumerate(chunk)]
+        caps = [f"{s + k} {'S' if items[sel[j]].label else 'N'} {P[j, items[sel[j]].label]:.2f}"
+                for k, j in enumerate(chunk)]
         ok = [(im, c) for im, c in zip(ims, caps) if im is not None]
         cv2.imwrite(str(out / f"sheet-{s // per:02d}.png"), contact_sheet([a for a, _ in ok], [b for _, b in ok]))
     print(f"wrote {out / 'candidates.csv'} and {(len(top) + per - 1) // per} sheets in {out}")

@@ -51,11 +51,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--epochs", type=int, default=16,
                         help="epochs (cosine learning-rate decay over them; early stopping on val; default 16)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--input-size", type=int, default=None, help="model input in pixels (default: 48 small, 100 seed)")
+    parser.add_argument("--input-size", type=int, default=None,
+                        help="model input in pixels (default: 48 small, 100 seed)")
     parser.add_argument("--widths", default=None,
                         help="small arch: channels of the 4 blocks, comma-separated (default 32,64,128,256)")
     parser.add_argument("--crop-margin", type=float, default=DEFAULT_MARGIN,
-                        help=f"margin added to a detected face box on each side, fraction of its side (default {DEFAULT_MARGIN})")
+                        help=f"margin added to a detected face box on each side, fraction of its side "
+                             f"(default {DEFAULT_MARGIN})")
     parser.add_argument("--crop", choices=("box", "aligned"), default="box",
                         help="box: the detector's box made square (v2); aligned: eyes level at fixed places, scaled "
                              "by the face, from BlazeFace's landmarks (else eyes estimated from the box) (default box)")
@@ -66,12 +68,15 @@ def add_arguments(parser) -> None:
     parser.add_argument("--head", choices=("flatten", "gap"), default="flatten",
                         help="small arch: 3x3 flatten (keeps where features are) or global average pool")
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--lr", type=float, default=3e-3, help="initial learning rate (Adam, cosine decay; default 3e-3)")
+    parser.add_argument("--lr", type=float, default=3e-3,
+                        help="initial learning rate (Adam, cosine decay; default 3e-3)")
     parser.add_argument("--label-smoothing", type=_smoothing, default=0.0, metavar="E",
                         help="train on labels E/2 and 1-E/2 instead of 0 and 1 (the djsmile labels come from search "
                              "terms and are a few percent wrong; default 0)")
     parser.add_argument("--patience", type=int, default=8, help="epochs without val improvement before stopping")
-    parser.add_argument("--cache", metavar="DIR", default=str(D.DEFAULT_CACHE), help="crop cache folder (default: $DJSMILE_CACHE, else $XDG_CACHE_HOME/djsmile, else ~/.cache/djsmile)")
+    parser.add_argument("--cache", metavar="DIR", default=str(D.DEFAULT_CACHE),
+                        help="crop cache folder (default: $DJSMILE_CACHE, else $XDG_CACHE_HOME/djsmile, "
+                             "else ~/.cache/djsmile)")
     parser.add_argument("--workers", type=int, default=2, help="processes for cropping (default 2)")
     parser.add_argument("--export-split", metavar="DIR",
                         help="write the held-out test split as symlinks DIR/<root>/test/<class>/ and exit")
@@ -315,7 +320,8 @@ def main(args, cfg) -> int:
     roots, items, crops, split_stats = D.prepare(args.roots, params, cache, args.workers, progress)
     fix_stats = labelfix.apply(items, labelfix.load(args.label_fixes))
     fix_stats["file"] = None if str(args.label_fixes).lower() == "none" else str(args.label_fixes)
-    log.info("label fixes %s: %d relabelled, %d dropped", args.label_fixes, fix_stats["relabelled"], fix_stats["dropped"])
+    log.info("label fixes %s: %d relabelled, %d dropped", args.label_fixes, fix_stats["relabelled"],
+             fix_stats["dropped"])
     split_stats["label_fixes"] = fix_stats
     t_data = time.time() - t0
     log.info("data ready in %.1f s: %s", t_data, json.dumps(crops.stats))
@@ -341,7 +347,8 @@ def train(args, params, roots, items, crops, split_stats, t_data) -> int:
         keep = {n.strip() for n in args.only_roots.split(",") if n.strip()}
         known = {it.root for it in items}
         if not keep <= known:
-            raise DataError(f"--only-roots {args.only_roots}: unknown root(s); the roots are {', '.join(sorted(known))}")
+            raise DataError(f"--only-roots {args.only_roots}: unknown root(s); "
+                            f"the roots are {', '.join(sorted(known))}")
         sel = np.array([it.root in keep for it in items])
         M = {k: v & sel for k, v in M.items()}
     labels = np.array([it.label for it in items])
@@ -420,7 +427,8 @@ def train(args, params, roots, items, crops, split_stats, t_data) -> int:
     summary = {
         "model": str(model_path), "arch": args.arch, "model_name": model.name, "parameters": n_params,
         "input_size": S, "color": "gray", "normalize": {"scale": 1.0 / 255.0, "offset": 0.0},
-        "crop_margin": params.crop_margin, "crop": params.crop, "labels": list(D.CLASSES), "smile_index": 1, "output": output,
+        "crop_margin": params.crop_margin, "crop": params.crop, "labels": list(D.CLASSES), "smile_index": 1,
+        "output": output,
         "threshold_val": thr,
         "data_roots": [{"path": str(r.path.resolve()), "kind": r.kind, "name": r.name} for r in roots],
         "root_specs": [str(s) for s in args.roots], "only_roots": args.only_roots,
@@ -435,8 +443,10 @@ def train(args, params, roots, items, crops, split_stats, t_data) -> int:
                      "batch_size": args.batch_size, "lr": args.lr, "lr_schedule": "cosine", "patience": args.patience,
                      "label_smoothing": args.label_smoothing, "seed": args.seed,
                      "soft_targets": soft_stats,
-                     "widths": widths if args.arch == "small" else None, "stem_stride": 2 if args.arch == "small" else None,
-                     "head": args.head if args.arch == "small" else None, "class_weight": cw.tolist(), "augment": aug.to_dict() if aug else None,
+                     "widths": widths if args.arch == "small" else None,
+                     "stem_stride": 2 if args.arch == "small" else None,
+                     "head": args.head if args.arch == "small" else None, "class_weight": cw.tolist(),
+                     "augment": aug.to_dict() if aug else None,
                      "seconds_data": round(t_data, 1), "seconds_train": round(t_train, 1)},
         "history": h, "metrics": res,
     }

@@ -242,7 +242,9 @@ def main() -> None:
     p.add_argument("json")
     p.add_argument("--frames", type=int, required=True)
     a = ap.parse_args()
-    {"bench": cmd_bench, "prepare": cmd_prepare, "frames": cmd_frames, "shots": cmd_shots, "stream": cmd_stream}[a.cmd](a)
+    commands = {"bench": cmd_bench, "prepare": cmd_prepare, "frames": cmd_frames, "shots": cmd_shots,
+                "stream": cmd_stream}
+    commands[a.cmd](a)
 
 
 if __name__ == "__main__":
