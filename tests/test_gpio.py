@@ -145,3 +145,36 @@ def test_calibration_led_on_a_busy_pin_is_one_warning_and_none(mock_factory, cap
     assert msg.startswith("LED on GPIO17 unavailable (") and "printed and spoken only" in msg
     assert "--no-gpio" not in msg   # gpiozero's own reason, not the GpioError of djsmile run
     assert gpio.prompt_led(GpioConfig(led_enabled=False)) is None
+
+
+def test_the_loop_calibration_blinks_the_smile_led(mock_factory, tmp_path):
+    """djsmile run's in-loop calibration prompts on the smile LED itself (gpio.SmileLed): the pin blinks, the
+    hold-mode state is handed back, and a refusal turns it off."""
+    from types import SimpleNamespace
+
+    from djsmile.calibration import session as calib_session
+    from djsmile.config import Config
+    from djsmile.trigger import Trigger
+    from helpers import wait_until
+
+    cfg = Config()
+    cfg.set("speech.engine", "none")
+    led = gpio.SmileLed(17, "hold")
+    lc = calib_session.for_loop(cfg, tmp_path, "0" * 64, trigger=Trigger(cfg.trigger, 0.5),
+                                actions=SimpleNamespace(led=led))
+    pin = mock_factory.pin(17)
+    try:
+        led.update(True)                  # lit: the smile holds
+        lc.on_start()                     # the calibration takes the LED over
+        assert not pin.state
+        pin.clear_states()
+        lc.guide.phase("smile")           # fast blink
+        wait_until(lambda: sum(1 for _, s in pin.states if s) >= 3, 10, "three blinks of the LED pin")
+        lc.guide.done(False, "could not calibrate")
+        assert not pin.state
+        led.update(True)                  # back to the smile: lit again
+        assert pin.state
+    finally:
+        lc.guide.close(timeout=1)
+        led.close()
+    assert not pin.state

@@ -34,18 +34,13 @@ log = logging.getLogger(__name__)
 
 
 def _led(cfg):
-    """A gpiozero LED on gpio.led_pin (MockFactory off a Pi, as ``djsmile run``), or None."""
+    """The LED on gpio.led_pin for the prompts (:func:`djsmile.gpio.prompt_led`; MockFactory off a Pi, as
+    ``djsmile run``), or None."""
+    from .. import gpio
     if not cfg.gpio.led_enabled:
         return None
-    from ..gpio import set_pin_factory
-    set_pin_factory(cfg.gpio, log=log)
-    try:
-        from gpiozero import LED
-        return LED(cfg.gpio.led_pin, initial_value=False)
-    except Exception as e:
-        log.warning("LED on GPIO%d unavailable (%s): prompts are printed and spoken only",
-                    cfg.gpio.led_pin, e)
-        return None
+    gpio.set_pin_factory(cfg.gpio, log=log)
+    return gpio.prompt_led(cfg.gpio)
 
 
 def calibrate(cfg, *, seconds: float = DEFAULT_SECONDS, json_out: str | None = None,
@@ -163,7 +158,6 @@ def _calibrate(cfg, model, sha, trigger, state_dir, seconds, json_out, stop_even
             finder.close()
         if led is not None:
             try:
-                led.off()     # stops a blink in progress; then release the pin low
-                led.close()
+                led.close()   # off (stops a blink in progress), then the pin released low
             except Exception:
                 pass

@@ -30,7 +30,7 @@ class Guide:
 
     def __init__(self, engine=None, led=None, out=print, err=None):
         self.engine = engine
-        self.led = led          # a gpiozero LED (or None)
+        self.led = led          # blink() and off() as gpiozero's LED: djsmile.gpio.SmileLed (or None)
         self.out = out
         self.err = err or out   # the refusal line
         self._q: queue.Queue = queue.Queue(maxsize=4)
@@ -214,8 +214,8 @@ def for_loop(cfg, state_dir, model_sha256: str, *, trigger, actions=None, web=No
     into the live view."""
     from ..speech import make_engine
 
-    smile_led = getattr(actions, "led", None)
-    guide = Guide(make_engine(cfg.speech), getattr(smile_led, "led", None),
+    smile_led = actions.led if actions is not None else None
+    guide = Guide(make_engine(cfg.speech), smile_led,
                   out=lambda text: log.info("calibration: %s", text))
     explicit = bool(cfg.trigger.on_threshold or cfg.trigger.off_threshold)
 
