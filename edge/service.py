@@ -13,7 +13,7 @@ waiting. The loop:
 SIGINT / SIGTERM / SIGHUP / SIGQUIT set a stop flag checked every frame: the
 loop ends within a frame, then the camera is released, the LED and shutter go
 off and a photo being written is finished (or removed, never left
-half-written). Frames are read on a daemon thread (``FrameReader``) and a
+half-written). Frames are read on one daemon thread (a camera's capture thread, else ``FrameReader``'s) and a
 stream is opened on one, so a source blocked inside OpenCV (a stalled
 network stream: 30 s) cannot hold up the stop. If the loop still has not
 ended ``STOP_GRACE_S`` after the signal, a timer forces the exit with the LED
@@ -363,7 +363,7 @@ def main(cfg, *, max_frames: int | None = None) -> int:
             runtime = _describe_runtime(model)
             log.info("model %s (%s, threshold %.3f)", model.path, runtime, model.threshold)
             # each image of a folder is its own scene: its faces are detected on it, never tracked into it
-            paced = (not source.finite or bool(cfg.camera.realtime)) and not getattr(source, "still_images", False)
+            paced = (not source.finite or bool(cfg.camera.realtime)) and not source.still_images
             finder = FaceFinder.from_config(cfg.detector, paced=paced)
             closers.add("finder", finder.close)
             log.info("face detector: %s", finder.detector.describe())

@@ -121,3 +121,89 @@ def test_frames_carry_the_colour_image_at_the_analysis_size(tmp_path):
     # a frame with no colour: the gray one as BGR
     g = Frame(np.full((4, 6), 77, np.uint8), 0, 0.0)
     assert g.color().shape == (4, 6, 3) and int(g.color()[0, 0, 2]) == 77
+
+
+# --------------------------------------------------------------------------- the loop reads a camera on one thread
+class _Model:
+    threshold = 0.5
+
+    def __init__(self, on_frame):
+        self.on_frame = on_frame
+
+    def predict(self, gray, boxes, landmarks=None):
+        self.on_frame()
+        return np.zeros(len(boxes), np.float32)
+
+
+class _Finder:
+    landmarks = None
+
+    def find(self, gray, color=None):
+        return [(0, 0, 4, 4)]
+
+    def reset(self):
+        pass
+
+
+class PacedCamera(Source):
+    """A camera giving a frame every 10 ms until closed."""
+
+    name = "paced fake camera"
+    finite = False
+
+    def __init__(self):
+        self.closed = False
+
+    def __iter__(self):
+        i = 0
+        while not self.closed:
+            time.sleep(0.01)
+            yield Frame(np.full((4, 4), i % 256, np.uint8), i, i / 100.0)
+            i += 1
+
+    def close(self):
+        self.closed = True
+
+
+def test_a_camera_run_reads_on_one_thread():
+    # djsmile run's wiring for a camera: ThreadedSource (camera.capture_thread) under the loop's reader.
+    # The loop's own thread plus one reader: no second thread stacked on the capture thread.
+    from djsmile import service
+    from djsmile.config import Config
+    before = set(threading.enumerate())
+    seen = []
+
+    def on_frame():
+        seen.append(sorted(t.name for t in set(threading.enumerate()) - before))
+    cam = PacedCamera()
+    stop = threading.Event()
+    src = ThreadedSource(cam, stop)
+    try:
+        assert service.run(Config(), src, model=_Model(on_frame), finder=_Finder(), stop_event=stop,
+                           max_frames=5) == 0
+    finally:
+        src.close()
+    assert len(seen) == 5
+    assert all(names == ["capture"] for names in seen), seen
+
+
+def test_the_loop_stops_within_a_frame_when_the_camera_read_blocks():
+    from djsmile import service
+    from djsmile.config import Config
+    cam = BlockingCamera()
+    stop = threading.Event()
+    src = ThreadedSource(cam, stop)
+    frames = []
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("rc", service.run(
+        Config(), src, model=_Model(lambda: frames.append(1)), finder=_Finder(), stop_event=stop)))
+    t.start()
+    for n in (1, 2, 3):                  # then the camera blocks: no frame comes
+        cam.deliver()
+        wait_until(lambda n=n: len(frames) == n)
+    t0 = time.monotonic()
+    stop.set()
+    t.join(5.0)
+    assert not t.is_alive() and time.monotonic() - t0 < 2.0 and out["rc"] == 0
+    src.close()
+    assert cam.closed and sorted(cam.released) == [0, 1, 2]   # every frame gave its buffer back

@@ -376,6 +376,35 @@ def test_video_file_uses_its_own_timestamps(tmp_path):
     assert frames[3].gray.shape == (48, 64) and frames[3].still().shape == (48, 64, 3)
 
 
+def test_each_source_declares_what_it_can_do_and_a_looped_one_keeps_it(tmp_path, fake_picamera2):
+    # what run and the reader act on (pacing, new scenes, held buffers, closing during a read) is
+    # declared by each source, and a looped file or folder plays with its source's
+    for i in range(2):
+        _write(tmp_path / f"{i}.jpg", 50)
+    clip = tmp_path / "clip.avi"
+    w = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    for i in range(3):
+        w.write(np.full((48, 64, 3), 20 * i, np.uint8))
+    w.release()
+    cfg = Config()
+    cfg.camera.fps = 20.0
+    cfg.camera.loop = True
+    folder, video, cam = open_source(str(tmp_path), cfg), open_source(str(clip), cfg), open_source("camera", cfg)
+    try:
+        got = {name: (s.finite, s.still_images, s.fps, s.holds_requests, s.closes_during_read)
+               for name, s in (("folder", folder), ("video", video), ("camera", cam))}
+        assert got == {"folder": (True, True, 20.0, False, False),
+                       "video": (True, False, pytest.approx(10.0), False, True),
+                       "camera": (False, False, None, True, False)}
+        assert type(folder).__name__ == "LoopSource" and type(video).__name__ == "LoopSource"
+        assert not cam.frames_hold_requests   # until a reader that keeps frames asks for it
+        sources.ThreadedSource(cam).close()
+        assert cam.frames_hold_requests
+    finally:
+        for s in (folder, video, cam):
+            s.close()
+
+
 def test_picamera2_on_the_capture_thread_holds_only_the_frames_in_use(fake_picamera2):
     # the camera delivers every 2 ms, the loop takes 10 ms a frame: most frames are dropped, and
     # each dropped or finished frame gives its buffer back; the frame in use keeps its exposure

@@ -68,7 +68,8 @@ class FolderSource(Source):
                             f"({', '.join(sorted(IMAGE_EXTS))})")
         self.fps = float(cfg.camera.fps)
         subs = f" in {', '.join(d.name for d in folders)}" if folders and folders != [self.path] else ""
-        self.name = f"{self.path} ({len(self.files)} image{'' if len(self.files) == 1 else 's'}{subs} at {self.fps:g} fps)"
+        self.name = (f"{self.path} ({len(self.files)} image{'' if len(self.files) == 1 else 's'}{subs} "
+                     f"at {self.fps:g} fps)")
         self.unreadable: list[Path] = []
         self.total_frames = len(self.files)
         self._closed = False

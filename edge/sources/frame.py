@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable
 
 import cv2
@@ -23,6 +23,7 @@ class Frame:
     captured: float | None = None   # time.perf_counter() when the frame was taken (capture thread, bench)
     release_fn: Callable[[], None] | None = None       # gives a held camera buffer back
     new_scene: bool = False   # nothing carries over from the frame before (a new image in a folder)
+    _color: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)   # color(), once made
 
     def still(self) -> np.ndarray:
         """The full-resolution BGR uint8 still (falls back to the gray frame as BGR)."""
@@ -43,9 +44,8 @@ class Frame:
         lores YUV420 frame converted), else the still scaled, else the gray
         frame as BGR.
         """
-        cached = getattr(self, "_color", None)
-        if cached is not None:
-            return cached
+        if self._color is not None:
+            return self._color
         img = None
         fn = self.color_fn or self.still_fn
         if fn is not None:

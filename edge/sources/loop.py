@@ -24,8 +24,9 @@ class LoopSource(Source):
         self._current = first
         self._reopen = reopen
         self._closed = False
-        self.fps = getattr(first, "fps", 30.0)
-        self.still_images = getattr(first, "still_images", False)
+        self.fps = first.fps
+        self.still_images = first.still_images
+        self.closes_during_read = first.closes_during_read   # its close() closes the pass under way
         self.passes = 0
         self.name = f"{first.name}, looped"
 

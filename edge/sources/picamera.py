@@ -18,7 +18,8 @@ from .frame import Frame
 
 log = logging.getLogger(__name__)
 
-PI_SPECS = {"camera", "pi", "picamera", "picamera2", "libcamera"}  # --source names of the Pi camera (run, bench, calibrate)
+#: the --source names of the Pi camera (run, bench, calibrate)
+PI_SPECS = {"camera", "pi", "picamera", "picamera2", "libcamera"}
 
 
 def _import_picamera2():
@@ -133,6 +134,8 @@ class PiCamera2Source(Source):
     """
 
     finite = False
+    holds_requests = True
+    _closed = True   # until opened
 
     def __init__(self, cfg, picamera2_cls=None, camera_num: int = 0):
         cam = cfg.camera
@@ -312,7 +315,7 @@ class PiCamera2Source(Source):
                 pass
 
     def close(self) -> None:
-        if getattr(self, "_closed", True):
+        if self._closed:
             return
         self._closed = True
         self._release()

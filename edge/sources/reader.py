@@ -1,5 +1,6 @@
-"""Reading a source on a thread of its own: ``FrameReader`` (a stop never waits for a blocked read)
-and ``ThreadedSource`` (a camera read ahead; the loop takes the newest frame, older ones dropped)."""
+"""Reading a source on a thread of its own: ``ThreadedSource`` (a camera read ahead; the loop takes
+the newest frame, older ones dropped) and ``FrameReader`` (a stop never waits for a blocked read),
+which adds no thread of its own to a ThreadedSource: one reader thread per camera."""
 
 from __future__ import annotations
 
@@ -13,24 +14,30 @@ from .frame import Frame
 
 
 class FrameReader:
-    """Pull frames from a source on a daemon thread, one at a time, only when asked.
+    """Pull frames from a source, one at a time, only when asked, so that a stop never waits for a read.
 
     ``next(stop)`` returns the source's next frame, or None when the source
     ended or ``stop`` was set while waiting (the caller can stop even if the
-    source is stuck inside a blocking call). Frames are not read ahead: the
-    source is driven exactly as a plain ``for`` loop would (a Pi camera
-    request stays held until the next frame is asked for). An exception of
-    the source is raised here.
+    source is stuck inside a blocking call). An exception of the source is raised here.
+
+    A plain source is read on a daemon thread of this reader's, and not read ahead: it is
+    driven exactly as a plain ``for`` loop would (a Pi camera request stays held until the next
+    frame is asked for). A :class:`ThreadedSource` already reads on a thread of its own and
+    returns when ``stop`` is set: this reader adds no second thread and asks it for its newest
+    frame on the caller's thread (one reader thread per camera).
     """
 
     POLL_S = 0.05
 
     def __init__(self, source: Source):
         self.source = source
+        self._stopped = False
+        self._thread: threading.Thread | None = None
+        if isinstance(source, ThreadedSource):
+            return
         self._it = iter(source)
         self._want = threading.Semaphore(0)
         self._got: queue.Queue = queue.Queue()
-        self._stopped = False
         self._thread = threading.Thread(target=self._run, name="djsmile-frames", daemon=True)
         self._thread.start()
 
@@ -52,6 +59,15 @@ class FrameReader:
     def next(self, stop: threading.Event | None = None) -> Frame | None:
         if self._stopped:
             return None
+        if self._thread is None:   # a ThreadedSource: its own thread reads
+            try:
+                frame = self.source.next_frame(stop)
+            except BaseException:
+                self._stopped = True
+                raise
+            if frame is None and not (stop is not None and stop.is_set()):
+                self._stopped = True   # ended (or closed)
+            return frame
         self._want.release()
         while True:
             try:
@@ -69,8 +85,11 @@ class FrameReader:
 
     def finish(self, timeout: float = 0.2) -> bool:
         """Let the reading thread end; False if it is still inside the source after ``timeout`` s
-        (a stalled stream: it is a daemon thread and ends with the process)."""
+        (a stalled stream: it is a daemon thread and ends with the process). A ThreadedSource's
+        thread is ended by its ``close()``."""
         self._stopped = True
+        if self._thread is None:
+            return True
         self._want.release()
         self._thread.join(timeout)
         return not self._thread.is_alive()
@@ -106,7 +125,7 @@ class ThreadedSource(Source):
         self._error: BaseException | None = None
         self._closed = False
         self._thread: threading.Thread | None = None
-        if hasattr(inner, "frames_hold_requests"):
+        if inner.holds_requests:
             inner.frames_hold_requests = True   # the Pi camera: frames hold their request
 
     def _read(self) -> None:
@@ -133,28 +152,45 @@ class ThreadedSource(Source):
                 self._ended = True
                 self._cond.notify_all()
 
-    def _stopped(self) -> bool:
-        return self._closed or (self.stop_event is not None and self.stop_event.is_set())
+    def _stopped(self, stop: threading.Event | None = None) -> bool:
+        return (self._closed or (self.stop_event is not None and self.stop_event.is_set())
+                or (stop is not None and stop.is_set()))
+
+    def _start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._read, name="capture", daemon=True)
+            self._thread.start()
+
+    def next_frame(self, stop: threading.Event | None = None) -> Frame | None:
+        """The newest frame read, waiting for one; None once the inner source ended, on
+        :meth:`close`, or once ``stop_event`` or ``stop`` is set, even while the camera is stuck.
+        The frame taken before gives its buffer back. The inner source's error is raised here,
+        after the frames read before it."""
+        self._start()
+        try:
+            with self._cond:
+                while self._slot is None and not self._ended and not self._stopped(stop):
+                    self._cond.wait(self.POLL_S)
+                if self._stopped(stop):
+                    return None
+                frame, self._slot = self._slot, None
+                if frame is None:  # ended, nothing left
+                    if self._error is not None:
+                        raise self._error
+                    return None
+        finally:
+            self._release_current()
+        self._current = frame
+        return frame
 
     def __iter__(self) -> Iterator[Frame]:
         if self._thread is not None:
             raise RuntimeError("a ThreadedSource is iterated once")
-        self._thread = threading.Thread(target=self._read, name="capture", daemon=True)
-        self._thread.start()
         try:
             while True:
-                with self._cond:
-                    while self._slot is None and not self._ended and not self._stopped():
-                        self._cond.wait(self.POLL_S)
-                    if self._stopped():
-                        return
-                    frame, self._slot = self._slot, None
-                    if frame is None:  # ended, nothing left
-                        if self._error is not None:
-                            raise self._error
-                        return
-                self._release_current()
-                self._current = frame
+                frame = self.next_frame()
+                if frame is None:
+                    return
                 yield frame
         finally:
             self._release_current()
@@ -178,5 +214,5 @@ class ThreadedSource(Source):
         if t is not None and t is not threading.current_thread():
             # the reader sees _closed after its current frame (never close a read under way), unless the
             # inner source's close() is safe during a read (OpenCV: the reading thread releases it)
-            t.join(0.1 if getattr(self.inner, "closes_during_read", False) else 1.0)
+            t.join(0.1 if self.inner.closes_during_read else 1.0)
         self.inner.close()
