@@ -45,33 +45,6 @@ FD_RETRY_S = 3.0
 
 
 # --------------------------------------------------------------------------
-# Disk pieces
-# --------------------------------------------------------------------------
-
-def _box(box) -> list[int]:
-    return [int(v) for v in box]
-
-
-def _prob(p) -> float:
-    return round(float(p), 4)
-
-
-def event_faces(result: "TriggerResult") -> list[dict]:
-    """The ``faces`` list of an event line: ``{"box": [x, y, w, h], "p_smile": float}``."""
-    return [{"box": _box(f.box), "p_smile": _prob(f.p_smile)} for f in result.faces]
-
-
-def sidecar_faces(result: "TriggerResult") -> list[dict]:
-    """The richer faces list of a photo's JSON sidecar."""
-    out = []
-    for f in result.faces:
-        out.append({"id": int(f.id), "box": _box(f.box), "p_smile": _prob(f.p_smile),
-                    "p_smooth": _prob(f.p_smooth), "smiling": bool(f.smiling),
-                    "frames_smiling": int(f.frames_smiling)})
-    return out
-
-
-# --------------------------------------------------------------------------
 # The worker
 # --------------------------------------------------------------------------
 
@@ -326,7 +299,7 @@ class Actions:
                 log.exception("LED blink failed")
         when = datetime.now().astimezone()
         event = {"time": when.isoformat(), "frame": int(result.frame),
-                 "faces": event_faces(result), "photo": None}
+                 "faces": [f.to_json(brief=True) for f in result.faces], "photo": None}
         if manual:
             event["manual"] = True
         shot = Shot(event=event, stem=photo_stem(when, result.frame))
@@ -338,7 +311,7 @@ class Actions:
                           e.__class__.__name__, e)
             shot.sidecar = {"time": event["time"], "frame": int(result.frame), "t": float(result.t),
                             # the state that fired (the trigger has already moved on to "cooldown")
-                            "state": "manual" if manual else "smiling", "faces": sidecar_faces(result)}
+                            "state": "manual" if manual else "smiling", "faces": [f.to_json() for f in result.faces]}
         elif self.writer.store is not None:
             self.writer.note_dropped(result.frame)
         self.writer.submit(shot)

@@ -24,8 +24,9 @@ class LogLimiter:
         self._lock = threading.Lock()
         self._keys: dict = {}      # key -> [window start, lines in the window, suppressed, level]
 
-    def log(self, key, level: int, msg: str, *args) -> bool:
-        """Log the line unless ``key`` had ``burst`` lines in the last ``per_s`` s; True if it was logged."""
+    def log(self, key, level: int, msg: str, *args, exc_info: bool = False) -> bool:
+        """Log the line unless ``key`` had ``burst`` lines in the last ``per_s`` s; True if it was logged.
+        ``exc_info``: with the exception being handled (its traceback), as ``logger.exception`` does."""
         now = self._clock()
         with self._lock:
             st = self._keys.get(key)
@@ -44,7 +45,7 @@ class LogLimiter:
         if summary is not None:
             self._say_suppressed(key, *summary)
         if let:
-            self.logger.log(level, msg, *args)
+            self.logger.log(level, msg, *args, exc_info=exc_info)
         return let
 
     def _say_suppressed(self, key, level: int, n: int, span: float) -> None:

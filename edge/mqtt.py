@@ -18,7 +18,7 @@ Discovery configs (retained) go to
 ``<discovery_prefix>/<component>/<device_id>/<object_id>/config``, all with
 one shared ``device`` block and the availability topic.
 
-The frame loop never waits on the network: :meth:`MqttSink.note_frame`
+The frame loop never waits on the network: :meth:`MqttSink.frame`
 only stores the newest state (older ones are dropped), events are queued
 (bounded: beyond ``mqtt.event_queue`` the oldest are dropped and counted
 in the log), and one worker thread publishes them while paho's own thread
@@ -45,6 +45,7 @@ import paho.mqtt.client as paho
 
 from .errors import ConfigError, UnavailableError
 from .logutil import LogLimiter
+from .sinks import Sink
 
 log = logging.getLogger(__name__)
 
@@ -134,28 +135,13 @@ def discovery_configs(topics: Topics, version: str, *, photo: bool = True) -> di
     return out
 
 
-def picked_face(faces, policy: str):
-    """The face whose smile the trigger's policy looks at: the largest, the best (any), the weakest (all)."""
-    if not faces:
-        return None
-    if policy == "any":
-        return max(faces, key=lambda f: f.p_smooth)
-    if policy == "all":
-        return min(faces, key=lambda f: f.p_smooth)
-    return faces[0]  # faces come largest first
-
-
-def state_payload(result, policy: str, fps: float, shots: int, last_shot: Optional[float]) -> dict:
-    """The ``state`` JSON from one frame's trigger result and the loop's counters."""
-    faces = list(getattr(result, "faces", None) or [])
-    face = picked_face(faces, policy)
-    if policy == "any":
-        smiling = any(f.smiling for f in faces)
-    else:
-        smiling = bool(faces) and (face.smiling if policy == "largest" else all(f.smiling for f in faces))
-    return {"smiling": bool(smiling),
+def state_payload(result, fps: float, shots: int, last_shot: Optional[float]) -> dict:
+    """The ``state`` JSON from one frame's trigger result (its ``smiling`` and the policy's ``face``)
+    and the loop's counters."""
+    face = result.face
+    return {"smiling": bool(result.smiling),
             "p_smile": round(float(face.p_smile), 3) if face is not None else None,
-            "faces": len(faces), "fps": round(float(fps), 1), "shots": int(shots),
+            "faces": len(result.faces), "fps": round(float(fps), 1), "shots": int(shots),
             "last_shot": (datetime.fromtimestamp(last_shot).astimezone().isoformat(timespec="seconds")
                           if last_shot else None)}
 
@@ -177,21 +163,22 @@ def _new_client(mcfg, client_id: str, *, will: Optional[tuple] = None) -> paho.C
     return c
 
 
-class MqttSink:
+class MqttSink(Sink):
     """Publishes what the loop does; hands the two commands to ``on_joke_tell`` / ``on_shutter_fire``.
 
-    ``note_frame``, ``note_event`` and ``note_joke`` never block. ``start()``
+    A :class:`~djsmile.sinks.Sink`: ``frame``, ``event`` and ``joke`` never block. ``start()``
     connects in the background (a broker that is away or refuses us is
     logged once; the loop goes on). ``close()`` publishes ``offline``.
     """
 
-    def __init__(self, mcfg, *, version: str, policy: str = "largest",
+    name = "MQTT"
+
+    def __init__(self, mcfg, *, version: str,
                  on_joke_tell: Optional[Callable[[], object]] = None,
                  on_shutter_fire: Optional[Callable[[], object]] = None,
                  hostname: Optional[str] = None):
         self.cfg = mcfg
         self.version = version
-        self.policy = policy
         self.topics = Topics(mcfg, hostname)
         self.on_joke_tell = on_joke_tell
         self.on_shutter_fire = on_shutter_fire
@@ -232,12 +219,12 @@ class MqttSink:
         return self._connected
 
     # -- the loop's side (never blocks) -------------------------------------------
-    def note_frame(self, result, fps: float, shots: int, last_shot: Optional[float]) -> None:
+    def frame(self, frame, result, stats) -> None:
         """The newest frame's state (only the newest is kept; the worker sends at most 2 a second)."""
-        self._frame = (result, fps, shots, last_shot)
+        self._frame = (result, stats.fps, stats.shots, stats.last_shot_wall)
         self._frame_seq += 1
 
-    def note_event(self, event: dict) -> None:
+    def event(self, event: dict) -> None:
         """One shot's event line (called by the photo writer after the line is written)."""
         with self._cond:
             if len(self._events) >= self.cfg.event_queue:
@@ -251,7 +238,7 @@ class MqttSink:
                 self._photo = event["photo"]
             self._cond.notify()
 
-    def note_joke(self, text: str) -> None:
+    def joke(self, text: str) -> None:
         """A joke told (the teller's thread)."""
         with self._cond:
             self._jokes.append(text)
@@ -415,7 +402,7 @@ class MqttSink:
                                                                                             or stop):
                     sent_seq = self._frame_seq
                     result, fps, shots, last_shot = self._frame
-                    payload = json.dumps(state_payload(result, self.policy, fps, shots, last_shot)).encode()
+                    payload = json.dumps(state_payload(result, fps, shots, last_shot)).encode()
                     if payload != self._last_state or announce:
                         self._last_state = payload
                         self._publish(self.topics.state, payload, qos=0, retain=True)

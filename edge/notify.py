@@ -11,9 +11,12 @@ loop calls them unconditionally::
     notifier.ready()
     for frame in source:
         ...
-        notifier.watchdog()            # every frame; sends WATCHDOG=1 at most every WATCHDOG_USEC/2
-        notifier.status("12.3 fps, 1 face, last smile 10:42:07")
+        notifier.frame(frame, result, stats)  # a Sink: the watchdog, and the status line every STATUS_EVERY_S
     notifier.stopping()
+
+``frame()`` calls ``watchdog()`` (sends WATCHDOG=1 at most every
+WATCHDOG_USEC/2) and ``status(stats.line())`` ("12.3 fps, 1 face, last smile
+10:42:07") at most every ``STATUS_EVERY_S``.
 
 The watchdog is what restarts a hung loop: ``WatchdogSec=`` in the unit makes
 systemd set ``$WATCHDOG_USEC``; if no ``WATCHDOG=1`` arrives for that long,
@@ -34,9 +37,13 @@ import socket
 import threading
 import time
 
+from .sinks import Sink
+
 log = logging.getLogger(__name__)
 
 __all__ = ["Notifier"]
+
+STATUS_EVERY_S = 5.0       # the STATUS= line (``systemctl status djsmile``) at most this often
 
 
 def _parse_watchdog(environ) -> float | None:
@@ -76,14 +83,17 @@ def _socket_address(value: str) -> str | bytes | None:
     return None
 
 
-class Notifier:
+class Notifier(Sink):
     """sd_notify client; every method is a no-op when ``$NOTIFY_SOCKET`` is not set.
 
     ``address``: the socket (``/path`` or ``@abstract``), ``None`` = off.
     ``watchdog_s``: systemd's watchdog timeout in seconds (``None`` = no watchdog).
     """
 
+    name = "systemd notify"
+
     def __init__(self, address: str | None = None, watchdog_s: float | None = None):
+        self._next_status: float | None = None
         self._addr = _socket_address(address) if address else None
         self.watchdog_s = watchdog_s if (self._addr is not None and watchdog_s and watchdog_s > 0) else None
         self._sock: socket.socket | None = None
@@ -143,6 +153,17 @@ class Notifier:
             self._last_ping = now
             return True
         return False  # not recorded: the next frame tries again
+
+    def frame(self, frame, result, stats) -> None:
+        """The loop's :class:`~djsmile.sinks.Sink` call: the watchdog ping, and the status line
+        (``stats.line()``) at most every ``STATUS_EVERY_S`` seconds."""
+        if self._addr is None:
+            return
+        now = time.monotonic()
+        self.watchdog(now)
+        if self._next_status is None or now >= self._next_status:
+            self._next_status = now + STATUS_EVERY_S
+            self.status(stats.line())
 
     def send(self, message: str) -> bool:
         """Send one raw notification (e.g. ``"RELOADING=1"``); True when it was delivered."""

@@ -33,7 +33,6 @@ class Pipeline:
         self.model = model
         self.trigger = trigger
         self.timing = timing
-        self.boxes: list = []      # the last frame's face boxes
 
     def process(self, frame) -> TriggerResult:
         hook = self.timing
@@ -53,5 +52,4 @@ class Pipeline:
             result = trigger.update(frame.index, frame.t, boxes, probs)
         if hook is not None:
             hook("trigger", time.perf_counter(), n)
-        self.boxes = boxes
         return result

@@ -36,6 +36,7 @@ import signal
 import sys
 import threading
 import time
+from typing import Callable
 
 from . import __version__, gpio
 from .calibration import file as cal
@@ -47,13 +48,13 @@ from .model import SmileModel
 from .notify import Notifier
 from .pipeline import Pipeline
 from .signals import STOP_GRACE_S, stop_signals
+from .sinks import Sinks
 from .sources import FrameReader, OpenCancelled, Source, ThreadedSource, open_source
 from .trigger import Trigger
 
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "run.lock"       # in the state dir: held by the running djsmile run
-STATUS_EVERY_S = 5.0       # systemd STATUS= line
 LOG_STATUS_EVERY_S = 60.0  # the same line in the log
 FPS_WINDOW_S = 2.0         # the fps figure counts the frames of this many seconds
 MAX_ERRORS_IN_A_ROW = 30   # frames failing one after another before the run gives up
@@ -120,46 +121,64 @@ class LoopStats:
                 f"{self.shots} shot{'' if self.shots == 1 else 's'}, last smile {last}")
 
 
-def run(cfg, source: Source, *, model, finder, stop_event: threading.Event | None = None,
-        web=None, notifier=None, actions=None, max_frames: int | None = None,
-        trigger: Trigger | None = None, stats: LoopStats | None = None,
-        mqtt=None, manual_shot: threading.Event | None = None, calibration=None,
-        on_first_frame=None) -> int:
-    """Run the frame loop until the source ends, ``stop_event`` is set or ``max_frames`` frames.
+@dataclasses.dataclass
+class LoopParts:
+    """Everything one run of the frame loop works with, beside the config and the source.
 
-    ``calibration`` (a :class:`~djsmile.calibration.session.LoopCalibration`) is fed every
-    frame; while it collects, the actions rest (no shot while you smile for it).
+    ``model`` and ``finder`` make the :class:`~djsmile.pipeline.Pipeline` with
+    ``trigger`` (default: from ``cfg.trigger`` and the model's threshold).
+    ``actions`` (:class:`~djsmile.actions.Actions`) shoot; ``sinks`` (a
+    :class:`~djsmile.sinks.Sinks`, or a list of :class:`~djsmile.sinks.Sink`)
+    are told each frame. ``calibration`` (a
+    :class:`~djsmile.calibration.session.LoopCalibration`) is fed every frame; while it
+    collects, the actions rest (no shot while you smile for it). ``manual_shot``
+    (set by another thread, e.g. MQTT ``shutter/fire``) is read once per frame:
+    when set, that frame is shot as a manual shot. ``on_first_frame()`` is
+    called once the first frame has been processed.
+    """
+
+    model: object
+    finder: object
+    trigger: Trigger | None = None
+    actions: object = None
+    sinks: Sinks | list = dataclasses.field(default_factory=Sinks)
+    calibration: object = None
+    manual_shot: threading.Event | None = None
+    stats: LoopStats = dataclasses.field(default_factory=LoopStats)
+    stop_event: threading.Event = dataclasses.field(default_factory=threading.Event)
+    on_first_frame: Callable[[], object] | None = None
+
+
+def run(cfg, source: Source, parts: LoopParts, *, max_frames: int | None = None) -> int:
+    """Run the frame loop until the source ends, ``parts.stop_event`` is set or ``max_frames`` frames.
 
     Returns the exit code: 0 when a finite source ended, a stop was asked or
     ``max_frames`` was reached; 69 when a camera stopped delivering frames.
-    ``manual_shot`` (set by another thread, e.g. MQTT ``shutter/fire``) is
-    read once per frame: when set, that frame is shot as a manual shot.
-    ``on_first_frame()`` is called once the first frame has been processed.
     """
-    stop_event = stop_event or threading.Event()
-    trigger = trigger or Trigger(cfg.trigger, model.threshold)
-    stats = stats or LoopStats()
+    if parts.trigger is None:
+        parts.trigger = Trigger(cfg.trigger, parts.model.threshold)
+    if not isinstance(parts.sinks, Sinks):
+        parts.sinks = Sinks(parts.sinks)
     reader = FrameReader(source)  # a source stuck in a blocking read cannot hold up a stop
     try:
-        return _loop(cfg, source, reader, model=model, finder=finder, stop_event=stop_event, web=web,
-                     notifier=notifier, actions=actions, max_frames=max_frames, trigger=trigger, stats=stats,
-                     mqtt=mqtt, manual_shot=manual_shot, calibration=calibration, on_first_frame=on_first_frame)
+        return _loop(cfg, source, reader, parts, max_frames)
     finally:
         if not reader.finish():
             log.info("%s is still blocked in a read; not waiting for it", source.name)
 
 
-def _loop(cfg, source: Source, reader: FrameReader, *, model, finder, stop_event, web, notifier, actions,
-          max_frames, trigger, stats, mqtt, manual_shot, calibration=None, on_first_frame=None) -> int:
+def _loop(cfg, source: Source, reader: FrameReader, parts: LoopParts, max_frames: int | None) -> int:
+    stop_event, stats, trigger = parts.stop_event, parts.stats, parts.trigger
+    actions, calibration, manual_shot, sinks = parts.actions, parts.calibration, parts.manual_shot, parts.sinks
+    on_first_frame = parts.on_first_frame
     realtime = bool(cfg.camera.realtime) and source.finite
     wall0 = t0 = None
-    next_status = time.monotonic()
-    next_log = next_status + LOG_STATUS_EVERY_S
-    next_progress = next_status + PROGRESS_EVERY_S if source.finite else None
-    loop_t0, frames0 = next_status, stats.frames
+    next_log = time.monotonic() + LOG_STATUS_EVERY_S
+    next_progress = time.monotonic() + PROGRESS_EVERY_S if source.finite else None
+    loop_t0, frames0 = time.monotonic(), stats.frames
     errors_in_a_row = 0
     ended = False
-    pipeline = Pipeline(finder, model, trigger)
+    pipeline = Pipeline(parts.finder, parts.model, trigger)
     held_log = {"next_t": None, "quiet": 0}  # rate limit of the "held back" line, in stream time
     while not stop_event.is_set():
         frame = reader.next(stop_event)
@@ -174,7 +193,6 @@ def _loop(cfg, source: Source, reader: FrameReader, *, model, finder, stop_event
                 break
         try:
             result = pipeline.process(frame)
-            boxes = pipeline.boxes
             calibrating = calibration is not None and calibration.feed(frame.t, result.faces)
             fired = result.fired and not calibrating   # a smile made for a calibration is no shot
             if actions is not None and not calibrating:
@@ -199,25 +217,14 @@ def _loop(cfg, source: Source, reader: FrameReader, *, model, finder, stop_event
             except Exception:
                 log.exception("starting after the first frame failed")
         now = time.monotonic()
-        stats.tick(now, len(boxes), fired or manual)
+        stats.tick(now, len(result.faces), fired or manual)
         stats.held_back = trigger.held_back
         if fired:
             log.info("smile! frame %d (t=%.2f s): %s", frame.index, frame.t,
                      ", ".join(f"p={f.p_smile:.2f}" for f in result.faces) or "no face")
         elif result.held_back:
             _log_held_back(held_log, frame, result, trigger)
-        if web is not None:
-            try:
-                web.publish(frame, result, stats.fps)
-            except Exception:
-                log.exception("live view publish failed")
-        if mqtt is not None:
-            mqtt.note_frame(result, stats.fps, stats.shots, stats.last_shot_wall)
-        if notifier is not None:
-            notifier.watchdog(now)
-            if now >= next_status:
-                next_status = now + STATUS_EVERY_S
-                notifier.status(stats.line())
+        sinks.frame(frame, result, stats)
         if next_progress is not None and now >= next_progress:
             next_progress = now + PROGRESS_EVERY_S
             if not source.total_frames or stats.frames < source.total_frames:   # the last frame: the stop line says it
@@ -255,7 +262,7 @@ def _describe_runtime(model) -> str:
 class _Closers:
     """Things to close, in a fixed order whatever order they were opened in."""
 
-    ORDER = ("notifier", "calibration", "actions", "source", "finder", "button", "web", "mqtt", "teller")
+    ORDER = ("notifier", "calibration", "actions", "source", "finder", "button", "live view", "MQTT", "teller")
 
     def __init__(self):
         self._fns: dict = {}
@@ -286,18 +293,6 @@ def _lock_state_dir(state_dir) -> int | None:
         raise BusyError(f"state folder {state_dir} is in use by another djsmile run ({who}); stop it first "
                         "or give this one another --state-dir")
     return fd
-
-
-def _fan_out(*fns):
-    """One callback that calls each of ``fns`` that is not None (None if there are none)."""
-    fns = [f for f in fns if f is not None]
-    if len(fns) <= 1:
-        return fns[0] if fns else None
-
-    def call(*a):
-        for f in fns:
-            f(*a)
-    return call
 
 
 def _stop_code(rc: int, stopped: dict) -> int:
@@ -387,12 +382,13 @@ def main(cfg, *, max_frames: int | None = None) -> int:
             else:
                 log.info("GPIO: off (no LED, shutter or button)")
 
+            sinks = Sinks()        # the live view, MQTT and systemd: told each frame, each event, each joke
             teller = None
             if cfg.jokes.on_smile or cfg.gpio.button_enabled or cfg.web.enabled or cfg.mqtt.enabled:
                 # no joke work before frames flow (an unrelated error comes alone), and none ahead of
                 # time when no smile tells a joke: a button press or the page then fetches one when asked
                 jcfg = cfg.jokes if cfg.jokes.on_smile else dataclasses.replace(cfg.jokes, prefetch=0)
-                teller = JokeTeller(jcfg, cfg.speech, state_dir, start=False)
+                teller = JokeTeller(jcfg, cfg.speech, state_dir, start=False, on_told=sinks.joke)
                 closers.add("teller", lambda: teller.close(timeout=0.5))
 
             web = None
@@ -401,18 +397,18 @@ def main(cfg, *, max_frames: int | None = None) -> int:
                                 info={"model": str(model.path), "runtime": runtime,
                                       "version": __version__, "source": source.name},
                                 calibration=calib)
+                sinks.add(web)
 
             mqtt = manual_shot = None
             if cfg.mqtt.enabled:
                 from .mqtt import MqttSink
                 manual_shot = threading.Event()  # MQTT shutter/fire -> the loop shoots the next frame
-                mqtt = MqttSink(cfg.mqtt, version=__version__, policy=cfg.trigger.policy,
-                                on_joke_tell=teller.tell, on_shutter_fire=manual_shot.set)
-                teller.on_told = mqtt.note_joke
+                mqtt = MqttSink(cfg.mqtt, version=__version__, on_joke_tell=teller.tell,
+                                on_shutter_fire=manual_shot.set)
+                sinks.add(mqtt)
 
             actions = Actions(cfg.gpio, cfg.storage, state_dir, on_joke=joke_on_shot(cfg.jokes, teller),
-                              on_event=_fan_out(web.note_event if web is not None else None,
-                                                mqtt.note_event if mqtt is not None else None))
+                              on_event=sinks.event)
             closers.add("actions", lambda: actions.close(timeout=1.0))
             trigger = Trigger(tcfg, model.threshold)
             log.info("trigger: %s (thresholds from %s)", trigger.describe(),
@@ -427,24 +423,23 @@ def main(cfg, *, max_frames: int | None = None) -> int:
                                        on_calibrate=lambda: loop_cal.request("button held"))
                 if button is not None:
                     closers.add("button", button.close)
-            if web is not None:
-                web.start()
-                closers.add("web", web.stop)
-            if mqtt is not None:
-                mqtt.start()
-                closers.add("mqtt", mqtt.close)
+            for sink in (web, mqtt):    # they start serving last; each closes after the actions
+                if sink is not None:
+                    sink.start()
+                    closers.add(sink.name, sink.close)
 
             notifier = Notifier.from_env()
             closers.add("notifier", notifier.stopping)
+            sinks.add(notifier)
             if stop_event.is_set():  # a signal during start-up
                 stop_line()
                 return _stop_code(EX_OK, stopped)
             notifier.ready()
             log.info("running; Ctrl+C or SIGTERM stops")
-            rc = run(cfg, source, model=model, finder=finder, stop_event=stop_event, web=web,
-                     notifier=notifier, actions=actions, max_frames=max_frames,
-                     trigger=trigger, stats=stats, mqtt=mqtt, manual_shot=manual_shot,
-                     calibration=loop_cal, on_first_frame=teller.start if teller is not None else None)
+            parts = LoopParts(model=model, finder=finder, trigger=trigger, actions=actions, sinks=sinks,
+                              calibration=loop_cal, manual_shot=manual_shot, stats=stats, stop_event=stop_event,
+                              on_first_frame=teller.start if teller is not None else None)
+            rc = run(cfg, source, parts, max_frames=max_frames)
             stop_line()
             if isinstance(source, ThreadedSource):
                 log.info("capture thread: %d frames captured, %d dropped (the loop was busy)",

@@ -13,7 +13,7 @@ import queue
 import threading
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from .jokes import JokeSource
 from .logutil import LogLimiter
@@ -28,10 +28,12 @@ class JokeTeller:
     ``jokes`` and ``speech``: the config's ``[jokes]`` and ``[speech]`` sections.
     With ``start=False`` the joke source's prefetch waits for :meth:`start`.
     ``engine`` / ``source`` may be given (tests, benchmarks); by default they come from those.
+    ``on_told(text)`` (optional) is called on the worker thread for each joke told (the sinks: MQTT).
     """
 
     def __init__(self, jokes, speech, state_dir: Optional[Path], *, engine: Optional[Engine] = None,
-                 source: Optional[JokeSource] = None, start: bool = True):
+                 source: Optional[JokeSource] = None, start: bool = True,
+                 on_told: Optional[Callable[[str], object]] = None):
         self.jokes = jokes
         self.engine = engine if engine is not None else make_engine(speech)
         self.source = source if source is not None else JokeSource(jokes, state_dir)
@@ -41,7 +43,7 @@ class JokeTeller:
         self.last_origin: Optional[str] = None
         self.told = 0        # requests carried out
         self.dropped = 0     # requests dropped because busy
-        self.on_told = None  # optional callback(text), on the worker thread, for each joke told (MQTT)
+        self.on_told = on_told
         self._lock = threading.Lock()
         self._logs = LogLimiter(log)     # presses come from outside (button, web, MQTT): a few lines each
         self._busy = False

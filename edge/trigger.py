@@ -99,9 +99,20 @@ class TrackedFace:
     smiling: bool            # after hysteresis
     frames_smiling: int      # consecutive frames smiling (0 when not)
 
+    def to_json(self, brief: bool = False) -> dict:
+        """The face as every output writes it (photo sidecar, live view):
+        ``{"id", "box": [x, y, w, h], "p_smile", "p_smooth", "smiling", "frames_smiling"}``;
+        ``brief``: ``{"box", "p_smile"}`` only (an ``events.jsonl`` line and the MQTT ``event``)."""
+        box, p = [int(v) for v in self.box], round(float(self.p_smile), 4)
+        if brief:
+            return {"box": box, "p_smile": p}
+        return {"id": int(self.id), "box": box, "p_smile": p, "p_smooth": round(float(self.p_smooth), 4),
+                "smiling": bool(self.smiling), "frames_smiling": int(self.frames_smiling)}
+
 
 @dataclass
 class TriggerResult:
+    """One frame's decision: the one truth the outputs read (none recomputes whose face counts)."""
     frame: int
     t: float
     fired: bool               # True on the frame the shot fires
@@ -110,6 +121,20 @@ class TriggerResult:
     holding: bool = False     # the policy's smile is currently held (LED "hold" mode follows this)
     held_back: bool = False   # True on the frame the cooldown first holds back a new smile
     cooldown_left: float = 0.0  # stream seconds of cooldown left (0 when none runs)
+    smiling: bool = False     # the policy's smile this frame (before the hold): what "smiling" means everywhere
+    face: TrackedFace | None = None  # the face whose smile the policy looks at (see :func:`chosen_face`)
+
+
+def chosen_face(policy: str, faces: list):
+    """The face the policy looks at (``faces`` largest first): ``largest`` the biggest, ``any`` the
+    one smiling most (highest ``p_smooth``), ``all`` the one smiling least. None without faces."""
+    if not faces:
+        return None
+    if policy == "any":
+        return max(faces, key=lambda f: f.p_smooth)
+    if policy == "all":
+        return min(faces, key=lambda f: f.p_smooth)
+    return faces[0]
 
 
 @dataclass
@@ -290,6 +315,8 @@ class Trigger:
             self._holding_back = held_back = True  # a new smile that would fire but for the cooldown
 
         state = "cooldown" if in_cooldown else ("smiling" if smiling else "watching")
+        faces = [tr.view() for tr in seen]
         return TriggerResult(frame=int(frame_index), t=float(t), fired=fired, state=state,
-                             faces=[tr.view() for tr in seen], holding=held, held_back=held_back,
-                             cooldown_left=float(cooldown_left))
+                             faces=faces, holding=held, held_back=held_back,
+                             cooldown_left=float(cooldown_left), smiling=smiling,
+                             face=chosen_face(self.policy, faces))

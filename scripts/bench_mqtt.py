@@ -102,8 +102,8 @@ def one_run(kind: str, args, model, state: Path, host: str, port: int) -> dict:
     finder = FaceFinder.from_config(cfg.detector)
     sink = None
     if kind == "on":
-        sink = MqttSink(cfg.mqtt, version="bench", policy=t.policy)
-    actions = Actions(cfg.gpio, cfg.storage, state, on_event=sink.note_event if sink else None)
+        sink = MqttSink(cfg.mqtt, version="bench")
+    actions = Actions(cfg.gpio, cfg.storage, state, on_event=sink.event if sink else None)
     if sink:
         sink.start()
         deadline = time.monotonic() + 10
@@ -112,8 +112,8 @@ def one_run(kind: str, args, model, state: Path, host: str, port: int) -> dict:
     stats = service.LoopStats()
     t0, c0, p0 = time.perf_counter(), time.thread_time(), time.process_time()
     try:
-        service.run(cfg, source, model=model, finder=finder, actions=actions, max_frames=args.frames,
-                    stats=stats, mqtt=sink)
+        service.run(cfg, source, service.LoopParts(model=model, finder=finder, actions=actions, stats=stats,
+                                                  sinks=[sink]), max_frames=args.frames)
     finally:
         elapsed = time.perf_counter() - t0
         loop_cpu, proc_cpu = time.thread_time() - c0, time.process_time() - p0

@@ -147,7 +147,7 @@ def one_run(kind: str, args, model, photo_dir: Path) -> dict:
                 time.sleep(0.01)
     t0, c0, p0 = time.perf_counter(), time.thread_time(), time.process_time()
     try:
-        service.run(cfg, source, model=model, finder=finder, web=web, max_frames=args.frames)
+        service.run(cfg, source, service.LoopParts(model=model, finder=finder, sinks=[web]), max_frames=args.frames)
     finally:
         elapsed = time.perf_counter() - t0
         loop_cpu, proc_cpu = time.thread_time() - c0, time.process_time() - p0

@@ -115,7 +115,7 @@ def test_70_frames_failing_one_after_another():
         def predict(self, gray, boxes, landmarks=None):
             raise RuntimeError("interpreter broken")
 
-    assert service.run(Config(), Frames(), model=Broken(), finder=FixedFinder()) == 70
+    assert service.run(Config(), Frames(), service.LoopParts(model=Broken(), finder=FixedFinder())) == 70
 
 
 def test_73_the_state_folder_cannot_be_created(tmp_path, frames):

@@ -360,7 +360,7 @@ def test_events_beyond_the_bound_drop_the_oldest_and_say_so(caplog):
     m.event_queue = 3
     sink = MqttSink(m, version="t", hostname="x")  # never started: the broker is "away"
     for i in range(5):
-        sink.note_event({"frame": i, "photo": None})
+        sink.event({"frame": i, "photo": None})
     assert [e["frame"] for e in sink._events] == [2, 3, 4]
     assert sink.events_dropped == 2
     assert "dropped the oldest; 2 dropped so far" in caplog.text
@@ -633,3 +633,20 @@ def test_tls_with_a_ca_file_connects_and_a_wrong_ca_is_refused(tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert bad.returncode == 69 and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
     assert "mqtt.ca_file" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_the_state_says_what_the_trigger_decided_for_a_group():
+    """policy "all": a straight face the detector missed for one frame still counts: the page's banner and the
+    trigger say "watching", so the MQTT state must not say smiling (it recomputed from the faces seen: True)."""
+    from djsmile.config import TriggerConfig
+    from djsmile.mqtt import state_payload
+    from djsmile.trigger import Trigger
+
+    trig = Trigger(TriggerConfig(policy="all", hold_frames=3, cooldown_s=0.0), 0.5)
+    big, small = (100, 80, 120, 120), (400, 100, 60, 60)
+    for i in range(5):
+        trig.update(i, i / 30, [big, small], [0.05, 0.95])
+    res = trig.update(5, 5 / 30, [small], [0.95])          # the big face missed for this frame
+    state = state_payload(res, fps=30.0, shots=0, last_shot=None)
+    assert state["smiling"] is False and res.state == "watching"
+    assert state["faces"] == 1 and state["p_smile"] == 0.95

@@ -297,7 +297,8 @@ def test_frame_loop_pings_while_frames_flow_and_goes_silent_when_they_stall(syst
     cfg = Config()
     rc = {}
     t = threading.Thread(target=lambda: rc.setdefault("rc", service.run(
-        cfg, StallingSource(systemd.address), model=FakeModel(), finder=FixedFinder(boxes=()), notifier=notifier)))
+        cfg, StallingSource(systemd.address),
+        service.LoopParts(model=FakeModel(), finder=FixedFinder(boxes=()), sinks=[notifier]))))
     t.start()
     t.join(30)
     assert not t.is_alive(), "the frame loop did not end"

@@ -16,6 +16,7 @@ import pytest
 
 from djsmile import service
 from djsmile.config import Config
+from djsmile.service import LoopParts
 from djsmile.sources import FolderSource
 from helpers import FixedFinder
 
@@ -72,7 +73,7 @@ def test_a_finite_source_reports_its_progress(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(service, "PROGRESS_EVERY_S", 0.15)
     cfg = Config()
     with caplog.at_level(logging.INFO, logger="djsmile.service"):
-        assert service.run(cfg, FolderSource(tmp_path, cfg), model=SlowModel(), finder=FixedFinder()) == 0
+        assert service.run(cfg, FolderSource(tmp_path, cfg), LoopParts(model=SlowModel(), finder=FixedFinder())) == 0
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress: ")]
     assert len(lines) >= 2, lines          # about 0.6 s of work at least (60 x 10 ms)
     done = [int(ln.split()[1].split("/")[0]) for ln in lines]
@@ -92,7 +93,7 @@ def test_a_camera_gets_no_progress_line(monkeypatch, caplog):
 
     monkeypatch.setattr(service, "PROGRESS_EVERY_S", 0.05)
     with caplog.at_level(logging.INFO, logger="djsmile.service"):
-        service.run(Config(), Cam(), model=SlowModel(), finder=FixedFinder())
+        service.run(Config(), Cam(), LoopParts(model=SlowModel(), finder=FixedFinder()))
     assert not [r for r in caplog.records if r.getMessage().startswith("progress: ")]
 
 
@@ -124,6 +125,6 @@ def test_no_progress_line_for_the_last_frame(tmp_path, monkeypatch, caplog):
     monkeypatch.setattr(service, "PROGRESS_EVERY_S", 0.0)   # a progress line after every frame
     cfg = Config()
     with caplog.at_level(logging.INFO, logger="djsmile.service"):
-        assert service.run(cfg, FolderSource(tmp_path, cfg), model=SlowModel(), finder=FixedFinder()) == 0
+        assert service.run(cfg, FolderSource(tmp_path, cfg), LoopParts(model=SlowModel(), finder=FixedFinder())) == 0
     lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("progress: ")]
     assert lines and not [ln for ln in lines if ln.startswith("progress: 5/5 ")], lines

@@ -19,6 +19,8 @@ from djsmile.errors import EX_CONFIG, EX_NOINPUT, EX_UNAVAILABLE
 from djsmile.boxes import iou
 from djsmile.detectors.haar import HaarDetector
 from djsmile.faces import FaceFinder
+from djsmile.service import LoopParts
+from djsmile.sinks import Sink
 from djsmile.sources import Frame, Source
 from helpers import (PY, QUIET, ROOT, SHIPPED, FakeModel, FixedFinder, djsmile_env, read_until, wait_until,
                      write_clip)
@@ -40,23 +42,18 @@ class ListSource(Source):
         self.closed = True
 
 
-class Recorder:
-    """Stands in for Actions / WebServer / Notifier and records the calls."""
+class Recorder(Sink):
+    """Stands in for Actions (``update``) and for a sink (``frame``: the live view, MQTT, systemd) and records the calls."""
 
     def __init__(self):
-        self.results, self.published, self.pings, self.statuses = [], [], 0, []
+        self.results, self.published, self.statuses = [], [], []
 
     def update(self, result, frame):
         self.results.append(result)
 
-    def publish(self, frame, result, fps):
-        self.published.append((frame.index, fps))
-
-    def watchdog(self, now=None):
-        self.pings += 1
-
-    def status(self, text):
-        self.statuses.append(text)
+    def frame(self, frame, result, stats):
+        self.published.append((frame.index, stats.fps))
+        self.statuses.append(stats.line())
 
 
 def quiet_cfg(**trigger) -> Config:
@@ -70,17 +67,17 @@ def quiet_cfg(**trigger) -> Config:
 def test_finite_source_ends_with_exit_0_and_every_stage_sees_every_frame():
     rec = Recorder()
     seq = [0.1] * 20 + [0.95] * 20 + [0.1] * 20
-    rc = service.run(quiet_cfg(hold_frames=3), ListSource(seq), model=FakeModel(), finder=FixedFinder(),
-                     actions=rec, web=rec, notifier=rec)
+    rc = service.run(quiet_cfg(hold_frames=3), ListSource(seq),
+                     LoopParts(model=FakeModel(), finder=FixedFinder(), actions=rec, sinks=[rec]))
     assert rc == 0
-    assert len(rec.results) == len(rec.published) == rec.pings == 60
+    assert len(rec.results) == len(rec.published) == 60
     assert [r.frame for r in rec.results if r.fired] == [22]
     assert rec.statuses and "fps" in rec.statuses[0] and "face" in rec.statuses[0]
 
 
 def test_a_camera_that_stops_delivering_is_an_error_for_systemd():
     src = ListSource([0.1] * 5, finite=False)
-    assert service.run(Config(), src, model=FakeModel(), finder=FixedFinder()) == EX_UNAVAILABLE
+    assert service.run(Config(), src, LoopParts(model=FakeModel(), finder=FixedFinder())) == EX_UNAVAILABLE
 
 
 def test_stop_event_and_max_frames_end_the_loop():
@@ -92,17 +89,17 @@ def test_stop_event_and_max_frames_end_the_loop():
             if frame.index == 9:
                 stop.set()
 
-    assert service.run(Config(), ListSource([0.1] * 100), model=FakeModel(), finder=FixedFinder(),
-                       actions=Stopper(), stop_event=stop) == 0
-    assert service.run(Config(), ListSource([0.1] * 100), model=FakeModel(), finder=FixedFinder(),
-                       actions=rec, max_frames=7) == 0
+    assert service.run(Config(), ListSource([0.1] * 100),
+                       LoopParts(model=FakeModel(), finder=FixedFinder(), actions=Stopper(), stop_event=stop)) == 0
+    assert service.run(Config(), ListSource([0.1] * 100),
+                       LoopParts(model=FakeModel(), finder=FixedFinder(), actions=rec), max_frames=7) == 0
     assert len(rec.results) == 7
 
 
 def test_one_failing_frame_is_logged_and_the_loop_goes_on(caplog):
     rec = Recorder()
-    rc = service.run(Config(), ListSource([0.1] * 10), model=FakeModel(fail_on={4}), finder=FixedFinder(),
-                     actions=rec)
+    rc = service.run(Config(), ListSource([0.1] * 10),
+                     LoopParts(model=FakeModel(fail_on={4}), finder=FixedFinder(), actions=rec))
     assert rc == 0 and len(rec.results) == 9
     assert "frame 3" in caplog.text and "interpreter hiccup" in caplog.text
 
@@ -111,11 +108,11 @@ def test_realtime_plays_a_file_source_at_its_own_rate():
     cfg = Config()
     cfg.camera.realtime = True
     t = time.monotonic()
-    service.run(cfg, ListSource([0.1] * 11, fps=20.0), model=FakeModel(), finder=FixedFinder())
+    service.run(cfg, ListSource([0.1] * 11, fps=20.0), LoopParts(model=FakeModel(), finder=FixedFinder()))
     assert time.monotonic() - t >= 0.45  # 10 frame intervals at 20 fps
     cfg.camera.realtime = False
     t = time.monotonic()
-    service.run(cfg, ListSource([0.1] * 11, fps=2.0), model=FakeModel(), finder=FixedFinder())
+    service.run(cfg, ListSource([0.1] * 11, fps=2.0), LoopParts(model=FakeModel(), finder=FixedFinder()))
     assert time.monotonic() - t < 1.0  # 5 s of stream time, as fast as possible
 
 
@@ -142,7 +139,7 @@ def test_the_loop_reports_the_rate_it_runs_at():
     cfg = quiet_cfg()
     cfg.camera.realtime = True
     rec = Recorder()
-    service.run(cfg, ListSource([0.1] * 60, fps=20.0), model=FakeModel(), finder=FixedFinder(), web=rec)
+    service.run(cfg, ListSource([0.1] * 60, fps=20.0), LoopParts(model=FakeModel(), finder=FixedFinder(), sinks=[rec]))
     fps = [f for i, f in rec.published if i >= 40]
     assert fps and all(15.0 <= f <= 25.0 for f in fps), fps
 
@@ -154,7 +151,7 @@ def test_each_image_of_a_folder_is_a_new_scene(tmp_path):
         cv2.imwrite(str(tmp_path / f"{i}.png"), np.full((40, 40), int(v * 255), np.uint8))
     cfg = quiet_cfg(hold_frames=3, cooldown_s=0.0)
     rec = Recorder()
-    service.run(cfg, FolderSource(tmp_path, cfg), model=FakeModel(), finder=FixedFinder(), actions=rec)
+    service.run(cfg, FolderSource(tmp_path, cfg), LoopParts(model=FakeModel(), finder=FixedFinder(), actions=rec))
     shots = [(r.frame, round(r.faces[0].p_smile, 2)) for r in rec.results if r.fired]
     # each smiling photo fires once on its own (a still image holds), a straight face never does
     assert shots == [(0, 0.95), (1, 0.95), (4, 0.97)]
@@ -451,7 +448,8 @@ def test_every_smiling_image_of_a_folder_fires_despite_the_cooldown(tmp_path):
     folder = _smiling_folder(tmp_path / "photos", 4)
     cfg = quiet_cfg()   # the default 5 s cooldown; the 4 images span 0.1 s of stream time
     rec, stats = Recorder(), service.LoopStats()
-    service.run(cfg, FolderSource(folder, cfg), model=FakeModel(), finder=FixedFinder(), actions=rec, stats=stats)
+    service.run(cfg, FolderSource(folder, cfg), LoopParts(model=FakeModel(), finder=FixedFinder(), actions=rec,
+                                                         stats=stats))
     assert [r.frame for r in rec.results if r.fired] == [0, 1, 2, 3]
     assert stats.stop_line() == "stopped after 4 frames: 4 shots"
 
@@ -462,8 +460,8 @@ def test_smiles_held_back_by_the_cooldown_are_said_and_counted(tmp_path, caplog)
     cfg = quiet_cfg(cooldown_across_images=True)
     rec, stats = Recorder(), service.LoopStats()
     with caplog.at_level("INFO", logger="djsmile.service"):
-        service.run(cfg, FolderSource(folder, cfg), model=FakeModel(), finder=FixedFinder(), actions=rec,
-                    stats=stats)
+        service.run(cfg, FolderSource(folder, cfg),
+                    LoopParts(model=FakeModel(), finder=FixedFinder(), actions=rec, stats=stats))
     assert [r.frame for r in rec.results if r.fired] == [0]
     lines = [r.getMessage() for r in caplog.records if "held back by the cooldown" in r.getMessage()]
     assert len(lines) == 1 and "frame 1" in lines[0] and "trigger.cooldown_s=5" in lines[0], lines  # rate-limited
@@ -475,8 +473,8 @@ def test_held_back_line_is_rate_limited_in_stream_time(caplog):
     seq = ([0.1] * 40 + [0.95] * 30) * 10
     stats = service.LoopStats()
     with caplog.at_level("INFO", logger="djsmile.service"):
-        service.run(quiet_cfg(cooldown_s=100.0), ListSource(seq), model=FakeModel(), finder=FixedFinder(),
-                    stats=stats)
+        service.run(quiet_cfg(cooldown_s=100.0), ListSource(seq),
+                    LoopParts(model=FakeModel(), finder=FixedFinder(), stats=stats))
     lines = [r.getMessage() for r in caplog.records if "held back by the cooldown" in r.getMessage()]
     assert len(lines) == 2 and "more since the last such line" in lines[1], lines
     assert stats.shots == 1 and stats.held_back == 9
@@ -506,7 +504,7 @@ def test_loop_plays_a_clip_again_with_stream_time_rising(tmp_path):
     cfg.camera.loop = True
     rec = Recorder()
     src = open_source(str(clip), cfg)
-    rc = service.run(cfg, src, model=FakeModel(), finder=FixedFinder(), actions=rec, max_frames=35)
+    rc = service.run(cfg, src, LoopParts(model=FakeModel(), finder=FixedFinder(), actions=rec), max_frames=35)
     src.close()
     assert rc == 0
     frames = [r.frame for r in rec.results]

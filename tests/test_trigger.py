@@ -293,3 +293,31 @@ def test_a_new_scene_ends_the_cooldown_unless_cooldown_across_images():
             shots += r.fired
         assert shots == want, across
         assert trig.held_back == 4 - want
+
+
+@pytest.mark.parametrize("policy, want_smiling, want_face", [
+    ("largest", False, FACE),   # the big face is straight: no smile, whatever the small one does
+    ("any", True, SMALL),       # the small face smiles: it is the one looked at
+    ("all", False, FACE),       # not every face smiles; the weakest smile is the big face's
+])
+def test_the_result_says_whose_smile_counts_and_whether_it_smiles(policy, want_smiling, want_face):
+    """The one truth the outputs read (MQTT state, live view): ``smiling`` and ``face`` follow the policy."""
+    res = run(Trigger(cfg(hold_frames=3, policy=policy, cooldown_s=0.0), 0.5), [[0.05, 0.95]] * 5,
+              boxes=(FACE, SMALL))[-1]
+    assert res.smiling is want_smiling
+    assert res.face is not None and res.face.box == want_face
+    assert res.face in res.faces
+
+
+def test_policy_all_counts_a_face_missed_for_a_frame():
+    """A group photo: a face the detector missed for one frame still has to smile, in the result too."""
+    trig = Trigger(cfg(hold_frames=3, policy="all", cooldown_s=0.0), 0.5)
+    run(trig, [[0.05, 0.95]] * 5, boxes=(FACE, SMALL))
+    res = trig.update(5, 5 / FPS, [SMALL], [0.95])      # the straight big face missed for a frame
+    assert [f.box for f in res.faces] == [SMALL] and res.faces[0].smiling
+    assert res.smiling is False and res.state == "watching"
+
+
+def test_no_face_no_chosen_face():
+    res = run(Trigger(cfg(), 0.5), [[]], boxes=())[-1]
+    assert res.face is None and res.smiling is False

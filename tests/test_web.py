@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import threading
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -20,38 +19,13 @@ import pytest
 
 from djsmile.config import WebConfig
 from djsmile.errors import ConfigError
+from djsmile.sources import Frame
+from djsmile.trigger import TrackedFace, TriggerResult
 from djsmile.web import BOUNDARY, WebServer, parse_listen
 from helpers import wait_until
 
 
-# ---------------------------------------------------------------- small fakes of the loop's types
-
-@dataclass
-class FakeFrame:
-    gray: np.ndarray
-    index: int
-    t: float
-
-
-@dataclass
-class FakeFace:
-    id: int
-    box: tuple
-    p_smile: float
-    p_smooth: float
-    smiling: bool
-    frames_smiling: int = 0
-
-
-@dataclass
-class FakeResult:
-    frame: int
-    t: float
-    fired: bool
-    state: str
-    faces: list = field(default_factory=list)
-    holding: bool = False
-
+# ---------------------------------------------------------------- the loop's types, as the loop makes them
 
 class FakeTeller:
     def __init__(self, joke="Why did the scarecrow win an award? He was outstanding in his field."):
@@ -63,16 +37,17 @@ class FakeTeller:
         return True
 
 
-def make_frame(i: int, w: int = 320, h: int = 240) -> FakeFrame:
+def make_frame(i: int, w: int = 320, h: int = 240, color_fn=None) -> Frame:
     gray = np.full((h, w), 90, np.uint8)
     cv2.circle(gray, (w // 2, h // 2), h // 4, 220, -1)         # a bright "face"
     cv2.rectangle(gray, ((i * 7) % (w - 20), 5), ((i * 7) % (w - 20) + 15, 20), 255, -1)  # moves
-    return FakeFrame(gray, i, i / 30.0)
+    return Frame(gray, i, i / 30.0, color_fn=color_fn)
 
 
-def make_result(i: int, p: float = 0.87) -> FakeResult:
-    face = FakeFace(1, (110, 60, 100, 120), p, p, p >= 0.5)
-    return FakeResult(i, i / 30.0, False, "smiling" if p >= 0.5 else "watching", [face])
+def make_result(i: int, p: float = 0.87) -> TriggerResult:
+    face = TrackedFace(1, (110, 60, 100, 120), p, p, p >= 0.5, 1 if p >= 0.5 else 0)
+    return TriggerResult(i, i / 30.0, False, "smiling" if p >= 0.5 else "watching", [face],
+                         smiling=p >= 0.5, face=face)
 
 
 def wcfg(**kw) -> WebConfig:
@@ -189,12 +164,14 @@ def test_status_json_reports_the_loop(server):
     assert s["state"] == "starting" and s["faces"] == []
 
     web.publish(make_frame(41), make_result(41, p=0.87), 12.34)
-    web.note_event({"event": "shot", "frame": 41, "photo": "20240101-120000.jpg", "p": np.float32(0.9)})
+    web.event({"event": "shot", "frame": 41, "photo": "20240101-120000.jpg", "p": np.float32(0.9)})
     s = json.loads(request(web, "GET", "/status.json")[1])
     assert s["state"] == "smiling"
     assert s["fps"] == pytest.approx(12.34)
     assert s["frame"] == 41
-    assert s["faces"] == [{"box": [110, 60, 100, 120], "p_smile": 0.87, "id": 1, "p_smooth": 0.87, "smiling": True}]
+    assert s["faces"] == [{"box": [110, 60, 100, 120], "p_smile": 0.87, "id": 1, "p_smooth": 0.87, "smiling": True,
+                           "frames_smiling": 1}]
+    assert s["smiling"] is True
     assert s["last_event"]["event"] == "shot" and s["last_event"]["p"] == pytest.approx(0.9)
     assert s["model"] == "models/smile_int8.tflite" and s["runtime"] == "ai_edge_litert 1.2"
     assert s["last_joke"] == teller.last_joke
@@ -520,16 +497,12 @@ def test_viewers_that_stop_reading_do_not_lock_new_viewers_out(server):
                 s.close()
 
 
-@dataclass
-class ColourFrame(FakeFrame):
-    """A frame with a colour image, as sources give: blue left half, red right half (BGR)."""
-
-    def color(self):
-        h, w = self.gray.shape
-        img = np.zeros((h, w, 3), np.uint8)
-        img[:, : w // 2] = (230, 60, 30)
-        img[:, w // 2:] = (30, 60, 230)
-        return img
+def colour_image(h: int = 240, w: int = 320) -> np.ndarray:
+    """A colour image, as sources give: blue left half, red right half (BGR)."""
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:, : w // 2] = (230, 60, 30)
+    img[:, w // 2:] = (30, 60, 230)
+    return img
 
 
 @pytest.mark.slow
@@ -542,8 +515,7 @@ def test_chromium_screenshot_shows_the_colour_stream(server, tmp_path):
     def publish():
         i = 0
         while not stop.is_set():
-            f = make_frame(i)
-            web.publish(ColourFrame(f.gray, i, f.t), make_result(i), 29.5)
+            web.publish(make_frame(i, color_fn=colour_image), make_result(i), 29.5)
             i += 1
             stop.wait(1 / 15)
     t = threading.Thread(target=publish, daemon=True)
@@ -662,7 +634,7 @@ def test_the_connection_cap_keeps_descriptors_for_shots():
 # ---------------------------------------------------------------- the page's "Last event" (issue 24 item 8)
 def _noted_event(web, photos: Path) -> str:
     name = save_photo(photos)
-    web.note_event({"time": "2026-12-06T11:23:52.748123+00:00", "frame": 42,
+    web.event({"time": "2026-12-06T11:23:52.748123+00:00", "frame": 42,
                     "faces": [{"box": [10, 20, 30, 30], "p_smile": 0.91}], "photo": str(photos / name)})
     return name
 

@@ -112,7 +112,7 @@ class Variant:
         tm = self.times
         tm["capture"].append((t1 - t0) * 1e3)
         tm["detect"].append((t2 - t1) * 1e3)
-        n = len(self.pipeline.boxes)
+        n = len(result.faces)
         if n:
             tm["classify"].append((t3 - t2) * 1e3 / n)
             self.faces += n

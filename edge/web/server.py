@@ -15,6 +15,7 @@ from pathlib import Path
 from .. import __version__
 from ..config import parse_listen
 from ..errors import AddressInUseError, TempFailError, UnavailableError
+from ..sinks import Sink
 from .auth import Access, RateLimit
 from .encoder import Encoder
 from .handler import Handler, Server
@@ -77,8 +78,13 @@ def _jsonable(obj):
     return json.loads(json.dumps(obj, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
 
 
-class WebServer:
-    """The live view. ``start()`` -> URL; the loop calls ``publish()`` each frame; ``stop()`` at the end."""
+class WebServer(Sink):
+    """The live view. ``start()`` -> URL; the loop calls ``publish()`` each frame; ``stop()`` at the end.
+
+    A :class:`~djsmile.sinks.Sink`: ``frame()`` publishes, ``event()`` notes the event, ``close()`` stops.
+    """
+
+    name = "live view"
 
     def __init__(self, wcfg, *, photo_dir: Path, teller=None, info: dict | None = None,
                  on_calibrate=None, calibration: dict | None = None):
@@ -115,7 +121,11 @@ class WebServer:
         """Store references to the newest frame and result. Cheap: no copy, no encoding."""
         self._encoder.submit(frame, result, fps)
 
-    def note_event(self, event: dict) -> None:
+    def frame(self, frame, result, stats) -> None:
+        """The loop's :class:`~djsmile.sinks.Sink` call: :meth:`publish` with the loop's fps."""
+        self.publish(frame, result, stats.fps)
+
+    def event(self, event: dict) -> None:
         """Remember the newest event (shown in status.json)."""
         with self._lock:
             self._last_event = event
@@ -193,6 +203,10 @@ class WebServer:
         self._http_thread = None
         self._httpd = None
 
+    def close(self) -> None:
+        """The :class:`~djsmile.sinks.Sink` end of the run: :meth:`stop`."""
+        self.stop()
+
     def __enter__(self):
         self.start()
         return self
@@ -217,26 +231,19 @@ class WebServer:
             last_event, events = self._last_event, self._events
         clients = self.stream.viewers
         frame, result, fps = latest if latest else (None, None, 0.0)
-        faces = []
-        for f in list(getattr(result, "faces", None) or []):
-            d = {"box": [int(v) for v in f.box], "p_smile": round(float(f.p_smile), 4)}
-            for key in ("id", "p_smooth", "smiling"):
-                v = getattr(f, key, None)
-                if v is not None:
-                    d[key] = round(float(v), 4) if key == "p_smooth" else (bool(v) if key == "smiling" else int(v))
-            faces.append(d)
         out = {
-            "state": getattr(result, "state", None) or "starting",
+            "state": result.state if result is not None else "starting",
+            "smiling": bool(result.smiling) if result is not None else False,
             "fps": round(float(fps), 2),
-            "frame": getattr(frame, "index", None),
+            "frame": frame.index if frame is not None else None,
             "t": round(float(frame.t), 3) if frame is not None else None,
-            "faces": faces,
+            "faces": [f.to_json() for f in result.faces] if result is not None else [],
             "last_event": _public_event(last_event) if last_event is not None else None,
             "events": events,
             "uptime_s": round(time.monotonic() - self._started_at, 1) if self._started_at else 0.0,
             "model": self.info.get("model"),
             "runtime": self.info.get("runtime"),
-            "last_joke": getattr(self.teller, "last_joke", None) if self.teller is not None else None,
+            "last_joke": self.teller.last_joke if self.teller is not None else None,
             "calibration": self.calibration,
             "calibrating": self.calibration_phase() if self.calibration_phase is not None else None,
             "photos": self.photos.recent(),
@@ -259,7 +266,7 @@ class WebServer:
         except Exception as e:  # the teller must never break the server
             log.warning("live view: teller.tell() failed: %s", e)
             return 500, {"ok": False, "error": "the joke teller failed"}
-        return 200, {"ok": told, "busy": not told, "last_joke": getattr(self.teller, "last_joke", None)}
+        return 200, {"ok": told, "busy": not told, "last_joke": self.teller.last_joke}
 
     def press_calibrate(self) -> tuple[int, dict]:
         """The *Calibrate* button: (HTTP status, JSON body). Same rate limit as the joke button."""
