@@ -11,6 +11,7 @@ from djsmile.config import Config
 from djsmile.service import LoopParts
 from djsmile.sinks import Sink, Sinks
 from djsmile.sources import Frame, Source
+from helpers import FakeModel, FixedFinder
 
 
 class Frames(Source):
@@ -22,24 +23,7 @@ class Frames(Source):
 
     def __iter__(self):
         for i in range(self.n):
-            yield Frame(np.full((48, 64), 120, np.uint8), i, i / 10.0)
-
-
-class OneFace:
-    landmarks = None
-
-    def find(self, gray, color=None):
-        return [(10, 10, 30, 30)]
-
-    def reset(self):
-        pass
-
-
-class Smiles:
-    threshold = 0.5
-
-    def predict(self, gray, boxes, landmarks=None):
-        return [0.9 for _ in boxes]
+            yield Frame(np.full((48, 64), 230, np.uint8), i, i / 10.0)   # a bright face: FakeModel says 0.9
 
 
 class Recording(Sink):
@@ -71,7 +55,7 @@ class Broken(Sink):
 def test_every_sink_gets_every_frame_even_beside_one_that_fails(caplog):
     good_before, good_after = Recording(), Recording()
     with caplog.at_level(logging.ERROR, logger="djsmile.sinks"):
-        rc = service.run(Config(), Frames(40), LoopParts(model=Smiles(), finder=OneFace(),
+        rc = service.run(Config(), Frames(40), LoopParts(model=FakeModel(), finder=FixedFinder(),
                                                           sinks=[good_before, Broken(), good_after]))
     assert rc == 0
     for rec in (good_before, good_after):
