@@ -7,8 +7,7 @@ waiting. The loop:
     for frame in source:
         result = pipeline.process(frame)            # faces -> model -> trigger (djsmile.pipeline)
         actions.update(result, frame)               # LED, shutter, photo, event, joke
-        web.publish(frame, result, fps)             # if the live view is on
-        notifier.watchdog()                         # systemd watchdog
+        sinks.frame(frame, result, stats)           # live view, MQTT, systemd (djsmile.sinks)
 
 SIGINT / SIGTERM / SIGHUP / SIGQUIT set a stop flag checked every frame: the
 loop ends within a frame, then the camera is released, the LED and shutter go
