@@ -35,6 +35,8 @@ set -euo pipefail
 readonly PROG=check-camera-chroot
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly REPO
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+. "$REPO/scripts/lib/common.sh"   # say, die, host_mirror, unpack_debs, unpack_root, pi4_cpuinfo
 readonly PICAMERA2_VERSION=0.3.38   # the patches touch its internals: change both together
 readonly SUITE=trixie
 CACHE=${DJSMILE_CAMERA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/djsmile-camera}
@@ -57,14 +59,6 @@ Run djsmile on the real picamera2 + libcamera stack (libcamera's virtual camera)
   --setup-only   build the chroot and venv, install djsmile, and stop
   --arch A       the chroot's architecture: this machine's (default) or arm64 (the Pi's, under qemu-user)
 EOF
-}
-
-say() { printf '%s: %s\n' "$PROG" "$*"; }
-die() {
-    local code=$1
-    shift
-    printf '%s: error: %s\n' "$PROG" "$*" >&2
-    exit "$code"
 }
 
 while (($#)); do
@@ -92,11 +86,7 @@ fi
 [[ -d $PHOTOS/smile && -d $PHOTOS/no_smile ]] ||
     die 66 "photo folders $PHOTOS/smile and $PHOTOS/no_smile not found: pass --photos DIR"
 ((EUID == 0)) || die 77 "debootstrap and chroot need root: sudo $0 (nothing outside $CACHE is changed)"
-if [[ -z $MIRROR ]]; then
-    MIRROR=$(sed -n 's/^URIs: *\(http[^ ]*\/debian\)\/\?$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1 || true)
-    [[ -n $MIRROR ]] || MIRROR=$(awk '$1 == "deb" && $2 ~ /\/debian\/?$/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-    [[ -n $MIRROR ]] || MIRROR=http://deb.debian.org/debian
-fi
+[[ -n $MIRROR ]] || MIRROR=$(host_mirror)
 MIRROR=${MIRROR%/}
 
 T_START=$(date +%s)
@@ -116,76 +106,69 @@ HOST_PIP_INDEX=${PIP_INDEX_URL:-$(python3 -m pip config get global.index-url 2>/
 CHROOT_PIP_CERT=""
 
 # Everything in the chroot runs in a private mount namespace: /proc, /sys and /dev are mounted there
-# and vanish with it, whatever happens (nothing to unmount on the host).
-# shellcheck disable=SC2016  # the inner script's $1, $r, $PHOTOS_IN are its own
+# and vanish with it, whatever happens (nothing to unmount on the host). With --arch arm64 the namespace is
+# also a user namespace of its own whose binfmt_misc (Linux >= 6.7) runs arm64 binaries with qemu
+# (-cpu cortex-a72, as the Pi 4 is), with a Pi 4's /proc/cpuinfo bound over the chroot's.
+# The script run in the namespace: ROOT QEMU ('' natively) CMD...
+# shellcheck disable=SC2016  # the inner script's variables are its own
+ENTER='
+    set -e
+    r=$1; q=$2; shift 2
+    if [ -n "$q" ]; then
+        mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+        m="\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00"
+        k="\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff"
+        printf "%s" ":djsmile-aarch64:M::$m:$k:$q:F" >/proc/sys/fs/binfmt_misc/register
+    fi
+    mount -t proc proc "$r/proc"
+    [ -z "$q" ] || mount --bind "$r/etc/djsmile-cpuinfo" "$r/proc/cpuinfo"
+    mount --rbind /sys "$r/sys"
+    mount --rbind /dev "$r/dev"
+    if [ -n "$PHOTOS_IN" ]; then
+        mkdir -p "$r/mnt/djsmile-photos"
+        mount --bind "$PHOTOS_IN" "$r/mnt/djsmile-photos"
+        mount -o remount,bind,ro "$r/mnt/djsmile-photos"
+    fi
+    exec chroot "$r" "$@"'
+QEMU=""
+((EMULATED)) && QEMU=$CACHE/tools-qemu/usr/bin/qemu-aarch64-static
 in_root() {  # CMD... : run CMD in the chroot with a clean environment (PHOTOS_IN=DIR: at /mnt/djsmile-photos, read-only)
-    PHOTOS_IN=${PHOTOS_IN:-} unshare --mount --propagation private -- sh -c '
-        set -e
-        r=$1; shift
-        mount -t proc proc "$r/proc"
-        mount --rbind /sys "$r/sys"
-        mount --rbind /dev "$r/dev"
-        if [ -n "$PHOTOS_IN" ]; then
-            mkdir -p "$r/mnt/djsmile-photos"
-            mount --bind "$PHOTOS_IN" "$r/mnt/djsmile-photos"
-            mount -o remount,bind,ro "$r/mnt/djsmile-photos"
-        fi
-        exec chroot "$r" "$@"' sh "$ROOT" \
-        env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
-        DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CACHE_DIR=/var/cache/djsmile-pip \
-        ${CHROOT_PIP_CERT:+PIP_CERT=$CHROOT_PIP_CERT} ${HOST_PIP_INDEX:+PIP_INDEX_URL=$HOST_PIP_INDEX} \
-        ${http_proxy:+http_proxy=$http_proxy} ${https_proxy:+https_proxy=$https_proxy} \
-        ${no_proxy:+no_proxy=$no_proxy} "$@"
+    local -a envs=(env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8
+        DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CACHE_DIR=/var/cache/djsmile-pip)
+    local fifo pid me rc=0
+    if [[ -n $QEMU ]]; then envs+=(QEMU_CPU=cortex-a72); fi
+    if [[ -n $CHROOT_PIP_CERT ]]; then envs+=("PIP_CERT=$CHROOT_PIP_CERT"); fi
+    if [[ -n $HOST_PIP_INDEX ]]; then envs+=("PIP_INDEX_URL=$HOST_PIP_INDEX"); fi
+    if [[ -n ${http_proxy:-} ]]; then envs+=("http_proxy=$http_proxy"); fi
+    if [[ -n ${https_proxy:-} ]]; then envs+=("https_proxy=$https_proxy"); fi
+    if [[ -n ${no_proxy:-} ]]; then envs+=("no_proxy=$no_proxy"); fi
+    if [[ -z $QEMU ]]; then
+        PHOTOS_IN=${PHOTOS_IN:-} unshare --mount --propagation private -- sh -c "$ENTER" sh "$ROOT" "" "${envs[@]}" "$@"
+        return
+    fi
+    # arm64: uids 0-65535 map to themselves, so files keep their owners. The first sh waits until the map
+    # is written, then execs the second, which has root's capabilities in the namespace: proc needs the
+    # new pid namespace (the command is its pid 1).
+    fifo=$(mktemp -u "${TMPDIR:-/tmp}/djsmile-ns.XXXXXX")
+    mkfifo "$fifo"
+    # shellcheck disable=SC2016  # the waiting sh's $0 and $@ are its own
+    PHOTOS_IN=${PHOTOS_IN:-} unshare --user --mount --pid --fork --propagation private -- \
+        sh -c 'read -r go <"$0" && exec "$@"' "$fifo" sh -c "$ENTER" sh "$ROOT" "$QEMU" "${envs[@]}" "$@" &
+    pid=$!
+    me=$(readlink /proc/self/ns/user)
+    for _ in $(seq 400); do
+        [[ $(readlink "/proc/$pid/ns/user" 2>/dev/null || true) == "$me" ]] || break
+        sleep 0.05
+    done
+    echo '0 0 65536' >"/proc/$pid/uid_map"
+    echo '0 0 65536' >"/proc/$pid/gid_map"
+    echo go >"$fifo"
+    rm -f "$fifo"
+    wait "$pid" || rc=$?
+    return "$rc"
 }
 
 if ((EMULATED)); then
-    # --arch arm64: the same, in a user namespace of its own whose binfmt_misc (Linux >= 6.7) runs arm64
-    # binaries with qemu (-cpu cortex-a72, as the Pi 4 is); uids 0-65535 map to themselves, so files keep
-    # their owners. The first sh waits until the map is written, then execs the second, which has root's
-    # capabilities in the namespace: proc needs the new pid namespace (the command is its pid 1).
-    QEMU=$CACHE/tools-qemu/usr/bin/qemu-aarch64-static
-    # shellcheck disable=SC2016  # the inner scripts' variables are their own
-    in_root() {
-        local fifo pid me rc=0
-        fifo=$(mktemp -u "${TMPDIR:-/tmp}/djsmile-ns.XXXXXX")
-        mkfifo "$fifo"
-        PHOTOS_IN=${PHOTOS_IN:-} unshare --user --mount --pid --fork --propagation private -- \
-            sh -c 'read -r go <"$0" && exec "$@"' "$fifo" sh -c '
-            set -e
-            r=$1; q=$2; shift 2
-            mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
-            m="\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00"
-            k="\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff"
-            printf "%s" ":djsmile-aarch64:M::$m:$k:$q:F" >/proc/sys/fs/binfmt_misc/register
-            mount -t proc proc "$r/proc"
-            mount --bind "$r/etc/djsmile-cpuinfo" "$r/proc/cpuinfo"
-            mount --rbind /sys "$r/sys"
-            mount --rbind /dev "$r/dev"
-            if [ -n "$PHOTOS_IN" ]; then
-                mkdir -p "$r/mnt/djsmile-photos"
-                mount --bind "$PHOTOS_IN" "$r/mnt/djsmile-photos"
-                mount -o remount,bind,ro "$r/mnt/djsmile-photos"
-            fi
-            exec chroot "$r" "$@"' sh "$ROOT" "$QEMU" \
-            env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8 \
-            QEMU_CPU=cortex-a72 DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1 \
-            PIP_CACHE_DIR=/var/cache/djsmile-pip \
-            ${CHROOT_PIP_CERT:+PIP_CERT=$CHROOT_PIP_CERT} ${HOST_PIP_INDEX:+PIP_INDEX_URL=$HOST_PIP_INDEX} \
-            ${http_proxy:+http_proxy=$http_proxy} ${https_proxy:+https_proxy=$https_proxy} \
-            ${no_proxy:+no_proxy=$no_proxy} "$@" &
-        pid=$!
-        me=$(readlink /proc/self/ns/user)
-        for _ in $(seq 400); do
-            [[ $(readlink "/proc/$pid/ns/user" 2>/dev/null || true) == "$me" ]] || break
-            sleep 0.05
-        done
-        echo '0 0 65536' >"/proc/$pid/uid_map"
-        echo '0 0 65536' >"/proc/$pid/gid_map"
-        echo go >"$fifo"
-        rm -f "$fifo"
-        wait "$pid" || rc=$?
-        return "$rc"
-    }
     unshare --user --map-root-user --mount -- sh -c 'mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc' 2>/dev/null ||
         die 69 "--arch arm64 needs binfmt_misc in a user namespace (Linux 6.7 or newer; this is $(uname -r))"
 fi
@@ -194,28 +177,11 @@ fi
 PACKAGES=python3-libcamera,python3-venv,python3-prctl,gcc,libc6-dev,python3-dev,ca-certificates
 ROOT_KEY="$SUITE $ARCH $PACKAGES $MIRROR v1"
 ((EMULATED)) && ROOT_KEY+=" unpacked v1"
-# A Raspberry Pi 4's /proc/cpuinfo (--arch arm64: bound over the chroot's /proc/cpuinfo)
-pi_cpuinfo() {
-    local i
-    for i in 0 1 2 3; do
-        printf 'processor\t: %s\nBogoMIPS\t: 108.00\nFeatures\t: fp asimd evtstrm crc32 cpuid\nCPU implementer\t: 0x41\nCPU architecture: 8\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n' "$i"
-    done
-    printf 'Hardware\t: BCM2835\nRevision\t: c03114\nSerial\t\t: 100000000000cafe\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n'
-}
 if ((EMULATED)) && { ((REBUILD)) || [[ ! -f $BASE/root.ok || $(cat "$BASE/root.ok") != "$ROOT_KEY" ]]; }; then
     Q=$CACHE/tools-qemu
     if [[ ! -x $QEMU || ! -x $Q/usr/sbin/debootstrap ]]; then
         say "unpacking qemu-user-static and debootstrap (dpkg-deb -x; not installed, no binfmt handlers on the host)"
-        rm -rf "$Q"
-        mkdir -p "$Q/debs"
-        if ! (cd "$Q/debs" && apt-get download qemu-user-static debootstrap >/dev/null 2>&1); then
-            apt-get update -qq || true
-            (cd "$Q/debs" && apt-get download qemu-user-static debootstrap) ||
-                die 69 "could not download qemu-user-static and debootstrap with apt-get download"
-        fi
-        for deb in "$Q"/debs/*.deb; do
-            dpkg-deb -x "$deb" "$Q"
-        done
+        unpack_debs "$Q" qemu-user-static debootstrap
     fi
     t0=$(date +%s)
     say "building the $SUITE $ARCH chroot (debootstrap --foreign --variant=minbase, the .debs unpacked here)"
@@ -226,10 +192,7 @@ if ((EMULATED)) && { ((REBUILD)) || [[ ! -f $BASE/root.ok || $(cat "$BASE/root.o
         { tail -n 20 "$BASE/debootstrap.log" >&2; die 69 "debootstrap failed (log: $BASE/debootstrap.log)"; }
     # What the second stage would leave that this check needs: the files, dpkg's status, the BLAS/LAPACK
     # links update-alternatives makes, the users and groups, the CA bundle (update-ca-certificates).
-    for deb in "$ROOT"/var/cache/apt/archives/*.deb; do
-        dpkg-deb -x "$deb" "$ROOT"
-        { dpkg-deb -f "$deb" | sed '1a Status: install ok installed'; echo; } >>"$ROOT/var/lib/dpkg/status"
-    done
+    unpack_root "$ROOT"
     rm -f "$ROOT"/var/cache/apt/archives/*.deb
     for lib in blas lapack; do
         [[ ! -e $ROOT/usr/lib/aarch64-linux-gnu/$lib/lib$lib.so.3 ]] ||
@@ -240,7 +203,7 @@ if ((EMULATED)) && { ((REBUILD)) || [[ ! -f $BASE/root.ok || $(cat "$BASE/root.o
     done
     mkdir -p "$ROOT/etc/ssl/certs"
     [[ -s $ROOT/etc/ssl/certs/ca-certificates.crt ]] || cp -L /etc/ssl/certs/ca-certificates.crt "$ROOT/etc/ssl/certs/"
-    pi_cpuinfo >"$ROOT/etc/djsmile-cpuinfo"
+    pi4_cpuinfo arm64 >"$ROOT/etc/djsmile-cpuinfo"   # bound over the chroot's /proc/cpuinfo
     # shellcheck disable=SC2016  # dpkg-query's format
     say "chroot built in $(($(date +%s) - t0)) s ($(du -sh "$ROOT" | cut -f1)): $(in_root dpkg-query -W -f '${Package} ${Version}' python3-libcamera)"
     printf '%s\n' "$ROOT_KEY" >"$BASE/root.ok"
@@ -249,14 +212,7 @@ elif ((REBUILD)) || [[ ! -f $BASE/root.ok || $(cat "$BASE/root.ok") != "$ROOT_KE
     if [[ -z $DEBOOTSTRAP ]]; then
         if [[ ! -x $TOOLS/usr/sbin/debootstrap ]]; then
             say "unpacking debootstrap (dpkg-deb -x; not installed)"
-            rm -rf "$TOOLS"
-            mkdir -p "$TOOLS/debs"
-            if ! (cd "$TOOLS/debs" && apt-get download debootstrap >/dev/null 2>&1); then
-                apt-get update -qq || true
-                (cd "$TOOLS/debs" && apt-get download debootstrap) ||
-                    die 69 "could not download debootstrap with apt-get download"
-            fi
-            dpkg-deb -x "$TOOLS"/debs/debootstrap_*.deb "$TOOLS"
+            unpack_debs "$TOOLS" debootstrap
         fi
         DEBOOTSTRAP=$TOOLS/usr/sbin/debootstrap
         export DEBOOTSTRAP_DIR=$TOOLS/usr/share/debootstrap

@@ -34,6 +34,8 @@ set -euo pipefail
 readonly PROG=check-pi-emulated
 REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 readonly REPO
+# shellcheck source-path=SCRIPTDIR source=lib/common.sh
+. "$REPO/scripts/lib/common.sh"   # say, die, host_mirror, unpack_debs, unpack_root, pi4_cpuinfo
 
 ARCH=arm64
 SUITE=bookworm
@@ -75,14 +77,6 @@ run it on real photos and compare with x86. Emulated figures are a smoke test, n
 EOF
 }
 
-say() { printf '%s: %s\n' "$PROG" "$*"; }
-die() {
-    local code=$1
-    shift
-    printf '%s: error: %s\n' "$PROG" "$*" >&2
-    exit "$code"
-}
-
 while (($#)); do
     case $1 in
         --arch) ARCH=${2:?}; shift ;;
@@ -118,11 +112,7 @@ esac
 [[ -n $PHOTOS ]] || PHOTOS=${DJSMILE_SHARED:-$REPO/../shared}/datasets/djsmile/photos
 [[ -d $PHOTOS ]] || die 66 "photo folder $PHOTOS not found: pass --photos DIR (a folder of real photos with faces)"
 ((EUID == 0)) || die 77 "debootstrap needs root: sudo $0 (nothing outside $CACHE is changed)"
-if [[ -z $MIRROR ]]; then
-    MIRROR=$(sed -n 's/^URIs: *\(http[^ ]*\/debian\)\/\?$/\1/p' /etc/apt/sources.list.d/*.sources 2>/dev/null | head -n1 || true)
-    [[ -n $MIRROR ]] || MIRROR=$(awk '$1 == "deb" && $2 ~ /\/debian\/?$/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-    [[ -n $MIRROR ]] || MIRROR=http://deb.debian.org/debian
-fi
+[[ -n $MIRROR ]] || MIRROR=$(host_mirror)
 MIRROR=${MIRROR%/}
 
 T_START=$(date +%s)
@@ -149,16 +139,7 @@ say "NOTE: emulated figures below are a smoke test of the code path, never Raspb
 # ------------------------------------------------------------------ 1. qemu and debootstrap, unpacked only
 if [[ ! -x $QEMU || ! -x $TOOLS/usr/sbin/debootstrap ]]; then
     say "unpacking qemu-user-static and debootstrap (dpkg-deb -x; not installed, no binfmt handlers)"
-    rm -rf "$TOOLS"
-    mkdir -p "$TOOLS/debs"
-    if ! (cd "$TOOLS/debs" && apt-get download qemu-user-static debootstrap >/dev/null 2>&1); then
-        apt-get update -qq || true
-        (cd "$TOOLS/debs" && apt-get download qemu-user-static debootstrap) ||
-            die 69 "could not download qemu-user-static and debootstrap with apt-get download"
-    fi
-    for deb in "$TOOLS"/debs/*.deb; do
-        dpkg-deb -x "$deb" "$TOOLS"
-    done
+    unpack_debs "$TOOLS" qemu-user-static debootstrap
 fi
 [[ -x $QEMU ]] || die 69 "$QEMU missing after unpacking qemu-user-static"
 say "qemu: $("$QEMU" --version | head -n1)"
@@ -196,29 +177,16 @@ if ((REBUILD)) || [[ ! -f $BASE/userland.ok || $(cat "$BASE/userland.ok") != "$U
             die 69 "debootstrap failed (log: $BASE/debootstrap.log)"
         fi
     fi
-    # The second stage needs the arm binaries to run; unpack every package ourselves instead
-    # (maintainer scripts do not run: the links they would make are made below).
-    # dpkg's status says each one is installed (what the second stage would record), so dpkg-query
-    # in the userland answers as on a Pi (install.sh asks it).
-    for deb in "$ROOT"/var/cache/apt/archives/*.deb; do
-        dpkg-deb -x "$deb" "$ROOT"
-        { dpkg-deb -f "$deb" | sed '1a Status: install ok installed'; echo; } >>"$ROOT/var/lib/dpkg/status"
-    done
+    # The second stage needs the arm binaries to run; every package is unpacked here instead (the links
+    # maintainer scripts would make are made below); dpkg-query in the userland answers as on a Pi
+    # (install.sh asks it).
+    unpack_root "$ROOT"
     ln -sf blas/libblas.so.3 "$ROOT/usr/lib/$TRIPLET/libblas.so.3"
     ln -sf lapack/liblapack.so.3 "$ROOT/usr/lib/$TRIPLET/liblapack.so.3"
     find "$ROOT"/var/cache/apt/archives -name '*.deb' -printf '%f\n' | sort >"$BASE/packages.txt"
     rm -f "$ROOT"/var/cache/apt/archives/*.deb
     mkdir -p "$ROOT/proc"
-    if [[ $ARCH == arm64 ]]; then
-        features="fp asimd evtstrm crc32 cpuid"; arch_line=8
-    else
-        features="half thumb fastmult vfp edsp neon vfpv3 tls vfpv4 idiva idivt vfpd32 lpae evtstrm crc32"; arch_line=7
-    fi
-    for i in 0 1 2 3; do
-        printf 'processor\t: %s\nBogoMIPS\t: 108.00\nFeatures\t: %s\nCPU implementer\t: 0x41\nCPU architecture: %s\nCPU variant\t: 0x0\nCPU part\t: 0xd08\nCPU revision\t: 3\n\n' \
-            "$i" "$features" "$arch_line"
-    done >"$ROOT/proc/cpuinfo"
-    printf 'Hardware\t: BCM2835\nRevision\t: c03114\nSerial\t\t: 100000000000cafe\nModel\t\t: Raspberry Pi 4 Model B Rev 1.4\n' >>"$ROOT/proc/cpuinfo"
+    pi4_cpuinfo "$ARCH" >"$ROOT/proc/cpuinfo"
     printf '%s\n' "$USERLAND_KEY" >"$BASE/userland.ok"
     say "userland built in $(($(date +%s) - t0)) s ($(du -sh "$ROOT" | cut -f1))"
 else
