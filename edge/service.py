@@ -390,12 +390,22 @@ def main(cfg, *, max_frames: int | None = None) -> int:
                 teller = JokeTeller(jcfg, cfg.speech, state_dir, start=False, on_told=sinks.joke)
                 closers.add("teller", lambda: teller.close(timeout=0.5))
 
+            actions = Actions(cfg.gpio, cfg.storage, state_dir, on_joke=joke_on_shot(cfg.jokes, teller),
+                              on_event=sinks.event)
+            closers.add("actions", lambda: actions.close(timeout=1.0))
+            trigger = Trigger(tcfg, model.threshold)
+            log.info("trigger: %s (thresholds from %s)", trigger.describe(),
+                     cal.origin_text(thresholds_from, calib, tcfg, model.threshold, state_dir))
+            loop_cal = calib_session.for_loop(cfg, state_dir, model_sha, trigger=trigger, led=actions.led,
+                                              current=calib)
+            closers.add("calibration", lambda: loop_cal.guide.close(timeout=0.5))
+
             web = None
             if cfg.web.enabled:
                 web = WebServer(cfg.web, photo_dir=state_dir / PHOTOS_NAME, teller=teller,
                                 info={"model": str(model.path), "runtime": runtime,
                                       "version": __version__, "source": source.name},
-                                calibration=calib)
+                                calibrator=loop_cal)
                 sinks.add(web)
 
             mqtt = manual_shot = None
@@ -406,17 +416,6 @@ def main(cfg, *, max_frames: int | None = None) -> int:
                                 on_shutter_fire=manual_shot.set)
                 sinks.add(mqtt)
 
-            actions = Actions(cfg.gpio, cfg.storage, state_dir, on_joke=joke_on_shot(cfg.jokes, teller),
-                              on_event=sinks.event)
-            closers.add("actions", lambda: actions.close(timeout=1.0))
-            trigger = Trigger(tcfg, model.threshold)
-            log.info("trigger: %s (thresholds from %s)", trigger.describe(),
-                     cal.origin_text(thresholds_from, calib, tcfg, model.threshold, state_dir))
-            loop_cal = calib_session.for_loop(cfg, state_dir, model_sha, trigger=trigger,
-                                              actions=actions, web=web)
-            closers.add("calibration", lambda: loop_cal.guide.close(timeout=0.5))
-            if web is not None:
-                web.on_calibrate = lambda: loop_cal.request("live view")
             if teller is not None and cfg.gpio.button_enabled:
                 button = attach_button(cfg.gpio, teller,
                                        on_calibrate=lambda: loop_cal.request("button held"))

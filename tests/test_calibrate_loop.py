@@ -102,10 +102,17 @@ def running(tmp_path, calib_photos, monkeypatch):
     real_for_loop = calib_session.for_loop
 
     def for_loop(*a, **kw):
-        got["web"] = kw.get("web")
         got["lc"] = real_for_loop(*a, **kw)
         return got["lc"]
     monkeypatch.setattr(calib_session, "for_loop", for_loop)
+
+    import djsmile.web
+
+    class WebServer(djsmile.web.WebServer):     # the run's live view, to talk to it
+        def __init__(self, *a, **kw):
+            super().__init__(*a, **kw)
+            got["web"] = self
+    monkeypatch.setattr(djsmile.web, "WebServer", WebServer)
     src = FollowingSource(calib_photos, lambda: got.get("lc"))
     monkeypatch.setattr(service, "open_source", lambda spec, cfg, **kw: src)
     threads = []
@@ -238,8 +245,9 @@ def test_live_view_shows_calibrated_date(tmp_path):
     from djsmile.config import WebConfig
     from djsmile.web import WebServer
     calib_file(tmp_path)
-    web = WebServer(WebConfig(listen="127.0.0.1:0"), photo_dir=tmp_path, calibration=calfile.load(tmp_path, SHA),
-                    on_calibrate=lambda: True)
+    lc = calib_session.LoopCalibration(tmp_path, SHA, calib_session.Guide(out=lambda text: None),
+                                       current=calfile.load(tmp_path, SHA))
+    web = WebServer(WebConfig(listen="127.0.0.1:0"), photo_dir=tmp_path, calibrator=lc)
     web.start()
     stop = threading.Event()
 

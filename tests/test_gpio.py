@@ -150,7 +150,6 @@ def test_calibration_led_on_a_busy_pin_is_one_warning_and_none(mock_factory, cap
 def test_the_loop_calibration_blinks_the_smile_led(mock_factory, tmp_path):
     """djsmile run's in-loop calibration prompts on the smile LED itself (gpio.SmileLed): the pin blinks, the
     hold-mode state is handed back, and a refusal turns it off."""
-    from types import SimpleNamespace
 
     from djsmile.calibration import session as calib_session
     from djsmile.config import Config
@@ -160,8 +159,7 @@ def test_the_loop_calibration_blinks_the_smile_led(mock_factory, tmp_path):
     cfg = Config()
     cfg.set("speech.engine", "none")
     led = gpio.SmileLed(17, "hold")
-    lc = calib_session.for_loop(cfg, tmp_path, "0" * 64, trigger=Trigger(cfg.trigger, 0.5),
-                                actions=SimpleNamespace(led=led))
+    lc = calib_session.for_loop(cfg, tmp_path, "0" * 64, trigger=Trigger(cfg.trigger, 0.5), led=led)
     pin = mock_factory.pin(17)
     try:
         led.update(True)                  # lit: the smile holds

@@ -145,11 +145,14 @@ class LoopCalibration:
     :meth:`request` only raises a flag; the loop's next frame starts the session
     (so the phases are that frame's stream time) and :meth:`feed` collects while
     it runs. ``on_start()`` and ``on_done(data or None)`` are called in the loop's
-    thread. No second camera user: the loop's own frames are used.
+    thread. No second camera user: the loop's own frames are used. The live view
+    reads :attr:`current` and :attr:`phase`, and asks with :meth:`request`.
     """
 
     def __init__(self, state_dir, model_sha256: str, guide: Guide, *, seconds: float = thresholds.DEFAULT_SECONDS,
-                 policy: str = "largest", on_start=None, on_done=None):
+                 policy: str = "largest", on_start=None, on_done=None, current: dict | None = None):
+        #: the calibration in use (calibration.json's content; a new one once saved) or None
+        self.current = current
         self.state_dir = state_dir
         self.model_sha256 = model_sha256
         self.guide = guide
@@ -198,6 +201,8 @@ class LoopCalibration:
             return True
         self.session = None
         self._requested.clear()
+        if s.result is not None:
+            self.current = s.result
         if self.on_done is not None:
             self.on_done(s.result)
         return True
@@ -208,20 +213,18 @@ class LoopCalibration:
         self._requested.clear()
 
 
-def for_loop(cfg, state_dir, model_sha256: str, *, trigger, actions=None, web=None) -> LoopCalibration:
-    """The :class:`LoopCalibration` of ``djsmile run``: its LED is the smile LED, its prompts are
-    logged and spoken; a result goes live at once (unless the config sets the thresholds) and
-    into the live view."""
+def for_loop(cfg, state_dir, model_sha256: str, *, trigger, led=None, current: dict | None = None) -> LoopCalibration:
+    """The :class:`LoopCalibration` of ``djsmile run``: its LED is the smile LED (``led``, a
+    :class:`~djsmile.gpio.SmileLed` or None), its prompts are logged and spoken; a result goes live at
+    once (unless the config sets the thresholds). ``current``: calibration.json's content at start."""
     from ..speech import make_engine
 
-    smile_led = actions.led if actions is not None else None
-    guide = Guide(make_engine(cfg.speech), smile_led,
-                  out=lambda text: log.info("calibration: %s", text))
+    guide = Guide(make_engine(cfg.speech), led, out=lambda text: log.info("calibration: %s", text))
     explicit = bool(cfg.trigger.on_threshold or cfg.trigger.off_threshold)
 
     def on_start():
-        if smile_led is not None:
-            smile_led.off()          # the guide's blinking owns the LED until done
+        if led is not None:
+            led.off()          # the guide's blinking owns the LED until done
 
     def on_done(data):
         trigger.reset()   # the smile made for the calibration must not become a shot
@@ -233,11 +236,6 @@ def for_loop(cfg, state_dir, model_sha256: str, *, trigger, actions=None, web=No
             trigger.on_threshold, trigger.off_threshold = data["on_threshold"], data["off_threshold"]
             log.info("trigger thresholds from the new calibration: on %.3f off %.3f",
                      trigger.on_threshold, trigger.off_threshold)
-        if web is not None:
-            web.calibration = data
 
-    lc = LoopCalibration(state_dir, model_sha256, guide, seconds=thresholds.DEFAULT_SECONDS,
-                         policy=cfg.trigger.policy, on_start=on_start, on_done=on_done)
-    if web is not None:
-        web.calibration_phase = lambda: lc.phase
-    return lc
+    return LoopCalibration(state_dir, model_sha256, guide, seconds=thresholds.DEFAULT_SECONDS,
+                           policy=cfg.trigger.policy, on_start=on_start, on_done=on_done, current=current)

@@ -10,7 +10,7 @@ Routes (all GET unless noted):
 - ``/status.json``   fps, faces (box, p_smile), state, last event, uptime_s, model,
                      runtime, last_joke, photos.
 - ``POST /joke``     ``teller.tell()``; at most one per ``web.joke_interval_s`` (429 otherwise).
-- ``POST /calibrate`` starts a calibration inside the running loop (``on_calibrate``), with the
+- ``POST /calibrate`` starts a calibration inside the running loop (``calibrator.request``), with the
                      same guard as ``POST /joke`` (token, origin, one per ``web.joke_interval_s``).
 - ``/photos/<name>`` a file from the photo folder (``?thumb=1``: a small JPEG of it).
 

@@ -87,14 +87,13 @@ class WebServer(Sink):
     name = "live view"
 
     def __init__(self, wcfg, *, photo_dir: Path, teller=None, info: dict | None = None,
-                 on_calibrate=None, calibration: dict | None = None):
+                 calibration: dict | None = None, calibrator=None):
         self.cfg = wcfg
-        #: ``on_calibrate() -> bool`` starts a calibration (False: one is under way); None: no button
-        self.on_calibrate = on_calibrate
-        #: the calibration in use (calibration.json's content) or None
+        #: calibration.json's content (shown; no *Calibrate* button behind it), or None
         self.calibration = calibration
-        #: ``calibration_phase() -> "neutral" | "smile" | None``: a calibration under way
-        self.calibration_phase = None
+        #: the run's in-loop calibration (a :class:`~djsmile.calibration.session.LoopCalibration`:
+        #: ``current``, ``phase``, ``request(origin)``), or None: the *Calibrate* button is 503
+        self.calibrator = calibrator
         self.teller = teller
         self.info = dict(info or {})
         self.host, self._port = parse_listen(wcfg.listen)
@@ -244,8 +243,8 @@ class WebServer(Sink):
             "model": self.info.get("model"),
             "runtime": self.info.get("runtime"),
             "last_joke": self.teller.last_joke if self.teller is not None else None,
-            "calibration": self.calibration,
-            "calibrating": self.calibration_phase() if self.calibration_phase is not None else None,
+            "calibration": self.calibrator.current if self.calibrator is not None else self.calibration,
+            "calibrating": self.calibrator.phase if self.calibrator is not None else None,
             "photos": self.photos.recent(),
             "viewers": clients,
             "version": __version__,
@@ -270,13 +269,13 @@ class WebServer(Sink):
 
     def press_calibrate(self) -> tuple[int, dict]:
         """The *Calibrate* button: (HTTP status, JSON body). Same rate limit as the joke button."""
-        if self.on_calibrate is None:
+        if self.calibrator is None:
             return 503, {"ok": False, "error": "calibration is not available in this run"}
         wait = self._calibrations.take()
         if wait > 0:
             return 429, {"ok": False, "error": "too soon", "retry_after_s": round(wait, 1)}
         try:
-            started = bool(self.on_calibrate())
+            started = bool(self.calibrator.request("live view"))
         except Exception as e:
             log.warning("live view: starting a calibration failed: %s", e)
             return 500, {"ok": False, "error": "calibration could not start"}
