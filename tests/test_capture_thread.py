@@ -179,7 +179,7 @@ def test_a_camera_run_reads_on_one_thread():
     stop = threading.Event()
     src = ThreadedSource(cam, stop)
     try:
-        assert service.run(Config(), src, model=_Model(on_frame), finder=_Finder(), stop_event=stop,
+        assert service.run(Config(), src, service.LoopParts(model=_Model(on_frame), finder=_Finder(), stop_event=stop),
                            max_frames=5) == 0
     finally:
         src.close()
@@ -196,7 +196,7 @@ def test_the_loop_stops_within_a_frame_when_the_camera_read_blocks():
     frames = []
     out = {}
     t = threading.Thread(target=lambda: out.setdefault("rc", service.run(
-        Config(), src, model=_Model(lambda: frames.append(1)), finder=_Finder(), stop_event=stop)))
+        Config(), src, service.LoopParts(model=_Model(lambda: frames.append(1)), finder=_Finder(), stop_event=stop))))
     t.start()
     for n in (1, 2, 3):                  # then the camera blocks: no frame comes
         cam.deliver()
