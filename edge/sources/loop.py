@@ -18,7 +18,6 @@ class LoopSource(Source):
     source for each pass; a pass that yields no frame ends the loop."""
 
     finite = True        # a file: paced by its own time stamps, never wrapped in a capture thread
-    looping = True
 
     def __init__(self, first: Source, reopen: Callable[[], Source]):
         self._current = first
