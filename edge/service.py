@@ -308,14 +308,100 @@ def joke_on_shot(jokes, teller):
     return teller.tell if (teller is not None and jokes.on_smile) else None
 
 
-def main(cfg, *, max_frames: int | None = None) -> int:
-    """``djsmile run`` with ``cfg`` loaded and checked (``--set`` and flags applied by :mod:`djsmile.commands.run`)."""
+def _open_source(cfg, stop_event: threading.Event, closers: _Closers) -> Source:
+    """The ``--source`` opened (a camera with its capture thread); raises OpenCancelled on a stop meanwhile."""
+    source = open_source(cfg.camera.source, cfg, cancel=stop_event)
+    closers.add("source", source.close)
+    if not source.finite and cfg.camera.capture_thread:
+        source = ThreadedSource(source, stop_event)
+        closers.add("source", source.close)
+    log.info("source %s%s", source.name, " (real time)" if cfg.camera.realtime and source.finite else "")
+    return source
+
+
+def _faces_and_model(cfg, source: Source, closers: _Closers):
+    """``(model, finder)``: the smile model and the face finder, said in the log."""
+    model = SmileModel.from_config(cfg.model)
+    log.info("model %s (%s, threshold %.3f)", model.path, _describe_runtime(model), model.threshold)
+    # each image of a folder is its own scene: its faces are detected on it, never tracked into it
+    paced = (not source.finite or bool(cfg.camera.realtime)) and not source.still_images
+    finder = FaceFinder.from_config(cfg.detector, paced=paced)
+    closers.add("finder", finder.close)
+    log.info("face detector: %s", finder.detector.describe())
+    log.info("full face detection: %s", {"on": "on a worker thread, tracking meanwhile",
+                                          "wait": "on a worker thread, waited for (deterministic)",
+                                          "off": "in the frame loop"}[finder.async_full])
+    return model, finder
+
+
+def _calibration(cfg, state_dir, model) -> tuple[str, dict | None, object, str]:
+    """``(model_sha256, calibration or None, trigger config, where the thresholds come from)``."""
+    try:
+        model_sha = file_sha256(model.path)
+    except OSError as e:   # a model object without a readable file (an embedding program's)
+        log.warning("cannot hash the model file %s (%s); calibration.json is not used", model.path, e)
+        model_sha = ""
+    calib = cal.load(state_dir, model_sha) if model_sha else None
+    tcfg, thresholds_from = cal.trigger_config(cfg.trigger, calib)
+    if calib is not None and thresholds_from == "config":
+        log.info("calibration.json (%s) found, but the config's trigger.on_threshold/off_threshold win",
+                 calib["created"])
+    return model_sha, calib, tcfg, thresholds_from
+
+
+def _outputs(cfg, state_dir, closers: _Closers, parts: LoopParts, *, source: Source, model_sha: str,
+             calib: dict | None) -> None:
+    """Fill ``parts`` with what acts on a result: the actions (LED, shutter, photo, joke), the in-loop
+    calibration and the sinks (live view, MQTT); each gets its hooks in its constructor. The live view and
+    MQTT start serving last."""
     from .actions import Actions
     from .gpio import attach_button
     from .storage import PHOTOS_NAME
     from .teller import JokeTeller
     from .web import WebServer
 
+    sinks = parts.sinks        # the live view, MQTT and systemd: told each frame, each event, each joke
+    teller = None
+    if cfg.jokes.on_smile or cfg.gpio.button_enabled or cfg.web.enabled or cfg.mqtt.enabled:
+        # no joke work before frames flow (an unrelated error comes alone), and none ahead of
+        # time when no smile tells a joke: a button press or the page then fetches one when asked
+        jcfg = cfg.jokes if cfg.jokes.on_smile else dataclasses.replace(cfg.jokes, prefetch=0)
+        teller = JokeTeller(jcfg, cfg.speech, state_dir, start=False, on_told=sinks.joke)
+        closers.add("teller", lambda: teller.close(timeout=0.5))
+        parts.on_first_frame = teller.start
+
+    actions = parts.actions = Actions(cfg.gpio, cfg.storage, state_dir, on_joke=joke_on_shot(cfg.jokes, teller),
+                                      on_event=sinks.event)
+    closers.add("actions", lambda: actions.close(timeout=1.0))
+    loop_cal = parts.calibration = calib_session.for_loop(cfg, state_dir, model_sha, trigger=parts.trigger,
+                                                          led=actions.led, current=calib)
+    closers.add("calibration", lambda: loop_cal.guide.close(timeout=0.5))
+
+    web = mqtt = None
+    if cfg.web.enabled:
+        web = WebServer(cfg.web, photo_dir=state_dir / PHOTOS_NAME, teller=teller,
+                        info={"model": str(parts.model.path), "runtime": _describe_runtime(parts.model),
+                              "version": __version__, "source": source.name},
+                        calibrator=loop_cal)
+        sinks.add(web)
+    if cfg.mqtt.enabled:
+        from .mqtt import MqttSink
+        parts.manual_shot = threading.Event()  # MQTT shutter/fire -> the loop shoots the next frame
+        mqtt = MqttSink(cfg.mqtt, version=__version__, on_joke_tell=teller.tell,
+                        on_shutter_fire=parts.manual_shot.set)
+        sinks.add(mqtt)
+    if teller is not None and cfg.gpio.button_enabled:
+        button = attach_button(cfg.gpio, teller, on_calibrate=lambda: loop_cal.request("button held"))
+        if button is not None:
+            closers.add("button", button.close)
+    for sink in (web, mqtt):    # each closes after the actions (their last events still go out)
+        if sink is not None:
+            sink.start()
+            closers.add(sink.name, sink.close)
+
+
+def main(cfg, *, max_frames: int | None = None) -> int:
+    """``djsmile run`` with ``cfg`` loaded and checked (``--set`` and flags applied by :mod:`djsmile.commands.run`)."""
     state_dir = cfg.state_dir()
     log.info("djsmile %s on Python %s (%s %s)", __version__, platform.python_version(),
              platform.system(), platform.machine())
@@ -323,18 +409,17 @@ def main(cfg, *, max_frames: int | None = None) -> int:
     lock_fd = _lock_state_dir(state_dir)
     stop_event = threading.Event()
     closers = _Closers()
-    actions = None
-
     stats = LoopStats()
+    parts = None
 
     def stop_line() -> None:
         log.info("%s", stats.stop_line())
 
     def force_exit(signum):
         log.error("still not stopped %.1f s after the signal; forcing the exit", STOP_GRACE_S)
-        if actions is not None:
+        if parts is not None and parts.actions is not None:
             with contextlib.suppress(Exception):
-                actions.close(timeout=0.2)
+                parts.actions.close(timeout=0.2)
         with contextlib.suppress(Exception):
             stop_line()
             sys.stderr.flush()
@@ -343,100 +428,32 @@ def main(cfg, *, max_frames: int | None = None) -> int:
     with stop_signals(stop_event, on_force=force_exit, on_status=lambda: log.info("%s", stats.line())) as stopped:
         try:
             try:
-                source = open_source(cfg.camera.source, cfg, cancel=stop_event)
+                source = _open_source(cfg, stop_event, closers)
             except OpenCancelled as e:
                 log.info("%s", e)
                 stop_line()
                 return _stop_code(EX_OK, stopped)
-            closers.add("source", source.close)
-            if not source.finite and cfg.camera.capture_thread:
-                source = ThreadedSource(source, stop_event)
-                closers.add("source", source.close)
-            log.info("source %s%s", source.name, " (real time)" if cfg.camera.realtime and source.finite else "")
-            model = SmileModel.from_config(cfg.model)
-            runtime = _describe_runtime(model)
-            log.info("model %s (%s, threshold %.3f)", model.path, runtime, model.threshold)
-            # each image of a folder is its own scene: its faces are detected on it, never tracked into it
-            paced = (not source.finite or bool(cfg.camera.realtime)) and not source.still_images
-            finder = FaceFinder.from_config(cfg.detector, paced=paced)
-            closers.add("finder", finder.close)
-            log.info("face detector: %s", finder.detector.describe())
-            log.info("full face detection: %s", {"on": "on a worker thread, tracking meanwhile",
-                                                  "wait": "on a worker thread, waited for (deterministic)",
-                                                  "off": "in the frame loop"}[finder.async_full])
+            model, finder = _faces_and_model(cfg, source, closers)
             log.info("state dir %s", state_dir)
-            try:
-                model_sha = file_sha256(model.path)
-            except OSError as e:   # a model object without a readable file (an embedding program's)
-                log.warning("cannot hash the model file %s (%s); calibration.json is not used", model.path, e)
-                model_sha = ""
-            calib = cal.load(state_dir, model_sha) if model_sha else None
-            tcfg, thresholds_from = cal.trigger_config(cfg.trigger, calib)
-            if calib is not None and thresholds_from == "config":
-                log.info("calibration.json (%s) found, but the config's trigger.on_threshold/off_threshold win",
-                         calib["created"])
-
+            model_sha, calib, tcfg, thresholds_from = _calibration(cfg, state_dir, model)
             if gpio.in_use(cfg.gpio):
                 gpio.set_pin_factory(cfg.gpio, log=log)
             else:
                 log.info("GPIO: off (no LED, shutter or button)")
-
-            sinks = Sinks()        # the live view, MQTT and systemd: told each frame, each event, each joke
-            teller = None
-            if cfg.jokes.on_smile or cfg.gpio.button_enabled or cfg.web.enabled or cfg.mqtt.enabled:
-                # no joke work before frames flow (an unrelated error comes alone), and none ahead of
-                # time when no smile tells a joke: a button press or the page then fetches one when asked
-                jcfg = cfg.jokes if cfg.jokes.on_smile else dataclasses.replace(cfg.jokes, prefetch=0)
-                teller = JokeTeller(jcfg, cfg.speech, state_dir, start=False, on_told=sinks.joke)
-                closers.add("teller", lambda: teller.close(timeout=0.5))
-
-            actions = Actions(cfg.gpio, cfg.storage, state_dir, on_joke=joke_on_shot(cfg.jokes, teller),
-                              on_event=sinks.event)
-            closers.add("actions", lambda: actions.close(timeout=1.0))
             trigger = Trigger(tcfg, model.threshold)
+            parts = LoopParts(model=model, finder=finder, trigger=trigger, stats=stats, stop_event=stop_event)
+            _outputs(cfg, state_dir, closers, parts, source=source, model_sha=model_sha, calib=calib)
             log.info("trigger: %s (thresholds from %s)", trigger.describe(),
                      cal.origin_text(thresholds_from, calib, tcfg, model.threshold, state_dir))
-            loop_cal = calib_session.for_loop(cfg, state_dir, model_sha, trigger=trigger, led=actions.led,
-                                              current=calib)
-            closers.add("calibration", lambda: loop_cal.guide.close(timeout=0.5))
-
-            web = None
-            if cfg.web.enabled:
-                web = WebServer(cfg.web, photo_dir=state_dir / PHOTOS_NAME, teller=teller,
-                                info={"model": str(model.path), "runtime": runtime,
-                                      "version": __version__, "source": source.name},
-                                calibrator=loop_cal)
-                sinks.add(web)
-
-            mqtt = manual_shot = None
-            if cfg.mqtt.enabled:
-                from .mqtt import MqttSink
-                manual_shot = threading.Event()  # MQTT shutter/fire -> the loop shoots the next frame
-                mqtt = MqttSink(cfg.mqtt, version=__version__, on_joke_tell=teller.tell,
-                                on_shutter_fire=manual_shot.set)
-                sinks.add(mqtt)
-
-            if teller is not None and cfg.gpio.button_enabled:
-                button = attach_button(cfg.gpio, teller,
-                                       on_calibrate=lambda: loop_cal.request("button held"))
-                if button is not None:
-                    closers.add("button", button.close)
-            for sink in (web, mqtt):    # they start serving last; each closes after the actions
-                if sink is not None:
-                    sink.start()
-                    closers.add(sink.name, sink.close)
 
             notifier = Notifier.from_env()
             closers.add("notifier", notifier.stopping)
-            sinks.add(notifier)
+            parts.sinks.add(notifier)
             if stop_event.is_set():  # a signal during start-up
                 stop_line()
                 return _stop_code(EX_OK, stopped)
             notifier.ready()
             log.info("running; Ctrl+C or SIGTERM stops")
-            parts = LoopParts(model=model, finder=finder, trigger=trigger, actions=actions, sinks=sinks,
-                              calibration=loop_cal, manual_shot=manual_shot, stats=stats, stop_event=stop_event,
-                              on_first_frame=teller.start if teller is not None else None)
             rc = run(cfg, source, parts, max_frames=max_frames)
             stop_line()
             if isinstance(source, ThreadedSource):
