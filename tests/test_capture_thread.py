@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from djsmile.sources import Frame, Source, ThreadedSource
-from helpers import wait_until
+from helpers import FixedFinder, wait_until
 
 
 class BlockingCamera(Source):
@@ -135,16 +135,6 @@ class _Model:
         return np.zeros(len(boxes), np.float32)
 
 
-class _Finder:
-    landmarks = None
-
-    def find(self, gray, color=None):
-        return [(0, 0, 4, 4)]
-
-    def reset(self):
-        pass
-
-
 class PacedCamera(Source):
     """A camera giving a frame every 10 ms until closed."""
 
@@ -179,8 +169,8 @@ def test_a_camera_run_reads_on_one_thread():
     stop = threading.Event()
     src = ThreadedSource(cam, stop)
     try:
-        assert service.run(Config(), src, service.LoopParts(model=_Model(on_frame), finder=_Finder(), stop_event=stop),
-                           max_frames=5) == 0
+        parts = service.LoopParts(model=_Model(on_frame), finder=FixedFinder(boxes=[(0, 0, 4, 4)]), stop_event=stop)
+        assert service.run(Config(), src, parts, max_frames=5) == 0
     finally:
         src.close()
     assert len(seen) == 5
@@ -195,8 +185,9 @@ def test_the_loop_stops_within_a_frame_when_the_camera_read_blocks():
     src = ThreadedSource(cam, stop)
     frames = []
     out = {}
-    t = threading.Thread(target=lambda: out.setdefault("rc", service.run(
-        Config(), src, service.LoopParts(model=_Model(lambda: frames.append(1)), finder=_Finder(), stop_event=stop))))
+    parts = service.LoopParts(model=_Model(lambda: frames.append(1)), finder=FixedFinder(boxes=[(0, 0, 4, 4)]),
+                              stop_event=stop)
+    t = threading.Thread(target=lambda: out.setdefault("rc", service.run(Config(), src, parts)))
     t.start()
     for n in (1, 2, 3):                  # then the camera blocks: no frame comes
         cam.deliver()

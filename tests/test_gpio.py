@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 import warnings
 
 import pytest
@@ -13,6 +12,7 @@ from djsmile import gpio
 from djsmile.cli import exit_code_for
 from djsmile.config import GpioConfig
 from djsmile.errors import GpioError
+from helpers import press, wait_until
 
 #: what gpiozero imports for lgpio, rpigpio, pigpio and native: blocked, gpiozero finds no pin library
 PIN_LIBRARIES = ("lgpio", "RPi", "RPi.GPIO", "pigpio", "gpiozero.pins.lgpio", "gpiozero.pins.rpigpio",
@@ -115,15 +115,10 @@ def test_devices_take_their_own_pin_factory(unchosen):
         assert pins.pin(6).state          # active low: idle high
         pins.pin(6).clear_states()
         shutter.fire()
-        deadline = time.monotonic() + 10
-        while len(pins.pin(6).states) < 3 and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_until(lambda: len(pins.pin(6).states) >= 3, 10, "the shutter pulse")
         assert [s for _, s in pins.pin(6).states] == [True, False, True]   # one pulse, low while it lasts
-        pins.pin(13).drive_low()
-        pins.pin(13).drive_high()
-        deadline = time.monotonic() + 10
-        while not calls and time.monotonic() < deadline:
-            time.sleep(0.005)
+        press(pins.pin(13))
+        wait_until(lambda: calls, 10, "the button's joke")
         assert calls == ["tell"]
         for dev in (led, shutter, button):
             dev.close()
