@@ -218,11 +218,12 @@ class Actions:
     the photo + sidecar + event line are written on a worker thread, and
     ``on_joke()`` is called (it must not block: ``JokeTeller.tell``).
     ``on_event(event)`` (optional) gets each event dict once it is written.
+    ``pin_factory`` (optional, as in gpiozero): the LED's and shutter's pins; default the global one.
     """
 
     def __init__(self, gpio: "GpioConfig", storage: "StorageConfig", state_dir: Path,
                  on_joke: Callable[[], object] | None = None, *, on_event: Callable[[dict], object] | None = None,
-                 queue_size: int = 2):
+                 queue_size: int = 2, pin_factory=None):
         g, s = gpio, storage
         self.gpio = gpio
         self.state_dir = Path(state_dir)
@@ -249,9 +250,10 @@ class Actions:
 
         try:
             if g.led_enabled:
-                self.led = SmileLed(g.led_pin, g.led_mode, g.led_blink_s)
+                self.led = SmileLed(g.led_pin, g.led_mode, g.led_blink_s, pin_factory=pin_factory)
             if g.shutter_enabled:
-                self.shutter = ShutterPulse(g.shutter_pin, g.shutter_active_high, g.shutter_pulse_ms)
+                self.shutter = ShutterPulse(g.shutter_pin, g.shutter_active_high, g.shutter_pulse_ms,
+                                            pin_factory=pin_factory)
         except BaseException:
             self._close_gpio()
             raise

@@ -171,3 +171,31 @@ def test_the_loop_calibration_blinks_the_smile_led(mock_factory, tmp_path):
         lc.guide.close(timeout=1)
         led.close()
     assert not pin.state
+
+
+def test_actions_fire_on_their_own_pin_factory(unchosen, tmp_path):
+    """The shot's LED and shutter on the pins handed to Actions: nothing global is chosen or needed."""
+    from gpiozero.pins.mock import MockFactory
+
+    from djsmile.actions import Actions
+    from djsmile.config import GpioConfig, StorageConfig
+    from djsmile.trigger import TrackedFace, TriggerResult
+    from djsmile.sources import Frame
+    import numpy as np
+
+    pins = MockFactory()
+    g = GpioConfig(led_pin=5, shutter_pin=6, led_mode="hold")
+    act = Actions(g, StorageConfig(save_photos=False), tmp_path, pin_factory=pins)
+    try:
+        face = TrackedFace(1, (10, 10, 30, 30), 0.9, 0.9, True, 3)
+        frame = Frame(np.zeros((60, 80), np.uint8), 0, 0.0)
+        act.update(TriggerResult(0, 0.0, True, "smiling", [face], holding=True, smiling=True, face=face), frame)
+        assert pins.pin(5).state                      # the LED holds while the smile does
+        deadline = time.monotonic() + 10
+        while len(pins.pin(6).states) < 3 and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert [s for _, s in pins.pin(6).states] == [False, True, False]   # one pulse
+        assert act.wait_idle(5) and act.last_event["frame"] == 0
+    finally:
+        act.close()
+    assert not pins.pin(5).state and not pins.pin(6).state
