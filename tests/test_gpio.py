@@ -191,9 +191,7 @@ def test_actions_fire_on_their_own_pin_factory(unchosen, tmp_path):
         frame = Frame(np.zeros((60, 80), np.uint8), 0, 0.0)
         act.update(TriggerResult(0, 0.0, True, "smiling", [face], holding=True, smiling=True, face=face), frame)
         assert pins.pin(5).state                      # the LED holds while the smile does
-        deadline = time.monotonic() + 10
-        while len(pins.pin(6).states) < 3 and time.monotonic() < deadline:
-            time.sleep(0.005)
+        wait_until(lambda: len(pins.pin(6).states) >= 3, 10, "the shutter pulse")
         assert [s for _, s in pins.pin(6).states] == [False, True, False]   # one pulse
         assert act.wait_idle(5) and act.last_event["frame"] == 0
     finally:
