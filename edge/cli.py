@@ -24,8 +24,8 @@ import sys
 
 from . import __version__, config
 from .errors import (EX_CANTCREAT, EX_CONFIG, EX_DATAERR, EX_INTERRUPTED, EX_NOINPUT, EX_SOFTWARE, EX_TEMPFAIL,
-                     EX_UNAVAILABLE, EX_USAGE, CantCreateError, ConfigError, DataError, DjsmileError, MissingDependencyError,
-                     NoInputError, TempFailError, UnavailableError, UsageError)
+                     EX_UNAVAILABLE, EX_USAGE, CantCreateError, ConfigError, DataError, DjsmileError,
+                     MissingDependencyError, NoInputError, TempFailError, UnavailableError, UsageError)
 
 log = logging.getLogger("djsmile")
 

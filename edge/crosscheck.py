@@ -8,8 +8,8 @@ djsmile against the same run on x86::
         --events x86/events.jsonl arm/events.jsonl
 
 ``score`` runs the device's own loop (folder source, then :class:`~djsmile.pipeline.Pipeline`:
-face finder, smile model, trigger; the default config unless ``--config``) and writes one JSON line per frame: ``frame``, ``file``,
-``gray_sha256`` (the decoded gray frame), ``boxes``, ``scores`` (the detector back-end's,
+face finder, smile model, trigger; the default config unless ``--config``) and writes one JSON line per frame:
+``frame``, ``file``, ``gray_sha256`` (the decoded gray frame), ``boxes``, ``scores`` (the detector back-end's,
 on a full detection), ``crop_sha256`` (each model input crop) and ``p_smile``. ``compare``
 says whether two runs agree: the same frames, the same boxes (a CNN back-end's float
 arithmetic may differ between CPUs: each coordinate within ``--box-tolerance`` pixels),
@@ -221,9 +221,10 @@ def main(argv=None) -> int:
     if len(ag.problems) > 20:
         print(f"  ... and {len(ag.problems) - 20} more")
     if args.json:
-        figures = {k: getattr(ag, k) for k in ("tolerance", "enlarged_tolerance", "box_tolerance", "boxes_equal", "max_box_diff",
-                                               "max_score_diff", "frames", "faces", "p_equal", "crops_equal", "enlarged", "enlarged_differ",
-                                               "max_diff", "worst", "shots_a", "shots_b", "problems")}
+        figures = {k: getattr(ag, k) for k in ("tolerance", "enlarged_tolerance", "box_tolerance", "boxes_equal",
+                                               "max_box_diff", "max_score_diff", "frames", "faces", "p_equal",
+                                               "crops_equal", "enlarged", "enlarged_differ", "max_diff", "worst",
+                                               "shots_a", "shots_b", "problems")}
         figures["ok"] = ag.ok
         atomic_write(Path(args.json), (json.dumps(figures, indent=1) + "\n").encode())
     return 0 if ag.ok else 1

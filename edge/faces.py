@@ -194,7 +194,8 @@ class _Face:
     def moved(self, box, missed_full: int | None = None) -> "_Face":
         """The same face at ``box`` (tracked): its landmarks move and scale with the box."""
         return _Face(tuple(box), self.template, self.scale,
-                     self.missed_full if missed_full is None else missed_full, move_landmarks(self.landmarks, self.box, box))
+                     self.missed_full if missed_full is None else missed_full,
+                     move_landmarks(self.landmarks, self.box, box))
 
 
 def move_landmarks(landmarks, old_box, new_box):

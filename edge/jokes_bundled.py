@@ -10,7 +10,8 @@ JOKES = (
     "My garden hose and I aren't speaking. It kept spraying things behind my back.",
     "A smile detector would be a terrible poker player. It calls the moment anyone cracks a grin.",
     "I reorganized my spice rack by age. Now everything is in chronological thyme.",
-    "I asked a GPIO pin how it was feeling. It said: mostly high, sometimes low, but never floating since it got a pull-up.",
+    ("I asked a GPIO pin how it was feeling. It said: mostly high, sometimes low, "
+     "but never floating since it got a pull-up."),
     "Why did the blurry photo start going to the gym? It wanted better definition.",
     "My fridge hums all day. I think it forgot the words, but it's trying to stay cool about it.",
     "I put my joke books on a higher shelf. My puns are now on a whole new level.",

@@ -53,7 +53,8 @@ class ModelMeta:
     smile_index: int = 1
     output: str = "sigmoid"  # "sigmoid": one p_smile column; "softmax": one column per label
     threshold: float = 0.5
-    crop: str = "box"    # "box": the detector's box made square (v2); "aligned": eye-aligned (v3; preprocess.crop_aligned)
+    #: "box": the detector's box made square (v2); "aligned": eye-aligned (v3; preprocess.crop_aligned)
+    crop: str = "box"
     #: aligned crops: (eye_y, eye_distance, mouth_y) of the crop's side (sidecar "template"; absent = the default)
     template: tuple = preprocess.ALIGN_TEMPLATE
     extra: dict = field(default_factory=dict)
@@ -64,14 +65,16 @@ class ModelMeta:
         try:
             d = json.loads(p.read_text())
         except FileNotFoundError:
-            raise ModelError(f"model metadata {p} not found; it is written by 'djsmile convert' next to the .tflite") from None
+            raise ModelError(f"model metadata {p} not found; "
+                             "it is written by 'djsmile convert' next to the .tflite") from None
         except (OSError, ValueError) as e:
             raise ModelError(f"model metadata {p} is not valid JSON: {e}") from None
         try:
             norm = d.get("normalize", {})
             meta = cls(input_size=int(d["input_size"]), color=str(d.get("color", "gray")),
                        scale=float(norm.get("scale", 1.0 / 255.0)), offset=float(norm.get("offset", 0.0)),
-                       crop_margin=float(d.get("crop_margin", 0.0)), labels=list(d.get("labels", ["no_smile", "smile"])),
+                       crop_margin=float(d.get("crop_margin", 0.0)),
+                       labels=list(d.get("labels", ["no_smile", "smile"])),
                        smile_index=int(d.get("smile_index", 1)), output=str(d.get("output", "sigmoid")),
                        threshold=float(d.get("threshold", 0.5)), crop=str(d.get("crop", "box")), extra=d)
         except (KeyError, TypeError, ValueError) as e:
@@ -165,7 +168,10 @@ class SmileModel:
                                    landmarks, preprocess.BOX_EYES, self.meta.template)
 
     def predict_crops(self, crops) -> np.ndarray:
-        """p_smile for uint8 crops of ``input_size`` squared (with ``mirror``: the mean over each crop and its mirror image)."""
+        """p_smile for uint8 crops of ``input_size`` squared.
+
+        With ``mirror``: the mean over each crop and its mirror image.
+        """
         if len(crops) == 0:
             return np.zeros((0,), np.float32)
         x = self.meta.to_input(crops)

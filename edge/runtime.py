@@ -130,9 +130,10 @@ class Runtime:
         self._in = self._interp.get_input_details()[0]
         self._out = self._interp.get_output_details()[0]
         self._batch = int(self._in["shape"][0]) if len(self._in["shape"]) else 1
-        (log.debug if quiet else log.info)("model %s loaded with %s %s (%d thread%s, input %s %s)", self.path, self.name,
-                 self.version, self.num_threads, "" if self.num_threads == 1 else "s",
-                 [int(v) for v in self._in["shape"]], np.dtype(self._in["dtype"]).name)
+        (log.debug if quiet else log.info)("model %s loaded with %s %s (%d thread%s, input %s %s)", self.path,
+                                           self.name, self.version, self.num_threads,
+                                           "" if self.num_threads == 1 else "s",
+                                           [int(v) for v in self._in["shape"]], np.dtype(self._in["dtype"]).name)
 
     @property
     def input_shape(self):

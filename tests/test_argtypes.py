@@ -1,4 +1,5 @@
-"""The flags' value types (all in djsmile.argtypes): a bad value is a one-line usage error (exit 64) in the flag's words."""
+"""The flags' value types (all in djsmile.argtypes): a bad value is a one-line usage error (exit 64) in the flag's
+words."""
 
 from __future__ import annotations
 

@@ -225,7 +225,8 @@ CHECK = ROOT / "scripts" / "check-pi-emulated.sh"
 
 @pytest.mark.slow
 @pytest.mark.parametrize("script", [CHECK, ROOT / ".ci" / "run", PIP_INSTALL,
-                                    ROOT / "scripts" / "check-camera-chroot.sh", ROOT / "scripts" / "lib" / "common.sh"])
+                                    ROOT / "scripts" / "check-camera-chroot.sh",
+                                    ROOT / "scripts" / "lib" / "common.sh"])
 def test_ci_and_check_scripts_pass_shellcheck(script):
     import shutil
     exe = shutil.which("shellcheck")

@@ -43,7 +43,7 @@ class ListSource(Source):
 
 
 class Recorder(Sink):
-    """Stands in for Actions (``update``) and for a sink (``frame``: the live view, MQTT, systemd) and records the calls."""
+    """Records the calls, standing in for Actions (``update``) and a sink (``frame``: live view, MQTT, systemd)."""
 
     def __init__(self):
         self.results, self.published, self.statuses = [], [], []

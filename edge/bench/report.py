@@ -146,7 +146,8 @@ def format_table(report: dict) -> str:
     lines.append("-" * len(head))
     for v in report["variants"]:
         lines.append(
-            f"{v['name']:<{w}} {v['fps']:>7.1f} {_f(v['fps_per_cpu'], 1, 7)} | {_f(v['frame_ms_p50'], 2, 9)} {_f(v['frame_ms_p95'], 2, 6)} "
+            f"{v['name']:<{w}} {v['fps']:>7.1f} {_f(v['fps_per_cpu'], 1, 7)} | "
+            f"{_f(v['frame_ms_p50'], 2, 9)} {_f(v['frame_ms_p95'], 2, 6)} "
             f"{_f(v['frame_ms_p99'], 2, 6)} | {_f(v['capture_ms_p50'], 3, 7)} | {_f(v['detect_ms_p50'], 2, 10)} "
             f"{_f(v['detect_ms_p95'], 2, 6)} | {_f(v['classify_ms_p50'], 3, 8)} {_f(v['classify_ms_p95'], 3, 6)} | "
             f"{_f(v['trigger_ms_p50'], 3, 7)} | {v['cpu_percent']:>5.0f} {v['peak_rss_mb']:>6.0f} | "
@@ -163,7 +164,8 @@ def format_table(report: dict) -> str:
         lines.append("ratios (median over variant pairs that differ only in that factor):")
         for r in report["ratios"]:
             lines.append(f"  {r['a']} vs {r['b']}: {r['fps_ratio']:.2f}x fps "
-                         f"(range {r['fps_ratio_min']:.2f}-{r['fps_ratio_max']:.2f}, {r['pairs']} pair{'s' if r['pairs'] > 1 else ''}), "
+                         f"(range {r['fps_ratio_min']:.2f}-{r['fps_ratio_max']:.2f}, "
+                         f"{r['pairs']} pair{'s' if r['pairs'] > 1 else ''}), "
                          f"median frame time {r['frame_ms_p50_ratio']:.2f}x")
     if report.get("detector_study"):
         lines.append("")

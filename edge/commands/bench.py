@@ -42,9 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="feed the folder or video at FPS frames a second like a camera (newest frame wins, "
                         "late frames dropped) and report late_frames_pct and decision_ms_p50/p95/p99")
     p.add_argument("--compare-set", action="append", default=[], metavar="SECTION.KEY=VALUE",
-                   help="also time the config with this override, e.g. detector.equalize=clahe (several: comma-separated; repeatable: "
-                        "each adds a setting beside the config as loaded, interleaved in the same run; the "
-                        "ratios compare each with the config)")
+                   help="also time the config with this override, e.g. detector.equalize=clahe "
+                        "(several: comma-separated; repeatable: each adds a setting beside the config as loaded, "
+                        "interleaved in the same run; the ratios compare each with the config)")
     p.add_argument("--json", metavar="OUT", help="write the results as JSON to OUT")
     p.add_argument("--plot", metavar="OUT.png", help="write per-stage latency histograms (needs matplotlib)")
     p.add_argument("--chunk", type=positive_int, default=25, metavar="N",

@@ -9,8 +9,8 @@ from ..argtypes import host_port, positive_int
 
 def add_arguments(p) -> None:
     p.add_argument("--source", metavar="SPEC",
-                   help="'' = Pi camera, else webcam 0; 'camera' or 'pi'; a webcam index; a video file; an image folder "
-                        "(default: camera.source)")
+                   help="'' = Pi camera, else webcam 0; 'camera' or 'pi'; a webcam index; a video file; "
+                        "an image folder (default: camera.source)")
     p.add_argument("--state-dir", metavar="DIR", help="photos, events.jsonl and the joke cache go here "
                                                       "(default: storage.state_dir)")
     p.add_argument("--model", metavar="PATH", help="TFLite model (default: model.path, else the shipped one)")
