@@ -3,6 +3,11 @@
 ``djsmile run`` and ``djsmile calibrate`` stop the same way: the loop checks
 the flag every frame; if it has not ended ``STOP_GRACE_S`` after the signal
 (or a second signal comes), ``on_force`` ends the process.
+
+``djsmile bench`` keeps Python's Ctrl+C (a KeyboardInterrupt, exit 130) but
+through :func:`ctrl_c_kept`, so a KeyboardInterrupt that lands inside a
+weakref callback or ``__del__`` (printed as "Exception ignored" and lost) still
+stops it at the next check.
 """
 
 from __future__ import annotations
@@ -64,3 +69,32 @@ def stop_signals(stop_event: threading.Event, on_force=None, grace_s: float = ST
             state["timer"].cancel()
         for s, h in saved.items():
             signal.signal(s, h)
+
+
+@contextlib.contextmanager
+def ctrl_c_kept():
+    """Ctrl+C (SIGINT) raises KeyboardInterrupt as usual and also sets the yielded event, which a loop checks
+    with :func:`check_ctrl_c`: a KeyboardInterrupt raised where Python cannot pass it on (a weakref callback,
+    ``__del__``: "Exception ignored in ...") is not lost. Only in the main thread; a SIGINT the process was
+    started ignoring (a background job) stays ignored."""
+    pressed = threading.Event()
+    if threading.current_thread() is not threading.main_thread() or \
+            signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        yield pressed
+        return
+
+    def handler(_signum, _frame):
+        pressed.set()
+        raise KeyboardInterrupt
+
+    saved = signal.signal(signal.SIGINT, handler)
+    try:
+        yield pressed
+    finally:
+        signal.signal(signal.SIGINT, saved)
+
+
+def check_ctrl_c(pressed: threading.Event | None) -> None:
+    """Raise KeyboardInterrupt if Ctrl+C was pressed (see :func:`ctrl_c_kept`)."""
+    if pressed is not None and pressed.is_set():
+        raise KeyboardInterrupt

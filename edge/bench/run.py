@@ -17,6 +17,7 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -29,6 +30,7 @@ from .. import __version__
 from ..faces import FaceFinder
 from ..fsutil import atomic_write
 from ..pipeline import Pipeline
+from ..signals import check_ctrl_c, ctrl_c_kept
 from ..sources import Frame, ThreadedSource
 from .feeds import PacedFeed, open_feed
 from .machine import machine_info, peak_rss_mb, rss_mb_now
@@ -214,10 +216,12 @@ def build_variants(cfg, model_paths: list[Path], threads: list[int], modes: list
     return variants
 
 
-def run_variants(variants: list[Variant], frames: int, warmup: int, chunk: int) -> None:
+def run_variants(variants: list[Variant], frames: int, warmup: int, chunk: int,
+                 ctrl_c: threading.Event | None = None) -> None:
     """Warm every variant up, then time them in round-robin chunks (rotating who goes first).
 
-    One line per variant as it warms up, then a progress line at most every ``PROGRESS_EVERY_S``."""
+    One line per variant as it warms up, then a progress line at most every ``PROGRESS_EVERY_S``.
+    ``ctrl_c`` (from :func:`djsmile.signals.ctrl_c_kept`) is checked every warm-up frame and every chunk."""
     for i, v in enumerate(variants, 1):
         log.info("bench: variant %d/%d %s: warming up (%d frame%s)", i, len(variants), v.name, max(1, warmup),
                  "" if max(1, warmup) == 1 else "s")
@@ -226,6 +230,7 @@ def run_variants(variants: list[Variant], frames: int, warmup: int, chunk: int) 
         v.step(False)  # the cold first frame (start-up cost)
         v.first_frame_ms = (time.perf_counter() - t0) * 1e3
         for _ in range(max(0, warmup - 1)):
+            check_ctrl_c(ctrl_c)
             v.step(False)
     done = 0
     rnd = 0
@@ -237,6 +242,7 @@ def run_variants(variants: list[Variant], frames: int, warmup: int, chunk: int) 
         n = min(chunk, frames - done)
         k = rnd % len(variants)
         for v in variants[k:] + variants[:k]:
+            check_ctrl_c(ctrl_c)
             v.run_chunk(n)
         done += n
         rnd += 1
@@ -298,7 +304,8 @@ def run(cfg, opts: Options) -> int:
                                   settings=setting_configs(cfg, opts.compare_sets))
         log.info("bench: %d variant(s) x %d frames (+%d warm-up) from %s",
                  len(variants), frames, warmup, feed.name)
-        run_variants(variants, frames, warmup, chunk)
+        with ctrl_c_kept() as ctrl_c:
+            run_variants(variants, frames, warmup, chunk, ctrl_c)
         study = None
         if opts.detector_study:
             log.info("detector study: %d frames per setting", opts.study_frames)
