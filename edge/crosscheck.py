@@ -31,13 +31,16 @@ from .faces import FaceFinder
 from .fsutil import atomic_write
 from .model import SmileModel
 from .pipeline import Pipeline
-from .preprocess import square_box
 from .sources import FolderSource
 from .trigger import Trigger
 
 
 def _sha(a) -> str:
-    return hashlib.sha256(memoryview(a).tobytes()).hexdigest()[:16]
+    """A short hash of an array's bytes (a paired model's crop, a tuple of arrays: of all of them in order)."""
+    h = hashlib.sha256()
+    for part in (a if isinstance(a, tuple) else (a,)):
+        h.update(memoryview(part).tobytes())
+    return h.hexdigest()[:16]
 
 
 class _Seen:
@@ -78,9 +81,8 @@ def score_folder(folder, cfg=None):
             "scores": [round(float(d.score), 4) for d in finder.detections] if finder.last_was_full else [],
             "crop_sha256": [_sha(c) for c in crops],
             # box crops from a square smaller than the model input are enlarged with INTER_LINEAR (an aligned
-            # model's crop is integer arithmetic throughout: never "enlarged", always compared bit for bit)
-            "enlarged": [not model.aligned and square_box(b, model.meta.crop_margin)[2] < model.meta.input_size
-                         for b in boxes],
+            # crop is integer arithmetic throughout: never "enlarged", always compared bit for bit)
+            "enlarged": [model.enlarges(b) for b in boxes],
             "p_smile": [round(float(p), 6) for p in seen.probs],
         }
 

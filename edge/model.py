@@ -7,6 +7,14 @@ The metadata is a JSON sidecar next to the model (``smile_int8.tflite`` ->
      "crop_margin": 0.0, "labels": ["no_smile", "smile"], "smile_index": 1,
      "output": "sigmoid", "threshold": 0.5}
 
+A paired model (v3) takes two crops of each face, one per input, and averages
+its two networks inside the one file; its sidecar lists them under ``"inputs"``
+(``"crop": "pair"``)::
+
+    {"crop": "pair", "inputs": [{"name": "box", "crop": "box", "input_size": 48, "crop_margin": -0.075, ...},
+                                {"name": "aligned", "crop": "aligned", "input_size": 48, "template": {...}, ...}],
+     "labels": [...], "smile_index": 1, "output": "sigmoid", "threshold": 0.6}
+
 The device never guesses: without a sidecar the model is refused.
 """
 
@@ -57,6 +65,10 @@ class ModelMeta:
     crop: str = "box"
     #: aligned crops: (eye_y, eye_distance, mouth_y) of the crop's side (sidecar "template"; absent = the default)
     template: tuple = preprocess.ALIGN_TEMPLATE
+    #: a paired model (``"crop": "pair"``): one ModelMeta per input, each naming its crop (``name``: the input's)
+    inputs: list = field(default_factory=list)
+    #: the input's name in a paired model ("box", "aligned")
+    name: str = ""
     extra: dict = field(default_factory=dict)
 
     @classmethod
@@ -69,31 +81,32 @@ class ModelMeta:
                              "it is written by 'djsmile convert' next to the .tflite") from None
         except (OSError, ValueError) as e:
             raise ModelError(f"model metadata {p} is not valid JSON: {e}") from None
+        if not isinstance(d, dict):
+            raise ModelError(f"model metadata {p} is not a JSON object")
         try:
-            norm = d.get("normalize", {})
-            meta = cls(input_size=int(d["input_size"]), color=str(d.get("color", "gray")),
-                       scale=float(norm.get("scale", 1.0 / 255.0)), offset=float(norm.get("offset", 0.0)),
-                       crop_margin=float(d.get("crop_margin", 0.0)),
-                       labels=list(d.get("labels", ["no_smile", "smile"])),
-                       smile_index=int(d.get("smile_index", 1)), output=str(d.get("output", "sigmoid")),
-                       threshold=float(d.get("threshold", 0.5)), crop=str(d.get("crop", "box")), extra=d)
+            head = dict(labels=list(d.get("labels", ["no_smile", "smile"])),
+                        smile_index=int(d.get("smile_index", 1)), output=str(d.get("output", "sigmoid")),
+                        threshold=float(d.get("threshold", 0.5)), extra=d)
         except (KeyError, TypeError, ValueError) as e:
             raise ModelError(f"model metadata {p} is missing or has a bad key: {e}") from None
-        if "template" in d:
-            t = d["template"]
-            try:
-                if not isinstance(t, dict):
-                    raise ValueError(f"template {t!r} is not an object")
-                meta.template = preprocess.check_template([t["eye_y"], t["eye_distance"], t["mouth_y"]])
-            except (KeyError, ValueError) as e:
-                raise ModelError(f"model metadata {p}: bad \"template\" ({e}); it needs eye_y, eye_distance and "
-                                 "mouth_y as fractions of the crop's side") from None
-        if meta.crop not in preprocess.CROP_MODES:
-            raise ModelError(f"model metadata {p}: crop {meta.crop!r} is not supported "
-                             f"({' or '.join(repr(m) for m in preprocess.CROP_MODES)})")
-        if meta.color != "gray":
-            raise ModelError(f"model metadata {p}: color {meta.color!r} is not supported (only 'gray')")
-        return meta
+        if d.get("crop") == "pair" or "inputs" in d:
+            parts = d.get("inputs")
+            if d.get("crop") != "pair" or not isinstance(parts, list) or len(parts) < 2 \
+                    or not all(isinstance(x, dict) for x in parts):
+                raise ModelError(f"model metadata {p}: a paired model has \"crop\": \"pair\" and \"inputs\", a "
+                                 "list of two or more objects (one crop of the face each)")
+            inputs = [cls(**_crop_fields(x, p, paired=True)) for x in parts]
+            names = [m.name for m in inputs]
+            if len(set(names)) != len(names):
+                raise ModelError(f"model metadata {p}: the inputs' names {names} are not distinct")
+            first = inputs[0]
+            return cls(input_size=first.input_size, crop="pair", inputs=inputs, **head)
+        return cls(**_crop_fields(d, p), **head)
+
+    @property
+    def parts(self) -> list:
+        """The crops the model takes, one ModelMeta each (a single-input model: itself)."""
+        return self.inputs or [self]
 
     def to_input(self, crops) -> np.ndarray:
         """The model's input tensor for uint8 crops of ``input_size`` squared (float, normalised as trained)."""
@@ -108,16 +121,57 @@ class ModelMeta:
 
     def to_json(self) -> dict:
         d = dict(self.extra)
-        d.update({"input_size": self.input_size, "color": self.color,
-                  "normalize": {"scale": self.scale, "offset": self.offset},
-                  "crop_margin": self.crop_margin, "labels": self.labels,
-                  "smile_index": self.smile_index, "output": self.output,
+        if self.inputs:
+            for k in ("input_size", "color", "normalize", "crop_margin", "template"):
+                d.pop(k, None)
+            d.update({"crop": "pair", "inputs": [m.crop_json() for m in self.inputs]})
+        else:
+            d.update(self.crop_json())
+        d.update({"labels": self.labels, "smile_index": self.smile_index, "output": self.output,
                   "threshold": self.threshold})
-        if self.crop != "box" or "crop" in d:   # v2's sidecar stays as it was (no key = "box")
+        return d
+
+    def crop_json(self) -> dict:
+        """How one input's crop is made: the sidecar's keys (top level, or one entry of a pair's ``"inputs"``)."""
+        d = {"name": self.name} if self.name else {}
+        d.update({"input_size": self.input_size, "color": self.color,
+                  "normalize": {"scale": self.scale, "offset": self.offset}, "crop_margin": self.crop_margin})
+        if self.crop != "box" or "crop" in self.extra or self.name:   # v2's sidecar stays as it was (no key = "box")
             d["crop"] = self.crop
         if self.crop == "aligned":   # the device reproduces the crop from the sidecar alone
             d["template"] = template_json(self.template)
         return d
+
+
+def _crop_fields(d: dict, p, paired: bool = False) -> dict:
+    """ModelMeta's crop fields from one sidecar object (the top level, or one input of a paired model)."""
+    where = f"model metadata {p}" + (f" input {d.get('name', '?')!r}" if paired else "")
+    try:
+        norm = d.get("normalize", {})
+        f = dict(input_size=int(d["input_size"]), color=str(d.get("color", "gray")),
+                 scale=float(norm.get("scale", 1.0 / 255.0)), offset=float(norm.get("offset", 0.0)),
+                 crop_margin=float(d.get("crop_margin", 0.0)), crop=str(d.get("crop", "box")))
+        if paired:
+            f["name"] = str(d["name"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ModelError(f"{where} is missing or has a bad key: {e}") from None
+    if "template" in d:
+        t = d["template"]
+        try:
+            if not isinstance(t, dict):
+                raise ValueError(f"template {t!r} is not an object")
+            f["template"] = preprocess.check_template([t["eye_y"], t["eye_distance"], t["mouth_y"]])
+        except (KeyError, ValueError) as e:
+            raise ModelError(f"{where}: bad \"template\" ({e}); it needs eye_y, eye_distance and "
+                             "mouth_y as fractions of the crop's side") from None
+    if f["crop"] not in preprocess.CROP_MODES:
+        raise ModelError(f"{where}: crop {f['crop']!r} is not supported "
+                         f"({' or '.join(repr(m) for m in preprocess.CROP_MODES + ('pair',))})")
+    if f["input_size"] < 8:
+        raise ModelError(f"{where}: input_size {f['input_size']} is too small")
+    if f["color"] != "gray":
+        raise ModelError(f"{where}: color {f['color']!r} is not supported (only 'gray')")
+    return f
 
 
 def template_json(template) -> dict:
@@ -140,10 +194,18 @@ class SmileModel:
             raise ModelError(f"model file {self.path} not found; pass --model PATH or set model.path")
         self.meta = ModelMeta.load(sidecar_path(self.path))
         self.runtime = Runtime(self.path, num_threads=num_threads, prefer=runtime_prefer)
-        shp = self.runtime.input_shape
-        if len(shp) != 4 or shp[1] != self.meta.input_size or shp[2] != self.meta.input_size:
-            raise ModelError(f"model {self.path} input {list(shp)} does not match its metadata's "
-                             f"input_size {self.meta.input_size}")
+        if self.meta.inputs:
+            shapes = dict(zip(self.runtime.input_names, self.runtime.input_shapes))
+            if sorted(shapes) != sorted(m.name for m in self.parts):
+                raise ModelError(f"model {self.path} has inputs {sorted(shapes)}, its metadata names "
+                                 f"{[m.name for m in self.parts]}")
+        else:
+            shapes = {"": self.runtime.input_shape}
+        for m in self.meta.parts:
+            shp = shapes[m.name]
+            if len(shp) != 4 or shp[1] != m.input_size or shp[2] != m.input_size:
+                raise ModelError(f"model {self.path} input {list(shp)} does not match its metadata's "
+                                 f"input_size {m.input_size}")
 
     @classmethod
     def from_config(cls, mc) -> "SmileModel":
@@ -154,31 +216,54 @@ class SmileModel:
         return self.meta.threshold
 
     @property
+    def parts(self) -> list:
+        """The crops the model takes, one ModelMeta each (a single-input model: its metadata)."""
+        return self.meta.parts
+
+    @property
     def aligned(self) -> bool:
-        """Does this model take eye-aligned crops (its metadata's ``"crop": "aligned"``)?"""
-        return self.meta.crop == "aligned"
+        """Does this model take an eye-aligned crop (its metadata's ``"crop": "aligned"``, or one of a pair's)?"""
+        return any(m.crop == "aligned" for m in self.parts)
 
-    def crop(self, gray: np.ndarray, box, landmarks=None) -> np.ndarray:
-        """The model's uint8 input crop for one box (the function training uses too).
+    @property
+    def paired(self) -> bool:
+        """Does this model take several crops of each face (``"crop": "pair"``)?"""
+        return bool(self.meta.inputs)
 
-        Box models (v2): the box made square with ``crop_margin``. Aligned models (v3): aligned on the
+    def enlarges(self, box) -> bool:
+        """Is a box crop of ``box`` enlarged (its square smaller than the input: OpenCV's INTER_LINEAR, whose
+        results may differ between CPUs)? An aligned crop is integer arithmetic and never counts."""
+        return any(m.crop == "box" and preprocess.square_box(box, m.crop_margin)[2] < m.input_size
+                   for m in self.parts)
+
+    def crop(self, gray: np.ndarray, box, landmarks=None):
+        """The model's uint8 input crop for one box (the function training uses too); a paired model: a tuple of
+        its crops, one per input.
+
+        Box models (v2): the box made square with ``crop_margin``. Aligned models: aligned on the
         detection's ``landmarks``, or on eyes estimated from the (Haar-style) box when there are none.
         """
-        return preprocess.crop_for(self.meta.crop, gray, box, self.meta.input_size, self.meta.crop_margin,
-                                   landmarks, preprocess.BOX_EYES, self.meta.template)
+        crops = tuple(preprocess.crop_for(m.crop, gray, box, m.input_size, m.crop_margin, landmarks,
+                                          preprocess.BOX_EYES, m.template) for m in self.meta.parts)
+        return crops if self.meta.inputs else crops[0]
 
     def predict_crops(self, crops) -> np.ndarray:
-        """p_smile for uint8 crops of ``input_size`` squared.
+        """p_smile for uint8 crops of ``input_size`` squared (a paired model: tuples, one crop per input).
 
         With ``mirror``: the mean over each crop and its mirror image.
         """
         if len(crops) == 0:
             return np.zeros((0,), np.float32)
-        x = self.meta.to_input(crops)
+        if self.meta.inputs:
+            xs = {m.name: m.to_input([c[i] for c in crops]) for i, m in enumerate(self.parts)}
+            run = self.runtime.run_named
+        else:
+            xs = {"": self.meta.to_input(crops)}
+            run = lambda d: self.runtime.run(d[""])  # noqa: E731
         if not self.mirror:
-            return self.meta.decode(self.runtime.run(x))
-        n = len(x)
-        p = self.meta.decode(self.runtime.run(np.concatenate([x, x[:, :, ::-1]])))
+            return self.meta.decode(run(xs))
+        n = len(crops)
+        p = self.meta.decode(run({k: np.concatenate([x, x[:, :, ::-1]]) for k, x in xs.items()}))
         return (0.5 * (p[:n] + p[n:])).astype(np.float32)
 
     def predict(self, gray: np.ndarray, boxes, landmarks=None) -> np.ndarray:

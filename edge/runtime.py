@@ -73,6 +73,25 @@ def find_interpreter(prefer: str | None = None):
 
 
 
+def _short_name(name: str) -> str:
+    """An input tensor's name without the SavedModel signature's decoration."""
+    name = name.split(":")[0]
+    return name[len("serving_default_"):] if name.startswith("serving_default_") else name
+
+
+def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
+    """A float32 array as the input tensor ``detail`` takes it (int8 / uint8 with its scale and zero point)."""
+    dt = np.dtype(detail["dtype"])
+    if dt == np.float32:
+        return x.astype(np.float32, copy=False)
+    scale, zero = detail["quantization"]
+    if not scale:
+        return x.astype(dt)
+    info = np.iinfo(dt)
+    q = np.round(x / scale + zero)
+    return np.clip(q, info.min, info.max).astype(dt)
+
+
 _FD2_LOCK = threading.Lock()
 
 
@@ -140,6 +159,11 @@ class Runtime:
         return tuple(int(v) for v in self._in["shape"])
 
     @property
+    def input_shapes(self) -> list:
+        """The shape of every input, in the order of :attr:`input_names`."""
+        return [tuple(int(v) for v in d["shape"]) for d in self._interp.get_input_details()]
+
+    @property
     def input_dtype(self):
         return np.dtype(self._in["dtype"])
 
@@ -152,15 +176,7 @@ class Runtime:
         return f"{self.name} {self.version}"
 
     def _quantize(self, x: np.ndarray) -> np.ndarray:
-        dt = np.dtype(self._in["dtype"])
-        if dt == np.float32:
-            return x.astype(np.float32, copy=False)
-        scale, zero = self._in["quantization"]
-        if not scale:
-            return x.astype(dt)
-        info = np.iinfo(dt)
-        q = np.round(x / scale + zero)
-        return np.clip(q, info.min, info.max).astype(dt)
+        return _quantize(x, self._in)
 
     def _dequantize(self, y: np.ndarray) -> np.ndarray:
         dt = np.dtype(self._out["dtype"])
@@ -185,6 +201,38 @@ class Runtime:
             self._out = self._interp.get_output_details()[0]
             self._batch = n
         self._interp.set_tensor(self._in["index"], self._quantize(x))
+        self._interp.invoke()
+        return self._dequantize(self._interp.get_tensor(self._out["index"]))
+
+    @property
+    def input_names(self) -> list:
+        """The inputs' names as the model was exported (``serving_default_<name>:0`` -> ``<name>``), in the
+        model's order (for a model with several inputs, e.g. the two crops of a paired smile model)."""
+        return [_short_name(d["name"]) for d in self._interp.get_input_details()]
+
+    def run_named(self, xs: dict) -> np.ndarray:
+        """Run a model with several inputs: ``{input name: float32 batch (N, ...)}``, every input the same N;
+        returns the (first) output, float32 ``(N, ...)``."""
+        details = {_short_name(d["name"]): d for d in self._interp.get_input_details()}
+        if set(xs) != set(details):
+            raise ModelError(f"model {self.path} takes inputs {sorted(details)}, not {sorted(xs)}")
+        arrays = {k: np.asarray(v, dtype=np.float32) for k, v in xs.items()}
+        n = {len(a) for a in arrays.values()}
+        if len(n) != 1:
+            raise ValueError(f"inputs of different batch sizes: { {k: len(a) for k, a in arrays.items()} }")
+        n = n.pop()
+        if n == 0:
+            return np.zeros((0,) + tuple(int(v) for v in self._out["shape"][1:]), np.float32)
+        if any(int(d["shape"][0]) != n for d in details.values()):
+            for d in details.values():
+                self._interp.resize_tensor_input(d["index"], [n] + [int(v) for v in d["shape"][1:]])
+            self._interp.allocate_tensors()
+            details = {_short_name(d["name"]): d for d in self._interp.get_input_details()}
+            self._in = self._interp.get_input_details()[0]
+            self._out = self._interp.get_output_details()[0]
+            self._batch = n
+        for k, d in details.items():
+            self._interp.set_tensor(d["index"], _quantize(arrays[k], d))
         self._interp.invoke()
         return self._dequantize(self._interp.get_tensor(self._out["index"]))
 

@@ -139,15 +139,19 @@ def face_crop(model, gray, landmark_detector=None):
 
     Box models (v2): the whole image, no margin. Aligned models (v3): aligned on the landmarks
     ``landmark_detector`` (BlazeFace) finds in the padded image, else on eyes estimated from the whole image.
+    A paired model: a tuple of both, one per input.
     """
     from djsmile import preprocess
     box = preprocess.whole_image_box(gray)
-    if not getattr(model, "aligned", False):
-        return preprocess.crop_face(gray, box, model.meta.input_size, 0.0)
-    marks = preprocess.face_crop_landmarks(gray, landmark_detector) if landmark_detector is not None else None
-    if marks is None:
-        marks = preprocess.eyes_from_box(box, preprocess.FACE_CROP_EYES)
-    return preprocess.crop_aligned(gray, marks, model.meta.input_size, template=model.meta.template)
+    parts = getattr(model, "parts", None) or [model.meta]
+    marks = None
+    if any(m.crop == "aligned" for m in parts):
+        marks = preprocess.face_crop_landmarks(gray, landmark_detector) if landmark_detector is not None else None
+        if marks is None:
+            marks = preprocess.eyes_from_box(box, preprocess.FACE_CROP_EYES)
+    crops = tuple(preprocess.crop_aligned(gray, marks, m.input_size, template=m.template) if m.crop == "aligned"
+                  else preprocess.crop_face(gray, box, m.input_size, 0.0) for m in parts)
+    return crops if getattr(model, "paired", False) else crops[0]
 
 
 def landmark_detector_for(model, cfg=None):
