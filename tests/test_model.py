@@ -19,9 +19,9 @@ def _faces(shared_datasets, n=12):
 
 def test_mirror_averages_a_face_and_its_mirror_image(shared_datasets):
     plain, mirrored = SmileModel(), SmileModel(mirror=True)
-    size = plain.meta.input_size
-    crops = [cv2.resize(g, (size, size), interpolation=cv2.INTER_AREA) for g in _faces(shared_datasets)]
-    flipped = [c[:, ::-1].copy() for c in crops]
+    # the shipped model's own crop of each face (a paired model: a tuple, one crop per input)
+    crops = [plain.crop(g, (0, 0, g.shape[1], g.shape[0])) for g in _faces(shared_datasets)]
+    flipped = [tuple(c[:, ::-1].copy() for c in cs) if isinstance(cs, tuple) else cs[:, ::-1].copy() for cs in crops]
     p, p_flip = plain.predict_crops(crops), plain.predict_crops(flipped)
     assert np.abs(p - p_flip).max() > 0.005, "the model reads these faces and their mirror images alike: no test"
     got = mirrored.predict_crops(crops)
