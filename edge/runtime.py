@@ -149,10 +149,12 @@ class Runtime:
         self._in = self._interp.get_input_details()[0]
         self._out = self._interp.get_output_details()[0]
         self._batch = int(self._in["shape"][0]) if len(self._in["shape"]) else 1
-        (log.debug if quiet else log.info)("model %s loaded with %s %s (%d thread%s, input %s %s)", self.path,
+        ins = self._interp.get_input_details()
+        shown = " + ".join(f"{[int(v) for v in d['shape']]} {np.dtype(d['dtype']).name}"
+                           + (f" '{_short_name(d['name'])}'" if len(ins) > 1 else "") for d in ins)
+        (log.debug if quiet else log.info)("model %s loaded with %s %s (%d thread%s, input %s)", self.path,
                                            self.name, self.version, self.num_threads,
-                                           "" if self.num_threads == 1 else "s",
-                                           [int(v) for v in self._in["shape"]], np.dtype(self._in["dtype"]).name)
+                                           "" if self.num_threads == 1 else "s", shown)
 
     @property
     def input_shape(self):
