@@ -255,6 +255,9 @@ class SmileModel:
         if len(crops) == 0:
             return np.zeros((0,), np.float32)
         if self.meta.inputs:
+            if not all(isinstance(c, tuple) and len(c) == len(self.parts) for c in crops):
+                raise ValueError(f"a paired model takes {len(self.parts)} crops of each face, a tuple "
+                                 "(SmileModel.crop makes it)")
             xs = {m.name: m.to_input([c[i] for c in crops]) for i, m in enumerate(self.parts)}
             run = self.runtime.run_named
         else:

@@ -109,6 +109,8 @@ def test_two_runs_on_two_crops_become_one_file_that_averages_them(pair_run, caps
     both = q.predict(g, [box, (0, 0, g.shape[1], g.shape[0])], [marks, None])
     assert both.shape == (2,) and both[0] == pytest.approx(want, abs=0.05)
     assert q.predict(g, []).shape == (0,)
+    with pytest.raises(ValueError, match="takes 2 crops of each face"):   # one crop where the pair takes two
+        q.predict_crops([crop[0]])
 
     # djsmile eval takes the pair as it is (the faces set: each image's whole-image box crop + its aligned crop)
     capsys.readouterr()

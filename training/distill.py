@@ -71,10 +71,13 @@ def main(argv=None) -> int:
             "LR on FER features": clf.predict_proba(Xva)[:, 1]}
     from djsmile.model import SmileModel
     sm = SmileModel(args.model, num_threads=1)
-    crops_va = crops.crop[va] if sm.meta.input_size == params.input_size else None
+    # the device model scores these crops only if it takes exactly them (one input, the same crop and size)
+    same_crop = not sm.paired and sm.meta.crop == params.crop and sm.meta.input_size == params.input_size
+    crops_va = crops.crop[va] if same_crop else None
     if args.teacher == "ensemble" and crops_va is None:
-        ap.error(f"--teacher ensemble needs a {params.input_size}-px device model (--model {sm.path} takes "
-                 f"{sm.meta.input_size} px)")
+        takes = "a pair of crops" if sm.paired else f"{sm.meta.input_size}-px {sm.meta.crop} crops"
+        ap.error(f"--teacher ensemble needs a device model that takes {params.input_size}-px {params.crop} crops "
+                 f"(--model {sm.path} takes {takes})")
     if crops_va is not None:
         cand["device model"] = np.asarray(sm.predict_crops(list(crops_va)), np.float64)
         cand["mean(device, LR on FER)"] = 0.5 * (cand["device model"] + cand["LR on FER features"])
