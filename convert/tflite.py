@@ -375,12 +375,17 @@ def main(args, cfg) -> int:
             | {"label_fixes": (summary.get("split", {}).get("label_fixes") or {}).get("file")},
             "source": {"keras_model": str(mpath), "summary": str(spath), "created": created,
                        "tensorflow": tf.__version__, "keras": keras.__version__},
-        } | ({"pair": [{"crop": m.crop, "keras_model": str(r[0]), "summary": str(r[3]),
-                        "parameters": r[2].get("parameters"),
+        } | ({"pair": [{"crop": m.crop, "model_name": r[2].get("model_name"), "keras_model": str(r[0]),
+                        "summary": str(r[3]), "parameters": r[2].get("parameters"),
                         "training": {k: r[2].get("training", {}).get(k) for k in (
-                            "widths", "epochs_max", "best_epoch", "seed", "soft_targets")}}
+                            "widths", "epochs_max", "best_epoch", "seed", "soft_targets", "seconds_train")}}
                        for m, r in zip(meta0.inputs, runs)],
-              "parameters": sum(int(r[2].get("parameters") or 0) for r in runs)} if paired else {})).to_json()
+              "model_name": " + ".join(f"{r[2].get('model_name')} ({m.crop})" for m, r in zip(meta0.inputs, runs)),
+              "parameters": sum(int(r[2].get("parameters") or 0) for r in runs),
+              "training": {"label_fixes": (summary.get("split", {}).get("label_fixes") or {}).get("file")},
+              "source": {"keras_models": [str(r[0]) for r in runs], "summaries": [str(r[3]) for r in runs],
+                         "created": created, "tensorflow": tf.__version__, "keras": keras.__version__},
+              } if paired else {})).to_json()
         atomic_write(path, path_bytes := r["path"].read_bytes())
         write_json_atomic(path.with_suffix(".json"), meta)
         log.info("wrote %s (%d bytes) and %s", path, len(path_bytes), path.with_suffix(".json").name)

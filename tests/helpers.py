@@ -15,6 +15,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "models" / "smile_int8.tflite"
+#: v2, the last single-input box model (shipped 2026-12-02 to 2026-12-06): tests of one-crop models use it
+BOX_MODEL = ROOT / "tests" / "data" / "smile_v2_int8.tflite"
 PY = sys.executable
 # no joke API and no speech: a subprocess run stays off the network and silent
 QUIET = ["--set", 'jokes.api_url=""', "--set", 'speech.engine="none"']

@@ -11,7 +11,8 @@ from djsmile import preprocess as P
 from djsmile.detectors.base import Detection, FaceDetector
 from djsmile.errors import ModelError
 from djsmile.faces import FaceFinder
-from djsmile.model import SmileModel, default_model_path, sidecar_path
+from djsmile.model import SmileModel, sidecar_path
+from helpers import BOX_MODEL
 
 SIZE = 48
 
@@ -129,7 +130,7 @@ def test_the_crop_is_integer_bilinear_and_edges_are_replicated():
 
 # ------------------------------------------------------------------ the model's crop mode (sidecar "crop")
 def _aligned_copy(tmp_path):
-    src = default_model_path()
+    src = BOX_MODEL
     dst = tmp_path / "smile_int8.tflite"
     shutil.copy(src, dst)
     meta = json.loads(sidecar_path(src).read_text())
@@ -141,7 +142,7 @@ def _aligned_copy(tmp_path):
 
 def test_v2_without_a_crop_key_keeps_its_box_crop_even_given_landmarks():
     frame, marks = synthetic_face(15.0)
-    v2 = SmileModel()
+    v2 = SmileModel(BOX_MODEL)
     assert v2.meta.crop == "box" and not v2.aligned
     box = (100, 60, 130, 130)
     assert np.array_equal(v2.crop(frame, box, marks), P.crop_face(frame, box, 48, v2.meta.crop_margin))
