@@ -85,10 +85,19 @@ def convert(model, input_size: int, rep: np.ndarray | None):
 
 
 def _finish(conv, rep, tf):
+    """Convert; with ``rep`` (representative inputs: an array, or ``{input name: array}`` for several inputs,
+    which the calibrator matches by name, not by position) to full-integer int8."""
     if rep is not None:
-        def gen():
-            for i in range(len(rep)):
-                yield [rep[i:i + 1].astype(np.float32)]
+        if isinstance(rep, dict):
+            n = min(len(v) for v in rep.values())
+
+            def gen():
+                for i in range(n):
+                    yield {k: v[i:i + 1].astype(np.float32) for k, v in rep.items()}
+        else:
+            def gen():
+                for i in range(len(rep)):
+                    yield [rep[i:i + 1].astype(np.float32)]
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.representative_dataset = gen
         conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -117,19 +126,7 @@ def convert_pair(model, sizes: dict, rep: dict | None):
         specs = [tf.TensorSpec([None, s, s, 1], tf.float32, name=n) for n, s in sizes.items()]
         model.export(d, format="tf_saved_model", input_signature=[specs], verbose=False)
         conv = tf.lite.TFLiteConverter.from_saved_model(d)
-        if rep is None:
-            return conv.convert()
-        n = min(len(v) for v in rep.values())
-
-        def gen():   # the calibrator matches inputs by name, not by position
-            for i in range(n):
-                yield {k: v[i:i + 1].astype(np.float32) for k, v in rep.items()}
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = gen
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
-        return conv.convert()
+        return _finish(conv, rep, tf)
 
 
 def tflite_p(rt, crops_u8, meta: ModelMeta, batch: int = 256) -> np.ndarray:
