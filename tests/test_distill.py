@@ -52,6 +52,27 @@ def test_budget_fit_and_interleaved_timing_take_every_model_in_turn():
     assert timed[:2] == ["a", "a"] and timed[2:4] == ["b", "b"] and timed[4:6] == ["b", "b"]   # turns rotate
 
 
+def test_budget_times_a_paired_model_with_one_crop_per_input():
+    """The reference is the shipped model, a pair since v3: one face = one crop per input, by name."""
+    from djsmile.training.budget import input_sizes_of, time_interleaved
+    calls = []
+
+    class FakePair:
+        input_names, input_shapes = ["aligned", "box"], [(1, 64, 64, 1), (1, 48, 48, 1)]
+
+        def run(self, x):
+            raise AssertionError("a pair is fed by name")
+
+        def run_named(self, xs):
+            calls.append({k: v.shape for k, v in xs.items()})
+
+    pair = FakePair()
+    assert input_sizes_of(pair) == {"aligned": 64, "box": 48}
+    med = time_interleaved({"pair": pair}, {"pair": input_sizes_of(pair)}, rounds=2, per_round=3)
+    assert med["pair"] >= 0 and len(calls) == 20 + 6
+    assert calls[-1] == {"aligned": (1, 64, 64, 1), "box": (1, 48, 48, 1)}
+
+
 @pytest.mark.slow
 def test_training_on_soft_targets_reports_a_real_accuracy(tmp_path, capsys):
     """Soft targets (0.75 / 0.25 here) are scored rounded at 0.5, like labels: Keras' binary accuracy read 0.0000."""

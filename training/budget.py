@@ -33,21 +33,44 @@ def fits(median_ms: float, size_bytes: int, ms: float = BUDGET_MS, max_bytes: in
     return median_ms <= ms and size_bytes <= max_bytes
 
 
+def input_sizes_of(rt):
+    """What :func:`time_interleaved` feeds a runtime: its side (one input) or ``{input name: side}`` (a paired
+    smile model's several inputs)."""
+    if len(rt.input_names) > 1:
+        return {n: int(shp[1]) for n, shp in zip(rt.input_names, rt.input_shapes)}
+    return int(rt.input_shape[1])
+
+
 def time_interleaved(runtimes: dict, input_sizes: dict, rounds: int = 10, per_round: int = 40) -> dict:
-    """Median ms per model over ``rounds`` x ``per_round`` single-face runs, models taking turns each round."""
-    xs = {k: np.random.default_rng(0).random((1, s, s, 1), np.float32) for k, s in input_sizes.items()}
+    """Median ms per model over ``rounds`` x ``per_round`` single-face runs, models taking turns each round.
+
+    ``input_sizes``: per model, the side of its one square input, or ``{input name: side}`` for a model with several
+    inputs (one face = one crop per input, one invoke)."""
+    rng = np.random.default_rng(0)
+
+    def face(s):
+        return rng.random((1, s, s, 1), np.float32)
+    steps = {}
+    for k, s in input_sizes.items():
+        rt = runtimes[k]
+        if isinstance(s, dict):
+            feed = {n: face(v) for n, v in s.items()}
+            steps[k] = (lambda rt=rt, feed=feed: rt.run_named(feed))
+        else:
+            x = face(s)
+            steps[k] = (lambda rt=rt, x=x: rt.run(x))
     ts: dict = {k: [] for k in runtimes}
-    for rt_k, rt in runtimes.items():
+    for k in runtimes:
         for _ in range(20):
-            rt.run(xs[rt_k])
+            steps[k]()
     keys = list(runtimes)
     for r in range(rounds):
         order = keys[r % len(keys):] + keys[:r % len(keys)]
         for k in order:
-            rt, x = runtimes[k], xs[k]
+            step = steps[k]
             for _ in range(per_round):
                 t = time.perf_counter()
-                rt.run(x)
+                step()
                 ts[k].append((time.perf_counter() - t) * 1e3)
     return {k: float(np.median(v)) for k, v in ts.items()}
 
@@ -70,7 +93,7 @@ def main(argv=None) -> int:
     tmp = Path(tempfile.mkdtemp(prefix="djsmile-budget-"))
     rows = {}
     rts, ins = {"reference": Runtime(ref, num_threads=1)}, {}
-    ins["reference"] = int(rts["reference"].input_shape[1])
+    ins["reference"] = input_sizes_of(rts["reference"])
     for S in sizes:
         for w in widths:
             name = f"{S}px {'-'.join(map(str, w))}"
