@@ -27,7 +27,7 @@ def make_detector(det) -> FaceDetector:
     if det.backend == "blazeface":
         from .blazeface import BlazeFaceDetector
         return BlazeFaceDetector(min_score=det.blazeface_min_score, model=det.blazeface_model,
-                                 min_face_fraction=det.min_face_fraction)
+                                 min_face_fraction=det.min_face_fraction, refine=det.blazeface_refine)
     raise ValueError(f"unknown detector.backend {det.backend!r}; choose from {', '.join(BACKENDS)}")
 
 
